@@ -1,0 +1,3 @@
+"""yolocc core: IR, passes, pipeline, plugin registry, report and CLI."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,79 @@
+"""Lowering: torch module to ONNX (done once, when the first onnx-stage pass runs or at emit)."""
+
+from __future__ import annotations
+
+import io
+import logging
+import warnings
+
+import onnx
+import torch
+
+from .errors import ExportError
+from .ir import ModelIR
+
+log = logging.getLogger(__name__)
+
+DEFAULT_OPSET = 17
+
+
+def export_onnx(module: torch.nn.Module, ir: ModelIR, opset: int = DEFAULT_OPSET,
+                dynamic_batch: bool = False) -> onnx.ModelProto:
+    """Export ``module`` with ``ir``'s input spec and output names; deterministic bytes."""
+    if opset < 17:
+        raise ExportError(f"opset {opset} is too old: yolocc emits opset 17 or newer")
+    x = ir.example_inputs()
+    dynamic_axes = None
+    if dynamic_batch:
+        dynamic_axes = {ir.input.name: {0: "batch"}}
+        dynamic_axes.update({n: {0: "batch"} for n in ir.output_names})
+    buf = io.BytesIO()
+    was_training = module.training
+    module.eval()
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(module, (x,), buf, opset_version=opset, dynamo=False,
+                              input_names=[ir.input.name], output_names=list(ir.output_names),
+                              dynamic_axes=dynamic_axes, do_constant_folding=True)
+    except Exception as e:  # torch raises many types here; all mean "cannot export"
+        raise ExportError(f"ONNX export failed: {type(e).__name__}: {str(e).splitlines()[0]}") from e
+    finally:
+        module.train(was_training)
+    model = onnx.load_from_string(buf.getvalue())
+    try:
+        onnx.checker.check_model(model)
+    except onnx.checker.ValidationError as e:
+        raise ExportError(f"exported ONNX fails onnx.checker: {str(e).splitlines()[0]}") from e
+    add_metadata(model, ir, dynamic_batch)
+    return model
+
+
+def add_metadata(model: onnx.ModelProto, ir: ModelIR, dynamic_batch: bool = False) -> None:
+    """Carry frontend facts (e.g. Ultralytics' names/stride/imgsz) into ``metadata_props``."""
+    meta = dict(ir.meta.get("onnx_metadata", {}))
+    if meta:
+        meta["batch"] = 1
+        meta["dynamic"] = dynamic_batch
+    meta["producer"] = "yolocc"
+    del model.metadata_props[:]
+    for key in sorted(meta):
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, str(meta[key])
+
+
+def lower(ir: ModelIR, opset: int = DEFAULT_OPSET, dynamic_batch: bool = False) -> None:
+    """Move ``ir`` from the torch stage to the onnx stage (in place)."""
+    ir.require_stage("torch", "lower")
+    log.info("lowering to ONNX (opset %d%s)", opset, ", dynamic batch" if dynamic_batch else "")
+    ir.set_onnx(export_onnx(ir.module, ir, opset, dynamic_batch))
+    ir.meta["opset"] = opset
+    ir.meta["dynamic_batch"] = dynamic_batch
+    ir.log_pass("lower", {"opset": opset, "dynamic_batch": dynamic_batch}, {})
+
+
+def onnx_bytes(ir: ModelIR, opset: int = DEFAULT_OPSET, dynamic_batch: bool = False) -> bytes:
+    """The ONNX serialization of ``ir`` at either stage (torch stage: exported on the fly)."""
+    if ir.stage == "onnx":
+        return ir.onnx_model.SerializeToString()
+    return export_onnx(ir.module, ir, opset, dynamic_batch).SerializeToString()

@@ -1,0 +1,96 @@
+"""ONNX-stage views: the networkx graph, parameter and MAC counts of an ``onnx.ModelProto``."""
+
+from __future__ import annotations
+
+import numpy as np
+import networkx as nx
+import onnx
+from onnx import numpy_helper, shape_inference
+
+
+def graph_from_onnx(model: onnx.ModelProto) -> nx.DiGraph:
+    """One node per ONNX node, keyed by node name; edges follow tensors."""
+    g = nx.DiGraph()
+    producer: dict[str, str] = {}
+    for i, node in enumerate(model.graph.node):
+        name = node.name or f"{node.op_type}_{i}"
+        g.add_node(name, op=node.op_type, kind="op", inputs=list(node.input), outputs=list(node.output))
+        for t in node.output:
+            producer[t] = name
+    for name, data in g.nodes(data=True):
+        for t in data["inputs"]:
+            if t in producer:
+                g.add_edge(producer[t], name, tensor=t)
+    return g
+
+
+def initializer_elements(model: onnx.ModelProto) -> int:
+    """Number of elements held in initializers and Constant nodes with more than one element."""
+    total = sum(int(np.prod(t.dims)) for t in model.graph.initializer if int(np.prod(t.dims)) > 1)
+    for node in model.graph.node:
+        if node.op_type == "Constant":
+            for a in node.attribute:
+                if a.name == "value" and int(np.prod(a.t.dims)) > 1:
+                    total += int(np.prod(a.t.dims))
+    return total
+
+
+def _shapes(model: onnx.ModelProto) -> dict[str, list[int]]:
+    """Static tensor shapes; shape subgraphs (e.g. from ``chunk``) are folded first."""
+    import onnx_graphsurgeon as gs
+
+    try:
+        for _ in range(3):  # inference exposes shapes, folding turns Shape ops into constants
+            graph = gs.import_onnx(shape_inference.infer_shapes(model))
+            n_before = len(graph.nodes)
+            graph.fold_constants(error_ok=True).cleanup()
+            model = gs.export_onnx(graph)
+            if len(graph.nodes) == n_before:
+                break
+    except Exception:  # folding is only a help for inference; fall back to the raw graph
+        pass
+    inferred = shape_inference.infer_shapes(model, data_prop=True)
+    shapes = {}
+    for vi in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output):
+        dims = [d.dim_value if d.HasField("dim_value") else 1 for d in vi.type.tensor_type.shape.dim]
+        shapes[vi.name] = dims
+    for t in model.graph.initializer:
+        shapes[t.name] = list(t.dims)
+    return shapes
+
+
+def macs(model: onnx.ModelProto) -> int:
+    """Multiply-accumulates of Conv, ConvTranspose, Gemm and MatMul nodes (batch as exported)."""
+    shapes = _shapes(model)
+    consts = {t.name: t for t in model.graph.initializer}
+    # QDQ graphs: a weight reaches Conv through DequantizeLinear; follow it to the initializer.
+    dq_src = {n.output[0]: n.input[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
+    total = 0
+    for node in model.graph.node:
+        if node.op_type not in ("Conv", "ConvTranspose", "Gemm", "MatMul") or not node.output:
+            continue
+        out = shapes.get(node.output[0])
+        w_name = node.input[1] if len(node.input) > 1 else ""
+        w_shape = shapes.get(w_name) or shapes.get(dq_src.get(w_name, ""))
+        if w_shape is None and dq_src.get(w_name) in consts:
+            w_shape = list(consts[dq_src[w_name]].dims)
+        if not out or not w_shape:
+            continue
+        if node.op_type == "Conv":
+            total += int(np.prod(out)) * int(np.prod(w_shape[1:]))
+        elif node.op_type == "ConvTranspose":
+            x = shapes.get(node.input[0])
+            if x:
+                total += int(np.prod(x)) * int(np.prod(w_shape[1:]))
+        else:  # Gemm / MatMul: out elements times the reduced dimension
+            a = shapes.get(node.input[0])
+            if a:
+                total += int(np.prod(out)) * int(a[-1])
+    return total
+
+
+def initializer_array(model: onnx.ModelProto, name: str) -> np.ndarray | None:
+    for t in model.graph.initializer:
+        if t.name == name:
+            return numpy_helper.to_array(t)
+    return None

@@ -1,0 +1,89 @@
+"""The pass interface: ``Pass``, ``PassResult`` and the ``PassContext`` handed to each call."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Sequence
+
+from .errors import PipelineError
+from .ir import ModelIR
+from .params import Param, PassSpec, bind
+
+
+@dataclass
+class PassResult:
+    """What a pass did: whether the IR changed, counts/ratios of what changed, diagnostics."""
+
+    modified: bool
+    changes: dict[str, Any] = field(default_factory=dict)
+    diagnostics: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PassContext:
+    """Run-wide options and services a pass may use; never global state."""
+
+    options: dict[str, Any] = field(default_factory=dict)
+    hook: Any = None  # pluggy hook relay, for event hooks
+    history: list[str] = field(default_factory=list)  # passes already run
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger("yolocc"))
+    progress: Any = None  # callable(description, completed, total) or None
+
+    def option(self, key: str, default: Any = None) -> Any:
+        return self.options.get(key, default)
+
+
+class Pass:
+    """Base class of every pass, built-in or third-party.
+
+    Subclasses set ``name`` (the CLI name), ``stage`` (``torch`` or ``onnx``), ``params`` and a
+    one-line docstring, and implement ``call``. ``requires`` names IR analyses that must exist
+    first (the pipeline inserts the pass that ``provides`` one, where it can); analyses not in
+    ``preserves`` are dropped when the pass modifies the model.
+    """
+
+    name: ClassVar[str] = ""
+    stage: ClassVar[str] = "torch"
+    params: ClassVar[tuple[Param, ...]] = ()
+    requires: ClassVar[tuple[str, ...]] = ()
+    provides: ClassVar[tuple[str, ...]] = ()
+    preserves: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, _positional: Sequence[Any] = (), **kwargs: Any):
+        self.args = bind(self.name, self.params, kwargs, _positional)
+
+    @classmethod
+    def from_spec(cls, spec: PassSpec) -> "Pass":
+        return cls(spec.positional, **dict(spec.args))
+
+    @classmethod
+    def summary(cls) -> str:
+        """The first line of the class docstring."""
+        return (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+
+    def expand(self) -> list["Pass"] | None:
+        """Macro passes return the passes they stand for; ordinary passes return None."""
+        return None
+
+    def call(self, ir: ModelIR, ctx: PassContext) -> PassResult:
+        raise NotImplementedError
+
+    def __call__(self, ir: ModelIR, ctx: PassContext) -> PassResult:
+        """Check preconditions, run ``call``, record provenance."""
+        missing = [a for a in self.requires if a not in ir.analyses]
+        if missing:
+            raise PipelineError(f"pass '{self.name}' requires analysis {', '.join(missing)}, which no earlier pass produced")
+        if ir.stage != self.stage:
+            raise PipelineError(f"pass '{self.name}' runs at the {self.stage} stage but the model is at the {ir.stage} stage")
+        result = self.call(ir, ctx)
+        if result.modified:
+            for key in list(ir.analyses):
+                if key not in self.preserves and key not in self.provides:
+                    del ir.analyses[key]
+        ir.log_pass(self.name, self.args, result.changes)
+        return result
+
+    def __str__(self) -> str:
+        shown = ",".join(f"{k}={v}" for k, v in self.args.items() if v is not None)
+        return self.name + (f":{shown}" if shown else "")

@@ -1,0 +1,154 @@
+"""Planning and running a pass pipeline.
+
+The plan keeps the user's order. It expands macros, inserts a pass that provides a missing
+required analysis (e.g. ``canonicalize`` before ``prune``), inserts the lowering step where the
+stage changes from torch to onnx, and refuses impossible orders; it never reorders silently.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Sequence
+
+from . import lowering
+from .errors import PassError, PipelineError, YoloccError
+from .ir import ModelIR, ONNX, TORCH
+from .params import PassSpec, parse_pass_spec
+from .passbase import Pass, PassContext, PassResult
+from .registry import Registry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Step:
+    """One step of a plan: a pass, or the lowering from torch to ONNX."""
+
+    kind: str  # "pass" | "lower"
+    pass_: Pass | None = None
+    origin: str = "user"  # user | auto (why) | macro name
+
+    def describe(self) -> str:
+        if self.kind == "lower":
+            return "lower to ONNX"
+        return str(self.pass_)
+
+    def as_dict(self) -> dict[str, Any]:
+        d = {"step": self.kind, "origin": self.origin}
+        if self.pass_ is not None:
+            d.update(name=self.pass_.name, stage=self.pass_.stage, args=dict(self.pass_.args))
+        return d
+
+
+def resolve(registry: Registry, items: Iterable[str | PassSpec | Pass]) -> list[Pass]:
+    """Turn ``-p`` strings, ``PassSpec``s or ready ``Pass`` objects into ``Pass`` instances."""
+    out = []
+    for item in items:
+        if isinstance(item, Pass):
+            out.append(item)
+            continue
+        spec = parse_pass_spec(item) if isinstance(item, str) else item
+        out.append(registry.pass_class(spec.name).from_spec(spec))
+    return out
+
+
+def _expand(p: Pass, origin: str, depth: int = 0) -> list[tuple[Pass, str]]:
+    parts = p.expand()
+    if parts is None:
+        return [(p, origin)]
+    if depth > 8:
+        raise PipelineError(f"macro '{p.name}' expands too deeply (a macro that includes itself?)")
+    out = []
+    for part in parts:
+        out.extend(_expand(part, f"macro {p.name}", depth + 1))
+    return out
+
+
+def _provider(registry: Registry, analysis: str, needed_by: str) -> type[Pass]:
+    for reg in registry.passes.values():
+        if analysis in reg.obj.provides:
+            return reg.obj
+    raise PipelineError(f"pass '{needed_by}' requires '{analysis}', and no registered pass provides it")
+
+
+def plan(registry: Registry, items: Iterable[str | PassSpec | Pass], start_stage: str = TORCH,
+         start_analyses: Iterable[str] = (), source: str = "the model") -> list[Step]:
+    """Build the ordered list of steps; raise ``PipelineError`` for an impossible order."""
+    expanded: list[tuple[Pass, str]] = []
+    for p in resolve(registry, items):
+        expanded.extend(_expand(p, "user"))
+
+    steps: list[Step] = []
+    stage = start_stage
+    available = set(start_analyses)
+    last_onnx: str | None = None
+
+    def add(p: Pass, origin: str, chain: tuple[str, ...] = ()) -> None:
+        nonlocal stage, available, last_onnx
+        if p.stage == TORCH and stage == ONNX:
+            if last_onnx is None:
+                raise PipelineError(f"pass '{p.name}' works on a PyTorch model, but {source} is ONNX; "
+                                    f"start from the PyTorch model (.pt/.yaml) instead")
+            raise PipelineError(f"pass '{p.name}' (torch stage) cannot run after '{last_onnx}' (onnx stage): "
+                                f"the model is lowered to ONNX before '{last_onnx}'; put '{p.name}' before '{last_onnx}'")
+        for req in p.requires:
+            if req not in available:
+                if req in chain:
+                    raise PipelineError(f"passes require each other in a cycle: {' -> '.join(chain + (req,))}")
+                provider = _provider(registry, req, p.name)
+                add(provider(), f"auto: required by {p.name}", chain + (req,))
+        if p.stage == ONNX and stage == TORCH:
+            steps.append(Step("lower", origin=f"auto: before {p.name}"))
+            stage = ONNX
+        steps.append(Step("pass", p, origin))
+        if p.stage == ONNX:
+            last_onnx = p.name
+        available = {a for a in available if a in p.preserves} | set(p.provides)
+
+    for p, origin in expanded:
+        add(p, origin)
+    return steps
+
+
+StageCallback = Callable[[Step, PassResult, float], None]
+
+
+@dataclass
+class RunOptions:
+    opset: int = lowering.DEFAULT_OPSET
+    dynamic_batch: bool = False
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def run(ir: ModelIR, steps: Sequence[Step], hook: Any, run_opts: RunOptions,
+        on_pass: StageCallback | None = None) -> PassContext:
+    """Run ``steps`` on ``ir`` in place; wrap pass failures in ``PassError`` naming the history."""
+    ctx = PassContext(options=dict(run_opts.options, opset=run_opts.opset,
+                                   dynamic_batch=run_opts.dynamic_batch), hook=hook)
+    for step in steps:
+        if step.kind == "lower":
+            lowering.lower(ir, run_opts.opset, run_opts.dynamic_batch)
+            continue
+        p = step.pass_
+        assert p is not None
+        if hook is not None:
+            hook.yolocc_before_pass(pass_=p, ir=ir, ctx=ctx)
+        t0 = time.perf_counter()
+        try:
+            result = p(ir, ctx)
+        except Exception as e:
+            after = f" after [{', '.join(ctx.history)}]" if ctx.history else ""
+            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+            if not isinstance(e, YoloccError):
+                msg = f"{type(e).__name__}: {msg}"
+            raise PassError(f"pass '{p.name}' failed{after}: {msg}") from e
+        elapsed = time.perf_counter() - t0
+        log.info("pass %s: %s in %.2fs", p.name, "changed the model" if result.modified else "no change", elapsed)
+        if hook is not None:
+            hook.yolocc_after_pass(pass_=p, ir=ir, ctx=ctx, result=result)
+        ctx.history.append(p.name)
+        if on_pass is not None:
+            on_pass(step, result, elapsed)
+    return ctx

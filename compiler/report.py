@@ -1,0 +1,170 @@
+"""The compile report: one entry per stage (the input model, then each pass), as JSON or Markdown.
+
+Schema (``schema: yolocc.report/1``) is documented in the README.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import __version__, measure, onnxgraph
+from .errors import UsageError
+from .fileio import write_atomic
+
+SCHEMA = "yolocc.report/1"
+
+
+@dataclass
+class StageRecord:
+    """Measurements of the model after one stage."""
+
+    name: str
+    stage: str
+    params: int
+    args: dict[str, Any] = field(default_factory=dict)
+    origin: str = "input"
+    modified: bool = False
+    changes: dict[str, Any] = field(default_factory=dict)
+    diagnostics: list[str] = field(default_factory=list)
+    time_s: float = 0.0
+    onnx: bytes | None = None  # the stage's ONNX serialization (not written to the report)
+    macs: int | None = None
+    size_bytes: int | None = None
+    latency_ms: float | None = None
+    fidelity: dict[str, Any] | None = None
+    metrics: dict[str, float] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        d = {k: v for k, v in self.__dict__.items() if k != "onnx"}
+        return {k: v for k, v in d.items() if v is not None}
+
+
+@dataclass
+class Report:
+    """Everything a compile measured."""
+
+    model: str
+    task: str
+    imgsz: int
+    plan: list[dict[str, Any]] = field(default_factory=list)
+    stages: list[StageRecord] = field(default_factory=list)
+    artifact: dict[str, Any] | None = None
+    compile_time_s: float = 0.0
+    latency: dict[str, Any] = field(default_factory=dict)
+
+    def finalize(self, latency_runs: int = 20, threads: int = 0, splits: dict | None = None) -> None:
+        """Fill MACs, size, latency (round-robin, same run) and fidelity from each stage's ONNX."""
+        import onnx
+
+        with_onnx = [s for s in self.stages if s.onnx is not None]
+        for s in with_onnx:
+            s.size_bytes = len(s.onnx)
+            s.macs = onnxgraph.macs(onnx.load_from_string(s.onnx))
+        if not with_onnx:
+            return
+        x = np.random.default_rng(0).random(_input_shape(with_onnx[0].onnx), dtype=np.float32)
+        ref = measure.run_outputs(measure.session(with_onnx[0].onnx, threads), x)
+        for s in with_onnx[1:]:
+            s.fidelity = measure.fidelity(ref, measure.run_outputs(measure.session(s.onnx, threads), x), splits)
+        if latency_runs > 0:
+            self.latency = {"runtime": "onnxruntime CPUExecutionProvider", "runs": latency_runs,
+                            "warmup": 3, "statistic": "median", "threads": threads or "default",
+                            "order": "round-robin"}
+            for s, ms in zip(with_onnx, measure.latencies_ms([s.onnx for s in with_onnx], x,
+                                                             latency_runs, threads=threads)):
+                s.latency_ms = ms
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"schema": SCHEMA, "yolocc": __version__, "model": self.model, "task": self.task,
+                "imgsz": self.imgsz, "plan": self.plan, "stages": [s.as_dict() for s in self.stages],
+                "artifact": self.artifact, "latency": self.latency,
+                "compile_time_s": round(self.compile_time_s, 3)}
+
+    def rows(self) -> list[dict[str, str]]:
+        """Table rows (strings) with deltas against the input stage."""
+        base = self.stages[0] if self.stages else None
+        rows = []
+        for s in self.stages:
+            rows.append({
+                "stage": s.name if s.origin in ("input", "user") else f"{s.name} ({s.origin.split(':')[0]})",
+                "params": _with_delta(s.params, base.params if base else None, _count),
+                "MACs": _with_delta(s.macs, base.macs if base else None, _count),
+                "size": _with_delta(s.size_bytes, base.size_bytes if base else None, _bytes),
+                "latency": _with_delta(s.latency_ms, base.latency_ms if base else None, lambda v: f"{v:.2f} ms"),
+                "fidelity": _fidelity_cell(s.fidelity),
+            })
+        return rows
+
+    def to_markdown(self) -> str:
+        rows = self.rows()
+        head = list(rows[0]) if rows else []
+        lines = [f"# yolocc report: {self.model}", "",
+                 f"task: {self.task}, imgsz: {self.imgsz}, compile time: {self.compile_time_s:.1f} s", ""]
+        lines.append("| " + " | ".join(head) + " |")
+        lines.append("|" + "---|" * len(head))
+        for r in rows:
+            lines.append("| " + " | ".join(r.values()) + " |")
+        if self.latency:
+            lines += ["", f"Latency: {self.latency['runtime']}, median of {self.latency['runs']} runs "
+                          f"after {self.latency['warmup']} warm-up runs, stages timed round-robin in one run."]
+        lines += ["", "Fidelity: cosine similarity of the outputs with the input model's on one fixed input."]
+        if self.artifact:
+            lines += ["", f"Artifact: `{self.artifact.get('path')}` ({_bytes(self.artifact.get('size_bytes', 0))}, "
+                          f"sha256 {self.artifact.get('sha256', '')[:16]}...)"]
+        return "\n".join(lines) + "\n"
+
+    def write(self, path: str | Path) -> Path:
+        """Write JSON, or Markdown for a ``.md`` path, atomically."""
+        p = Path(path)
+        if p.suffix.lower() == ".md":
+            return write_atomic(p, self.to_markdown())
+        if p.suffix.lower() != ".json":
+            raise UsageError(f"report path '{p}' must end in .json or .md")
+        return write_atomic(p, json.dumps(self.as_dict(), indent=2) + "\n")
+
+
+def _input_shape(model_bytes: bytes) -> list[int]:
+    import onnx
+
+    m = onnx.load_from_string(model_bytes)
+    dims = m.graph.input[0].type.tensor_type.shape.dim
+    return [d.dim_value if d.HasField("dim_value") else 1 for d in dims]
+
+
+def _count(v: float) -> str:
+    for unit, div in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(v) >= div:
+            return f"{v / div:.2f}{unit}"
+    return str(int(v))
+
+
+def _bytes(v: float) -> str:
+    for unit, div in (("MB", 1e6), ("kB", 1e3)):
+        if abs(v) >= div:
+            return f"{v / div:.2f} {unit}"
+    return f"{int(v)} B"
+
+
+def _with_delta(v, base, fmt) -> str:
+    if v is None:
+        return "-"
+    if base in (None, 0) or v == base:
+        return fmt(v)
+    return f"{fmt(v)} ({(v - base) / base * 100:+.1f}%)"
+
+
+def _fidelity_cell(fid: dict | None) -> str:
+    if not fid:
+        return "-"
+    # Prefer the class-score slice of a detector's output: boxes (0-640) would dominate the rest.
+    key = next((k for k in fid if k.endswith("[scores]")), next(iter(fid)))
+    entry = fid[key]
+    if "cosine" not in entry:
+        return "shape mismatch"
+    label = "scores " if key.endswith("[scores]") else ""
+    return f"{label}cos {entry['cosine']:.4f}, rel err {entry['rel_err']:.2g}"

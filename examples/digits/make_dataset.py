@@ -1,0 +1,431 @@
+#!/usr/bin/env python
+"""Build a small, real, labelled YOLO dataset from scikit-learn's bundled handwritten digits.
+
+The source is ``sklearn.datasets.load_digits`` (1797 grey 8x8 scans of handwritten digits, 10 classes,
+shipped inside scikit-learn, so nothing is downloaded). The source digits are split *by index* into three
+disjoint pools (train / val / calib); every image of a split only uses digits from its own pool.
+
+Each detection image is a cluttered RGB canvas (default 160x160) with 1-6 digits pasted on it:
+
+* background: two-colour gradient + low-frequency colour noise + random lines, ellipses, rectangles;
+* digits: upsampled from 8x8 to 12-48 px (linear / cubic interpolation), aspect jitter, small rotation,
+  random ink colour (with a minimum contrast to the local background), random opacity;
+* partial overlap between digits is allowed (bounded IoU), later digits occlude earlier ones;
+* distractors: stroke-like polylines and arcs in digit-like colours and thickness, some drawn over digits;
+* finishing: optional blur and additive Gaussian noise.
+
+Labels are YOLO txt files (``class cx cy w h``, normalised) whose box is the tight bbox of the digit's ink
+(pixels of the pasted alpha mask above ``INK_THRESHOLD``), before occlusion (amodal box).
+
+Layout written under ``--out`` (default: ``examples/digits/data`` next to this script)::
+
+    digits.yaml                      Ultralytics detection data file (no ``path:`` key, see below)
+    train/images/*.png  train/labels/*.txt
+    val/images/*.png    val/labels/*.txt
+    calib/images/*.png  calib/labels/*.txt   (calibration images for post-training quantisation)
+    cls/train/<0-9>/*.png  cls/val/<0-9>/*.png   (classification variant, Ultralytics classify layout)
+
+``digits.yaml`` has no ``path:`` key on purpose: Ultralytics then uses the directory containing the YAML
+file as the dataset root (``ultralytics.data.utils.check_det_dataset``), so the file works from any
+working directory and the generated data stays relocatable. (A *relative* ``path:`` would instead be
+resolved against the current working directory, falling back to the Ultralytics ``DATASETS_DIR``.)
+
+Generation is deterministic: each image is drawn from its own ``numpy.random.default_rng`` seeded by
+(seed, split, index), so output does not depend on ordering. Only numpy + OpenCV are used.
+
+Usage (from the repository root)::
+
+    python examples/digits/make_dataset.py                     # defaults: 1000 / 200 / 128 images
+    python examples/digits/make_dataset.py --out /tmp/digits --seed 1 --n-train 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+from sklearn.datasets import load_digits
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_OUT = HERE / "data"
+
+SPLITS = ("train", "val", "calib")
+SPLIT_IDS = {"train": 0, "val": 1, "calib": 2, "cls_train": 3, "cls_val": 4}
+# Fractions of the 1797 source digits given to each split (disjoint, by shuffled index).
+SPLIT_FRACTIONS = {"train": 0.6, "val": 0.2, "calib": 0.2}
+
+INK_THRESHOLD = 0.25  # alpha above which a pixel counts as ink for the tight bbox
+
+# ---- difficulty knobs (detection) --------------------------------------------------------------
+DIGIT_SIZE = (14, 48)  # digit height in px on the 160 px canvas (scaled with --imgsz)
+DIGITS_PER_IMAGE = (1, 6)
+MAX_IOU = 0.30  # maximum IoU between two digit boxes (partial overlap allowed)
+MAX_COVER = 0.45  # maximum fraction of an existing box covered by a new one
+MIN_CONTRAST = 80.0  # minimum luminance difference between ink colour and local background
+BG_BLOTCH_AMP = (5.0, 30.0)  # amplitude of the low-frequency colour noise
+N_BG_LINES = (0, 5)
+N_BG_SHAPES = (0, 4)
+N_DISTRACTORS = (0, 3)  # digit-like strokes under the digits
+N_OVER_STROKES = (0, 1)  # thin strokes drawn over the digits
+NOISE_SIGMA = (2.0, 12.0)
+BLUR_PROB = 0.3
+
+# ---- difficulty knobs (classification, 64 px crops) --------------------------------------------
+CLS_DIGIT_SIZE = (22, 50)
+CLS_BG_LINES = (0, 2)
+CLS_BG_SHAPES = (0, 2)
+CLS_DISTRACTORS = (0, 2)
+CLS_NEIGHBOURS = (0, 1)  # cut-off neighbour digits at the border
+CLS_OVER_STROKES = (0, 1)
+
+
+def rint(rng: np.random.Generator, lo_hi: tuple[int, int]) -> int:
+    """Random integer in the closed range lo_hi."""
+    return int(rng.integers(lo_hi[0], lo_hi[1] + 1))
+
+
+def luminance(c: np.ndarray) -> float:
+    """Luma of a BGR colour."""
+    return float(0.114 * c[0] + 0.587 * c[1] + 0.299 * c[2])
+
+
+def random_color(rng: np.random.Generator) -> np.ndarray:
+    return rng.uniform(0, 255, size=3).astype(np.float32)
+
+
+# ---- backgrounds -------------------------------------------------------------------------------
+def make_background(rng: np.random.Generator, h: int, w: int, n_lines=N_BG_LINES, n_shapes=N_BG_SHAPES) -> np.ndarray:
+    """Textured float32 BGR background in [0, 255]."""
+    c0, c1 = random_color(rng), random_color(rng)
+    ang = rng.uniform(0, 2 * np.pi)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    t = (np.cos(ang) * xx + np.sin(ang) * yy) / max(h, w)
+    t = (t - t.min()) / max(float(t.max() - t.min()), 1e-6)
+    img = c0[None, None, :] * (1 - t[..., None]) + c1[None, None, :] * t[..., None]
+
+    # low-frequency colour noise (blotches)
+    g = rint(rng, (3, 10))
+    amp = rng.uniform(*BG_BLOTCH_AMP)
+    low = rng.normal(0, 1, size=(g, g, 3)).astype(np.float32)
+    img += amp * cv2.resize(low, (w, h), interpolation=cv2.INTER_CUBIC)
+
+    # mid-frequency texture
+    if rng.random() < 0.5:
+        g2 = rint(rng, (16, 40))
+        mid = rng.normal(0, 1, size=(g2, g2, 1)).astype(np.float32)
+        img += rng.uniform(5, 20) * cv2.resize(mid, (w, h), interpolation=cv2.INTER_LINEAR)[..., None]
+
+    img = np.clip(img, 0, 255)
+    scale = max(h, w) / 160.0
+    for _ in range(rint(rng, n_shapes)):
+        overlay = img.copy()
+        color = tuple(float(v) for v in random_color(rng))
+        kind = rng.integers(3)
+        cx, cy = int(rng.integers(0, w)), int(rng.integers(0, h))
+        if kind == 0:
+            axes = (int(rng.integers(4, 40) * scale), int(rng.integers(4, 40) * scale))
+            thick = -1 if rng.random() < 0.6 else int(rng.integers(1, 4))
+            cv2.ellipse(overlay, (cx, cy), axes, float(rng.uniform(0, 180)), 0, 360, color, thick, cv2.LINE_AA)
+        elif kind == 1:
+            x2, y2 = cx + int(rng.integers(-50, 50) * scale), cy + int(rng.integers(-50, 50) * scale)
+            thick = -1 if rng.random() < 0.6 else int(rng.integers(1, 4))
+            cv2.rectangle(overlay, (cx, cy), (x2, y2), color, thick, cv2.LINE_AA)
+        else:
+            cv2.circle(overlay, (cx, cy), int(rng.integers(2, 12) * scale), color, -1, cv2.LINE_AA)
+        a = rng.uniform(0.3, 0.9)
+        img = img * (1 - a) + overlay * a
+    for _ in range(rint(rng, n_lines)):
+        p1 = (int(rng.integers(-20, w + 20)), int(rng.integers(-20, h + 20)))
+        p2 = (int(rng.integers(-20, w + 20)), int(rng.integers(-20, h + 20)))
+        color = tuple(float(v) for v in random_color(rng))
+        cv2.line(img, p1, p2, color, int(rng.integers(1, 3)), cv2.LINE_AA)
+    return img
+
+
+def draw_strokes(img: np.ndarray, rng: np.random.Generator, n: int, size_range: tuple[float, float], thin=False):
+    """Digit-like distractor strokes: short polylines / arcs with stroke widths like an upsampled digit."""
+    h, w = img.shape[:2]
+    for _ in range(n):
+        size = rng.uniform(*size_range)
+        thick = 1 if thin else max(1, int(round(size / rng.uniform(5, 9))))
+        color = tuple(float(v) for v in random_color(rng))
+        cx, cy = rng.uniform(0, w), rng.uniform(0, h)
+        if rng.random() < 0.5:  # polyline
+            k = rint(rng, (2, 4))
+            pts = np.stack([cx + rng.uniform(-size / 2, size / 2, k), cy + rng.uniform(-size / 2, size / 2, k)], 1)
+            cv2.polylines(img, [pts.astype(np.int32)], False, color, thick, cv2.LINE_AA)
+        else:  # arc
+            axes = (max(1, int(size * rng.uniform(0.15, 0.5))), max(1, int(size * rng.uniform(0.15, 0.5))))
+            start = rng.uniform(0, 360)
+            cv2.ellipse(
+                img,
+                (int(cx), int(cy)),
+                axes,
+                float(rng.uniform(0, 180)),
+                start,
+                start + rng.uniform(90, 300),
+                color,
+                thick,
+                cv2.LINE_AA,
+            )
+
+
+# ---- digits ------------------------------------------------------------------------------------
+def render_digit(src: np.ndarray, height: float, rng: np.random.Generator):
+    """Upsample one 8x8 digit (values 0..16) to an alpha mask about ``height`` px tall.
+
+    Returns (mask float32 in [0,1], (x0, y0, x1, y1) tight ink bbox inside the mask, exclusive ends).
+    """
+    a = np.pad(src.astype(np.float32) / 16.0, 2)  # 12x12, padding keeps interpolation edges clean
+    sy = height / 8.0
+    sx = sy * rng.uniform(0.75, 1.15)
+    interp = cv2.INTER_CUBIC if rng.random() < 0.5 else cv2.INTER_LINEAR
+    m = cv2.resize(a, (max(2, round(12 * sx)), max(2, round(12 * sy))), interpolation=interp)
+    angle = rng.uniform(-12, 12)
+    shear = rng.uniform(-0.15, 0.15)
+    hh, ww = m.shape
+    cx, cy = ww / 2, hh / 2
+    M = cv2.getRotationMatrix2D((cx, cy), angle, 1.0)
+    M[0, 1] += shear
+    M[0, 2] -= shear * cy
+    m = cv2.warpAffine(m, M, (ww, hh), flags=cv2.INTER_LINEAR, borderValue=0)
+    m = np.clip(m, 0, 1) ** rng.uniform(0.6, 1.2)  # stroke weight
+    ys, xs = np.nonzero(m > INK_THRESHOLD)
+    if len(xs) == 0:  # cannot happen for load_digits, kept for safety
+        return m, (0, 0, m.shape[1], m.shape[0])
+    return m, (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
+
+
+def ink_color(rng: np.random.Generator, bg_mean: np.ndarray, min_contrast: float) -> np.ndarray:
+    """Random ink colour whose luma differs from the local background by at least min_contrast."""
+    lb = luminance(bg_mean)
+    for _ in range(50):
+        c = random_color(rng)
+        if abs(luminance(c) - lb) >= min_contrast:
+            return c
+    return np.full(3, 0.0 if lb > 127 else 255.0, np.float32)
+
+
+def paste(img: np.ndarray, mask: np.ndarray, x: int, y: int, color: np.ndarray, opacity: float):
+    hh, ww = mask.shape
+    a = (mask * opacity)[..., None]
+    roi = img[y : y + hh, x : x + ww]
+    img[y : y + hh, x : x + ww] = roi * (1 - a) + color[None, None, :] * a
+
+
+def box_iou(a, b) -> tuple[float, float]:
+    """IoU of a and b, and the fraction of b covered by a. Boxes are (x0, y0, x1, y1)."""
+    iw = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    area_a = (a[2] - a[0]) * (a[3] - a[1])
+    area_b = (b[2] - b[0]) * (b[3] - b[1])
+    return inter / max(area_a + area_b - inter, 1e-6), inter / max(area_b, 1e-6)
+
+
+def finish(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    if rng.random() < BLUR_PROB:
+        img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.5, 1.0))
+    img = img + rng.normal(0, rng.uniform(*NOISE_SIGMA), size=img.shape).astype(np.float32)
+    return np.clip(img + 0.5, 0, 255).astype(np.uint8)
+
+
+def make_detection_image(rng, images, targets, pool, imgsz):
+    """One cluttered canvas. Returns (uint8 BGR image, list of (cls, x0, y0, x1, y1))."""
+    h = w = imgsz
+    scale = imgsz / 160.0
+    img = make_background(rng, h, w)
+    draw_strokes(img, rng, rint(rng, N_DISTRACTORS), (DIGIT_SIZE[0] * scale, DIGIT_SIZE[1] * scale))
+    boxes = []
+    n = rint(rng, DIGITS_PER_IMAGE)
+    for _ in range(n):
+        idx = int(pool[rng.integers(len(pool))])
+        placed = False
+        for _attempt in range(30):
+            # log-uniform size so small digits are as common as big ones
+            height = float(np.exp(rng.uniform(np.log(DIGIT_SIZE[0]), np.log(DIGIT_SIZE[1])))) * scale
+            mask, (bx0, by0, bx1, by1) = render_digit(images[idx], height, rng)
+            mh, mw = mask.shape
+            if mh > h or mw > w:
+                continue
+            x = int(rng.integers(0, w - mw + 1))
+            y = int(rng.integers(0, h - mh + 1))
+            box = (x + bx0, y + by0, x + bx1, y + by1)
+            if all(
+                (iou := box_iou(box, b[1:]))[0] <= MAX_IOU and iou[1] <= MAX_COVER and box_iou(b[1:], box)[1] <= MAX_COVER
+                for b in boxes
+            ):
+                bg_mean = img[box[1] : box[3], box[0] : box[2]].reshape(-1, 3).mean(0)
+                color = ink_color(rng, bg_mean, MIN_CONTRAST)
+                paste(img, mask, x, y, color, rng.uniform(0.75, 1.0))
+                boxes.append((int(targets[idx]), *box))
+                placed = True
+                break
+        if not placed:
+            continue
+    draw_strokes(img, rng, rint(rng, N_OVER_STROKES), (10 * scale, 50 * scale), thin=True)
+    return finish(img, rng), boxes
+
+
+def make_cls_image(rng, images, targets, pool_by_class, cls, imgsz):
+    """One classification crop: a single digit of class ``cls`` with clutter and cut-off neighbours."""
+    h = w = imgsz
+    scale = imgsz / 64.0
+    img = make_background(rng, h, w, CLS_BG_LINES, CLS_BG_SHAPES)
+    draw_strokes(img, rng, rint(rng, CLS_DISTRACTORS), (14 * scale, 40 * scale))
+    # cut-off neighbour digits at the border (other classes allowed) as distractors
+    pool_all = np.concatenate(list(pool_by_class.values()))
+    for _ in range(rint(rng, CLS_NEIGHBOURS)):
+        j = int(pool_all[rng.integers(len(pool_all))])
+        mask, _ = render_digit(images[j], rng.uniform(28, 50) * scale, rng)
+        mh, mw = mask.shape
+        side = rng.integers(4)
+        # centre well outside the canvas so at most ~1/3 of the neighbour is visible
+        if side == 0:
+            x, y = -int(mw * rng.uniform(0.7, 0.9)), int(rng.integers(-mh // 2, h - mh // 2))
+        elif side == 1:
+            x, y = w - int(mw * rng.uniform(0.1, 0.3)), int(rng.integers(-mh // 2, h - mh // 2))
+        elif side == 2:
+            x, y = int(rng.integers(-mw // 2, w - mw // 2)), -int(mh * rng.uniform(0.7, 0.9))
+        else:
+            x, y = int(rng.integers(-mw // 2, w - mw // 2)), h - int(mh * rng.uniform(0.1, 0.3))
+        canvas = np.zeros((h + 2 * 64, w + 2 * 64), np.float32)  # paste via padded canvas to clip
+        ox, oy = x + 64, y + 64
+        if 0 <= ox and ox + mw <= canvas.shape[1] and 0 <= oy and oy + mh <= canvas.shape[0]:
+            canvas[oy : oy + mh, ox : ox + mw] = mask
+            full = canvas[64 : 64 + h, 64 : 64 + w]
+            color = ink_color(rng, img.reshape(-1, 3).mean(0), MIN_CONTRAST)
+            paste(img, full, 0, 0, color, rng.uniform(0.75, 1.0))
+    pool = pool_by_class[cls]
+    idx = int(pool[rng.integers(len(pool))])
+    for _ in range(30):
+        mask, (bx0, by0, bx1, by1) = render_digit(images[idx], rng.uniform(*CLS_DIGIT_SIZE) * scale, rng)
+        mh, mw = mask.shape
+        if mh <= h and mw <= w:
+            break
+    mh, mw = mask.shape
+    x = int(rng.integers(0, w - mw + 1)) if w > mw else 0
+    y = int(rng.integers(0, h - mh + 1)) if h > mh else 0
+    mask = mask[: h - y, : w - x]
+    bg_mean = img[y + by0 : y + by1, x + bx0 : x + bx1].reshape(-1, 3).mean(0)
+    color = ink_color(rng, bg_mean, MIN_CONTRAST)
+    paste(img, mask, x, y, color, rng.uniform(0.75, 1.0))
+    draw_strokes(img, rng, rint(rng, CLS_OVER_STROKES), (8 * scale, 30 * scale), thin=True)
+    return finish(img, rng)
+
+
+# ---- main --------------------------------------------------------------------------------------
+def split_pools(n_src: int, seed: int) -> dict[str, np.ndarray]:
+    """Disjoint pools of source-digit indices per split (shuffled by seed, cut by SPLIT_FRACTIONS)."""
+    perm = np.random.default_rng(seed).permutation(n_src)
+    n_train = int(round(SPLIT_FRACTIONS["train"] * n_src))
+    n_val = int(round(SPLIT_FRACTIONS["val"] * n_src))
+    return {
+        "train": np.sort(perm[:n_train]),
+        "val": np.sort(perm[n_train : n_train + n_val]),
+        "calib": np.sort(perm[n_train + n_val :]),
+    }
+
+
+def write_yolo_label(path: Path, boxes, imgsz: int):
+    lines = []
+    for c, x0, y0, x1, y1 in boxes:
+        cx, cy = (x0 + x1) / 2 / imgsz, (y0 + y1) / 2 / imgsz
+        bw, bh = (x1 - x0) / imgsz, (y1 - y0) / imgsz
+        lines.append(f"{c} {cx:.6f} {cy:.6f} {bw:.6f} {bh:.6f}")
+    path.write_text("\n".join(lines) + ("\n" if lines else ""))
+
+
+def build_detection(out: Path, seed: int, counts: dict[str, int], imgsz: int, images, targets, pools) -> dict:
+    stats = {}
+    for split in SPLITS:
+        (out / split / "images").mkdir(parents=True, exist_ok=True)
+        (out / split / "labels").mkdir(parents=True, exist_ok=True)
+        n_boxes = 0
+        for i in range(counts[split]):
+            rng = np.random.default_rng([seed, SPLIT_IDS[split], i])
+            img, boxes = make_detection_image(rng, images, targets, pools[split], imgsz)
+            stem = f"{split}_{i:05d}"
+            cv2.imwrite(str(out / split / "images" / f"{stem}.png"), img)
+            write_yolo_label(out / split / "labels" / f"{stem}.txt", boxes, imgsz)
+            n_boxes += len(boxes)
+        stats[split] = (counts[split], n_boxes)
+    names = "\n".join(f"  {i}: '{i}'" for i in range(10))
+    (out / "digits.yaml").write_text(
+        "# Generated by examples/digits/make_dataset.py -- do not edit, regenerate instead.\n"
+        "# No 'path:' key: Ultralytics then uses this file's directory as the dataset root,\n"
+        "# so the YAML works from any working directory.\n"
+        f"# seed={seed} imgsz={imgsz} sizes={counts}\n"
+        "train: train/images\n"
+        "val: val/images\n"
+        "# calibration images (disjoint source digits) for post-training quantisation; not used by Ultralytics\n"
+        "calib: calib/images\n"
+        "names:\n"
+        f"{names}\n"
+    )
+    return stats
+
+
+def build_classification(out: Path, seed: int, counts: dict[str, int], imgsz: int, images, targets, pools) -> dict:
+    stats = {}
+    for split in ("train", "val"):
+        by_class = {c: pools[split][targets[pools[split]] == c] for c in range(10)}
+        for c in range(10):
+            (out / split / str(c)).mkdir(parents=True, exist_ok=True)
+        for i in range(counts[split]):
+            cls = i % 10  # balanced classes
+            rng = np.random.default_rng([seed, SPLIT_IDS[f"cls_{split}"], i])
+            img = make_cls_image(rng, images, targets, by_class, cls, imgsz)
+            cv2.imwrite(str(out / split / str(cls) / f"{split}_{i:05d}.png"), img)
+        stats[split] = counts[split]
+    return stats
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output directory (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n-train", type=int, default=1000)
+    p.add_argument("--n-val", type=int, default=200)
+    p.add_argument("--n-calib", type=int, default=128)
+    p.add_argument("--imgsz", type=int, default=160, help="detection canvas size (square)")
+    p.add_argument("--n-cls-train", type=int, default=1000, help="classification train crops (0 to skip)")
+    p.add_argument("--n-cls-val", type=int, default=300, help="classification val crops")
+    p.add_argument("--cls-imgsz", type=int, default=64, help="classification crop size (square)")
+    p.add_argument("--no-det", action="store_true", help="skip the detection dataset")
+    args = p.parse_args(argv)
+
+    t0 = time.time()
+    out: Path = args.out
+    ds = load_digits()
+    images, targets = ds.images, ds.target.astype(np.int64)
+    pools = split_pools(len(images), args.seed)
+    for a, b in (("train", "val"), ("train", "calib"), ("val", "calib")):
+        assert not set(pools[a]) & set(pools[b])
+
+    # remove only what this script writes, so stale files and Ultralytics *.cache files never survive
+    for sub in (*SPLITS, "cls"):
+        if (out / sub).is_dir():
+            shutil.rmtree(out / sub)
+    (out / "digits.yaml").unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+
+    if not args.no_det:
+        counts = {"train": args.n_train, "val": args.n_val, "calib": args.n_calib}
+        stats = build_detection(out, args.seed, counts, args.imgsz, images, targets, pools)
+        for split, (n_img, n_box) in stats.items():
+            print(f"det {split:5s}: {n_img:5d} images, {n_box:5d} boxes, {len(pools[split])} source digits")
+    if args.n_cls_train > 0:
+        counts = {"train": args.n_cls_train, "val": args.n_cls_val}
+        stats = build_classification(out / "cls", args.seed, counts, args.cls_imgsz, images, targets, pools)
+        for split, n in stats.items():
+            print(f"cls {split:5s}: {n:5d} images")
+    print(f"wrote {out} in {time.time() - t0:.1f}s")
+
+
+if __name__ == "__main__":
+    main()

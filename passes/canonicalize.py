@@ -1,0 +1,93 @@
+"""``canonicalize``: numerically equivalent rewrites that make YOLO graphs prunable.
+
+C2f (and subclasses that keep its forward, such as YOLO11's C3k2) computes ``cv1(x).chunk(2, 1)``.
+A channel split couples the two halves in ways pruners get wrong, so the 1x1 ``cv1`` is split
+into two convolutions with the same weights, one per half. The result computes the same function.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn as nn
+
+from yolocc.compiler.passbase import Pass, PassContext, PassResult
+from yolocc.compiler.ir import ModelIR
+
+from .modutil import replace_module
+
+#: Attributes Ultralytics' model runner reads on every layer.
+_ULTRALYTICS_LAYER_ATTRS = ("f", "i", "type", "np")
+
+
+class C2fSplit(nn.Module):
+    """C2f with its channel split replaced by two convolutions (``cv0`` and ``cv1``)."""
+
+    def __init__(self, c2f: nn.Module):
+        super().__init__()
+        self.c = c2f.c
+        self.cv0 = _conv_slice(c2f.cv1, 0, c2f.c)
+        self.cv1 = _conv_slice(c2f.cv1, c2f.c, 2 * c2f.c)
+        self.cv2 = c2f.cv2
+        self.m = c2f.m
+        for attr in _ULTRALYTICS_LAYER_ATTRS:
+            if hasattr(c2f, attr):
+                setattr(self, attr, getattr(c2f, attr))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = [self.cv0(x), self.cv1(x)]
+        y.extend(m(y[-1]) for m in self.m)
+        return self.cv2(torch.cat(y, 1))
+
+
+def _conv_slice(conv_block: nn.Module, start: int, stop: int) -> nn.Module:
+    """A copy of an Ultralytics ``Conv`` (conv + bn + act) keeping output channels [start, stop)."""
+    block = copy.deepcopy(conv_block)
+    conv, bn = block.conv, block.bn
+    conv.weight = nn.Parameter(conv.weight.data[start:stop].clone())
+    if conv.bias is not None:
+        conv.bias = nn.Parameter(conv.bias.data[start:stop].clone())
+    conv.out_channels = stop - start
+    bn.weight = nn.Parameter(bn.weight.data[start:stop].clone())
+    bn.bias = nn.Parameter(bn.bias.data[start:stop].clone())
+    bn.running_mean = bn.running_mean[start:stop].clone()
+    bn.running_var = bn.running_var[start:stop].clone()
+    bn.num_features = stop - start
+    return block
+
+
+def _is_splittable_c2f(m: nn.Module) -> bool:
+    try:
+        from ultralytics.nn.modules.block import C2f
+    except ImportError:
+        return False
+    if not isinstance(m, C2f) or type(m).forward is not C2f.forward:
+        return False
+    cv1 = m.cv1
+    return (hasattr(cv1, "conv") and isinstance(getattr(cv1, "bn", None), nn.BatchNorm2d)
+            and cv1.conv.groups == 1 and cv1.conv.out_channels == 2 * m.c)
+
+
+#: (rule name, matcher, rewriter). Rewriters must be numerically equivalent.
+REWRITES = [("C2f->C2fSplit", _is_splittable_c2f, C2fSplit)]
+
+
+class Canonicalize(Pass):
+    """Equivalent YOLO-aware rewrites that make the graph prunable (C2f split -> two convs)."""
+
+    name = "canonicalize"
+    stage = "torch"
+    provides = ("canonical",)
+
+    def call(self, ir: ModelIR, ctx: PassContext) -> PassResult:
+        counts: dict[str, int] = {}
+        for qualname, module in list(ir.module.named_modules()):
+            for rule, match, rewrite in REWRITES:
+                if qualname and match(module):
+                    replace_module(ir.module, qualname, rewrite(module))
+                    counts[rule] = counts.get(rule, 0) + 1
+        ir.analyses["canonical"] = True
+        if counts:
+            ir.invalidate()
+        return PassResult(bool(counts), {"rewrites": counts})

@@ -1,0 +1,54 @@
+"""``fuse-bn``: fold BatchNorm into the convolution that feeds it (torch stage, exact in eval mode)."""
+
+from __future__ import annotations
+
+import torch.nn as nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+from yolocc.compiler.ir import ModelIR
+from yolocc.compiler.passbase import Pass, PassContext, PassResult
+from yolocc.compiler.torchgraph import node_name
+
+from .modutil import parent_and_attr, replace_module
+
+_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d)
+
+
+def conv_bn_pairs(ir: ModelIR) -> list[tuple[str, str]]:
+    """(conv, bn) qualnames where the conv's output feeds only that BatchNorm."""
+    pairs = []
+    for module, node in ir.dependency_graph().module2node.items():
+        if not isinstance(module, nn.modules.batchnorm._BatchNorm) or len(node.inputs) != 1:
+            continue
+        src = node.inputs[0]
+        if isinstance(src.module, _CONVS) and len(src.outputs) == 1 and module.track_running_stats:
+            pairs.append((node_name(src), node_name(node)))
+    return pairs
+
+
+class FuseBN(Pass):
+    """Fold Conv+BatchNorm pairs into one convolution (numerically equivalent)."""
+
+    name = "fuse-bn"
+    stage = "torch"
+    preserves = ("canonical",)
+
+    def call(self, ir: ModelIR, ctx: PassContext) -> PassResult:
+        root = ir.module
+        pairs = conv_bn_pairs(ir)
+        for conv_name, bn_name in pairs:
+            conv, bn = root.get_submodule(conv_name), root.get_submodule(bn_name)
+            fused = fuse_conv_bn_eval(conv.eval(), bn.eval(), transpose=isinstance(conv, nn.ConvTranspose2d))
+            parent, conv_attr = parent_and_attr(root, conv_name)
+            bn_parent, bn_attr = parent_and_attr(root, bn_name)
+            if bn_parent is parent and hasattr(parent, "forward_fuse") and (conv_attr, bn_attr) == ("conv", "bn"):
+                # Ultralytics Conv: its fused form has no ``bn`` (so Ultralytics' own fuse() skips it).
+                parent.conv = fused
+                delattr(parent, "bn")
+                parent.forward = parent.forward_fuse
+            else:
+                replace_module(root, conv_name, fused)
+                replace_module(root, bn_name, nn.Identity())
+        if pairs:
+            ir.invalidate()
+        return PassResult(bool(pairs), {"folded": len(pairs)})

@@ -1,0 +1,1 @@
+"""First-party integrations (frontends, emitters). They register through the same hooks as third parties."""

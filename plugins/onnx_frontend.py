@@ -1,0 +1,39 @@
+"""Frontend for ``.onnx`` files: the IR starts at the onnx stage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from yolocc.compiler.errors import UsageError
+from yolocc.compiler.interfaces import Frontend
+from yolocc.compiler.ir import InputSpec, ModelIR
+
+
+class OnnxFrontend(Frontend):
+    name = "onnx"
+    priority = 20
+
+    def load(self, model: Any, options: dict[str, Any]) -> ModelIR | None:
+        import onnx
+
+        if not isinstance(model, (str, Path)) or Path(model).suffix.lower() != ".onnx":
+            return None
+        p = Path(model)
+        if not p.is_file():
+            raise UsageError(f"model file '{p}' does not exist")
+        try:
+            proto = onnx.load(str(p))
+            onnx.checker.check_model(proto)
+        except Exception as e:
+            raise UsageError(f"cannot read model file '{p}': not a valid ONNX model "
+                             f"({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''})") from e
+        inits = {t.name for t in proto.graph.initializer}
+        inp = next(i for i in proto.graph.input if i.name not in inits)
+        shape = tuple(d.dim_value if d.HasField("dim_value") else 1 for d in inp.type.tensor_type.shape.dim)
+        meta = {m.key: m.value for m in proto.metadata_props}
+        task = meta.get("task", "generic")
+        ir = ModelIR(source=str(p), task=task, input=InputSpec(inp.name, shape),
+                     output_names=[o.name for o in proto.graph.output], onnx_model=proto)
+        ir.meta["onnx_metadata"] = meta
+        return ir

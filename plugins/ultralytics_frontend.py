@@ -1,0 +1,171 @@
+"""Frontend for Ultralytics models: checkpoints (``.pt``), model YAMLs (``yolov8n.yaml``) and
+in-memory ``YOLO``/``BaseModel`` objects. Works for any family built from Ultralytics' modules
+(YOLOv8, YOLO11, v5u; detect, segment, pose, obb, classify)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from yolocc.compiler.errors import UsageError
+from yolocc.compiler.interfaces import Frontend
+from yolocc.compiler.ir import InputSpec, ModelIR
+
+from .torchfile import count_outputs, is_torch_path, read_torch_file
+
+DEFAULT_IMGSZ = 640
+YAML_SUFFIXES = (".yaml", ".yml")
+
+
+def _quiet_ultralytics() -> None:
+    """Keep Ultralytics offline and from installing packages at run time."""
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    os.environ.setdefault("YOLO_AUTOINSTALL", "false")
+
+
+def _import_ultralytics():
+    _quiet_ultralytics()
+    try:
+        import ultralytics  # noqa: F401
+        from ultralytics.nn import tasks
+    except ImportError as e:
+        raise UsageError("this model needs Ultralytics: pip install 'yolocc[ultralytics]'") from e
+    return tasks
+
+
+class UltralyticsFrontend(Frontend):
+    name = "ultralytics"
+    priority = 10
+
+    def load(self, model: Any, options: dict[str, Any]) -> ModelIR | None:
+        imgsz = options.get("imgsz")
+        if isinstance(model, (str, os.PathLike)):
+            suffix = Path(model).suffix.lower()
+            if suffix in YAML_SUFFIXES:
+                return self._from_yaml(str(model), imgsz)
+            if is_torch_path(model):
+                obj = read_torch_file(model)
+                return self._from_checkpoint(obj, str(model), imgsz)
+            return None
+        if type(model).__name__ == "YOLO" and hasattr(model, "model"):
+            model = model.model
+        if _is_ultralytics_model(model):
+            return build_ir(model, "<module>", imgsz or DEFAULT_IMGSZ, {})
+        return None
+
+    def _from_yaml(self, cfg: str, imgsz: int | None) -> ModelIR:
+        tasks = _import_ultralytics()
+        import torch
+
+        try:
+            task = tasks.guess_model_task(tasks.yaml_model_load(cfg))
+            cls = {"detect": tasks.DetectionModel, "segment": tasks.SegmentationModel,
+                   "pose": tasks.PoseModel, "obb": tasks.OBBModel,
+                   "classify": tasks.ClassificationModel}[task]
+        except (FileNotFoundError, KeyError) as e:
+            raise UsageError(f"model file '{cfg}' does not exist and is not an Ultralytics model YAML") from e
+        with torch.random.fork_rng():
+            torch.manual_seed(0)  # deterministic random weights for the same YAML
+            try:
+                module = cls(cfg, verbose=False)
+            except FileNotFoundError as e:
+                raise UsageError(f"model file '{cfg}' does not exist and is not an Ultralytics model YAML") from e
+            except Exception as e:
+                raise UsageError(f"cannot build model from '{cfg}': {type(e).__name__}: {e}") from e
+        return build_ir(module, cfg, imgsz or DEFAULT_IMGSZ, {})
+
+    def _from_checkpoint(self, obj: Any, path: str, imgsz: int | None) -> ModelIR | None:
+        if isinstance(obj, dict) and ("model" in obj or "ema" in obj):
+            module = obj.get("ema") or obj.get("model")
+            if not _is_ultralytics_model(module):
+                return None
+            train_args = dict(obj.get("train_args") or {})
+        elif _is_ultralytics_model(obj):
+            module, train_args = obj, dict(getattr(obj, "args", {}) or {})
+        else:
+            return None
+        ck_imgsz = train_args.get("imgsz")
+        if isinstance(ck_imgsz, (list, tuple)):
+            ck_imgsz = max(ck_imgsz)
+        return build_ir(module, path, imgsz or ck_imgsz or DEFAULT_IMGSZ, train_args)
+
+
+def _is_ultralytics_model(obj: Any) -> bool:
+    return any(c.__module__.startswith("ultralytics.") and c.__name__ == "BaseModel" for c in type(obj).__mro__)
+
+
+def head_of(module):
+    """The last layer of an Ultralytics model: Detect/Segment/Pose/OBB/Classify."""
+    return module.model[-1]
+
+
+def set_export_mode(module, on: bool) -> None:
+    """Ultralytics heads return a single tensor (plus protos for seg) in export mode."""
+    for m in module.modules():
+        if hasattr(m, "export") and hasattr(m, "format") and type(m).__module__.startswith("ultralytics."):
+            m.export = on
+            m.format = "onnx" if on else None
+
+
+def attention_layers(module) -> set[str]:
+    """Top-level layers holding multi-head attention (YOLO11's C2PSA): their reshapes by head
+    count cannot be channel-pruned, so they are protected (their input channels still can be)."""
+    found = set()
+    for i, layer in enumerate(module.model):
+        if any(hasattr(m, "num_heads") and hasattr(m, "qkv") for m in layer.modules()):
+            found.add(f"model.{i}")
+    return found
+
+
+def task_has_stride(module) -> bool:
+    """Classification models carry a dummy stride; detectors carry their real one."""
+    return type(head_of(module)).__name__ != "Classify"
+
+
+def build_ir(module, source: str, imgsz: int, train_args: dict) -> ModelIR:
+    """Wrap an Ultralytics model: export mode, float, eval; head protected; ONNX metadata."""
+    tasks = _import_ultralytics()
+    import ultralytics
+
+    stride = getattr(module, "stride", None)
+    stride = int(max(stride)) if stride is not None and task_has_stride(module) else 32
+    if imgsz % stride:
+        raise UsageError(f"--imgsz must be a multiple of the model stride {stride}, got {imgsz}")
+    module = module.float().eval()
+    set_export_mode(module, True)
+    task = tasks.guess_model_task(module)
+    head = head_of(module)
+    head_index = len(module.model) - 1
+    channels = int(getattr(module, "yaml", {}).get("channels", 3) or 3)
+    ir = ModelIR(source=source, task=task, input=InputSpec("images", (1, channels, imgsz, imgsz)),
+                 output_names=[], module=module)
+    n_out = count_outputs(module, ir.example_inputs())
+    ir.output_names = [f"output{i}" for i in range(n_out)]
+    ir.protected = {f"model.{head_index}"} | attention_layers(module)
+    names = getattr(module, "names", None) or {i: f"class{i}" for i in range(int(getattr(head, "nc", 0) or 0))}
+    meta = {"description": f"yolocc-compiled Ultralytics {task} model from {Path(source).name}",
+            "author": "yolocc", "version": ultralytics.__version__, "task": task,
+            "imgsz": [imgsz, imgsz], "names": dict(names), "channels": channels}
+    if task != "classify":
+        meta["stride"] = stride
+    if task == "pose":
+        meta["kpt_shape"] = list(head.kpt_shape)
+    nc = int(getattr(head, "nc", 0) or 0)
+    ir.meta = {"onnx_metadata": meta, "ultralytics": {"train_args": train_args, "head_index": head_index},
+               "names": dict(names)}
+    if task in ("detect", "segment", "pose", "obb") and nc:
+        ir.meta["output_splits"] = {"output0": {"boxes": slice(0, 4), "scores": slice(4, 4 + nc)}}
+    return ir
+
+
+def checkpoint_dict(ir: ModelIR) -> dict[str, Any]:
+    """An Ultralytics-style checkpoint of the IR's module that ``YOLO(path)`` reloads."""
+    import copy
+
+    import ultralytics
+
+    module = copy.deepcopy(ir.module)
+    set_export_mode(module, False)
+    return {"model": module, "ema": None, "train_args": ir.meta.get("ultralytics", {}).get("train_args", {}),
+            "version": ultralytics.__version__, "yolocc": {"source": ir.source, "passes": ir.provenance}}

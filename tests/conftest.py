@@ -1,0 +1,90 @@
+"""Shared fixtures: fresh compilers, small model builders, and an in-process CLI runner."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+import torch.nn as nn
+
+os.environ.setdefault("YOLO_OFFLINE", "1")
+os.environ.setdefault("YOLO_AUTOINSTALL", "false")
+
+#: Small input size that keeps YOLO tests fast on 2 cores.
+IMGSZ = 160
+
+
+class SmallCNN(nn.Module):
+    """A plain torch CNN with a residual add, BN and a linear classifier."""
+
+    def __init__(self, classes: int = 10):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 32, 3, 2, 1, bias=False), nn.BatchNorm2d(32), nn.ReLU())
+        self.block = nn.Sequential(nn.Conv2d(32, 32, 3, 1, 1, bias=False), nn.BatchNorm2d(32), nn.ReLU(),
+                                   nn.Conv2d(32, 32, 3, 1, 1, bias=False), nn.BatchNorm2d(32))
+        self.down = nn.Sequential(nn.Conv2d(32, 64, 3, 2, 1, bias=False), nn.BatchNorm2d(64), nn.ReLU())
+        self.head = nn.Linear(64, classes)
+
+    def forward(self, x):
+        x = self.stem(x)
+        x = torch.relu(x + self.block(x))
+        x = self.down(x)
+        return self.head(x.mean((2, 3)))
+
+
+def small_cnn() -> nn.Module:
+    torch.manual_seed(0)
+    model = SmallCNN().eval()
+    with torch.no_grad():  # non-trivial BN statistics so fusion is really tested
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+    return model
+
+
+@pytest.fixture
+def compiler():
+    from yolocc.compiler.api import Compiler
+
+    return Compiler()
+
+
+_IR_CACHE: dict = {}
+
+
+@pytest.fixture
+def load_ir():
+    """Load a model by name once per test session; every call returns a fresh deep copy."""
+    from yolocc.compiler.api import Compiler
+
+    def load(source, imgsz=IMGSZ):
+        key = (source, imgsz)
+        if key not in _IR_CACHE:
+            _IR_CACHE[key] = Compiler().load(small_cnn() if source == "cnn" else source, imgsz)
+        return _IR_CACHE[key].snapshot()
+
+    return load
+
+
+@pytest.fixture
+def cnn_path(tmp_path):
+    path = tmp_path / "cnn.pt"
+    torch.save(small_cnn(), path)
+    return path
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run ``yolocc`` in-process; returns (exit code, stdout, stderr)."""
+    from yolocc.compiler.cli import main
+
+    def run(*args: str):
+        code = main([str(a) for a in args])
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return run
