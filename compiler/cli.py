@@ -215,7 +215,13 @@ def _inspect_main(argv: list[str]) -> int:
                 "coupling_groups", "prunable_groups", "prunable_channels", "protected"):
         if key in info:
             value = info[key]
-            summary.add_row(key, ", ".join(value) if isinstance(value, list) and key == "protected" else str(value))
+            if key == "protected":
+                value = ", ".join(value)
+            elif key == "input":
+                value = f"{value['name']} {value['shape']}"
+            elif key == "outputs":
+                value = ", ".join(f"{k} {v}" for k, v in value.items())
+            summary.add_row(key, str(value))
     console.print(summary)
     if info.get("groups"):
         groups = Table(title="channel-coupling groups (torch-pruning)")

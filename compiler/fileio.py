@@ -19,6 +19,8 @@ def check_writable(path: str | os.PathLike) -> Path:
         raise UsageError(f"output path '{p}' is a directory")
     if not parent.exists():
         raise UsageError(f"cannot write '{p}': folder '{parent}' does not exist")
+    if not parent.is_dir():
+        raise UsageError(f"cannot write '{p}': '{parent}' is a file, not a folder")
     if not os.access(parent, os.W_OK):
         raise UsageError(f"cannot write '{p}': folder '{parent}' is not writable")
     return p

@@ -4,6 +4,8 @@ in-memory ``YOLO``/``BaseModel`` objects. Works for any family built from Ultral
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,18 @@ def _import_ultralytics():
     except ImportError as e:
         raise UsageError("this model needs Ultralytics: pip install 'yolocc[ultralytics]'") from e
     return tasks
+
+
+@contextlib.contextmanager
+def _ultralytics_logs_off():
+    """Ultralytics prints model summaries even with verbose=False for some tasks."""
+    logger = logging.getLogger("ultralytics")
+    old = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(old)
 
 
 class UltralyticsFrontend(Frontend):
@@ -68,7 +82,8 @@ class UltralyticsFrontend(Frontend):
         with torch.random.fork_rng():
             torch.manual_seed(0)  # deterministic random weights for the same YAML
             try:
-                module = cls(cfg, verbose=False)
+                with _ultralytics_logs_off():
+                    module = cls(cfg, verbose=False)
             except FileNotFoundError as e:
                 raise UsageError(f"model file '{cfg}' does not exist and is not an Ultralytics model YAML") from e
             except Exception as e:
@@ -103,9 +118,10 @@ def head_of(module):
 def set_export_mode(module, on: bool) -> None:
     """Ultralytics heads return a single tensor (plus protos for seg) in export mode."""
     for m in module.modules():
-        if hasattr(m, "export") and hasattr(m, "format") and type(m).__module__.startswith("ultralytics."):
+        if hasattr(m, "export") and type(m).__module__.startswith("ultralytics.nn.modules"):
             m.export = on
-            m.format = "onnx" if on else None
+            if hasattr(m, "format"):
+                m.format = "onnx" if on else None
 
 
 def attention_layers(module) -> set[str]:

@@ -65,22 +65,30 @@ DIGIT_SIZE = (14, 48)  # digit height in px on the 160 px canvas (scaled with --
 DIGITS_PER_IMAGE = (1, 6)
 MAX_IOU = 0.30  # maximum IoU between two digit boxes (partial overlap allowed)
 MAX_COVER = 0.45  # maximum fraction of an existing box covered by a new one
-MIN_CONTRAST = 80.0  # minimum luminance difference between ink colour and local background
-BG_BLOTCH_AMP = (5.0, 30.0)  # amplitude of the low-frequency colour noise
-N_BG_LINES = (0, 5)
-N_BG_SHAPES = (0, 4)
-N_DISTRACTORS = (0, 3)  # digit-like strokes under the digits
-N_OVER_STROKES = (0, 1)  # thin strokes drawn over the digits
-NOISE_SIGMA = (2.0, 12.0)
-BLUR_PROB = 0.3
+# Every image draws its own difficulty level d ~ U(0, 1); clutter counts, texture amplitude, noise and the
+# minimum ink contrast are interpolated with d. Easy images give from-scratch training a foothold, hard
+# ones keep the metrics away from saturation.
+CONTRAST = (140.0, 60.0)  # minimum ink-vs-local-background luma difference at d=0 and d=1
+# Ink polarity: mostly dark ink on a light background. Mixed 50/50 polarity with random colours made
+# from-scratch yolov8n(-cls) training stall at chance for many epochs, so light-on-dark is the minority.
+LIGHT_INK_PROB = 0.15
+BG_LUMA_LIGHT = (110.0, 255.0)  # base background luma range for dark ink
+BG_LUMA_DARK = (0.0, 120.0)  # ... and for light ink
+BG_BLOTCH_AMP = (3.0, 30.0)  # amplitude of the low-frequency colour noise at d=0 and d=1
+N_BG_LINES = 5  # maximum counts at d=1 (at level d: uniform in 0..round(d * max))
+N_BG_SHAPES = 4
+N_DISTRACTORS = 3  # digit-like strokes under the digits
+N_OVER_STROKES = 1  # thin strokes drawn over the digits
+NOISE_SIGMA = (2.0, 12.0)  # additive Gaussian noise sigma at d=0 and d=1
+BLUR_PROB = 0.3  # times d
 
 # ---- difficulty knobs (classification, 64 px crops) --------------------------------------------
 CLS_DIGIT_SIZE = (22, 50)
-CLS_BG_LINES = (0, 2)
-CLS_BG_SHAPES = (0, 2)
-CLS_DISTRACTORS = (0, 2)
-CLS_NEIGHBOURS = (0, 1)  # cut-off neighbour digits at the border
-CLS_OVER_STROKES = (0, 1)
+CLS_BG_LINES = 2  # maximum counts at d=1, as above
+CLS_BG_SHAPES = 2
+CLS_DISTRACTORS = 2
+CLS_NEIGHBOURS = 1  # cut-off neighbour digits at the border
+CLS_OVER_STROKES = 1
 
 
 def rint(rng: np.random.Generator, lo_hi: tuple[int, int]) -> int:
@@ -88,19 +96,36 @@ def rint(rng: np.random.Generator, lo_hi: tuple[int, int]) -> int:
     return int(rng.integers(lo_hi[0], lo_hi[1] + 1))
 
 
+def upto(rng: np.random.Generator, d: float, hi: int) -> int:
+    """Random count in 0..round(d * hi)."""
+    return int(rng.integers(0, int(round(d * hi)) + 1))
+
+
+def lerp(lo_hi: tuple[float, float], d: float) -> float:
+    return lo_hi[0] + (lo_hi[1] - lo_hi[0]) * d
+
+
 def luminance(c: np.ndarray) -> float:
     """Luma of a BGR colour."""
     return float(0.114 * c[0] + 0.587 * c[1] + 0.299 * c[2])
 
 
-def random_color(rng: np.random.Generator) -> np.ndarray:
-    return rng.uniform(0, 255, size=3).astype(np.float32)
+def random_color(rng: np.random.Generator, luma: tuple[float, float] = (0.0, 255.0)) -> np.ndarray:
+    """Uniform random BGR colour, rejection-sampled to a luma range."""
+    for _ in range(100):
+        c = rng.uniform(0, 255, size=3).astype(np.float32)
+        if luma[0] <= luminance(c) <= luma[1]:
+            return c
+    return np.full(3, (luma[0] + luma[1]) / 2, np.float32)
 
 
 # ---- backgrounds -------------------------------------------------------------------------------
-def make_background(rng: np.random.Generator, h: int, w: int, n_lines=N_BG_LINES, n_shapes=N_BG_SHAPES) -> np.ndarray:
-    """Textured float32 BGR background in [0, 255]."""
-    c0, c1 = random_color(rng), random_color(rng)
+def make_background(
+    rng: np.random.Generator, h: int, w: int, dark_ink: bool, d: float, n_lines=N_BG_LINES, n_shapes=N_BG_SHAPES
+) -> np.ndarray:
+    """Textured float32 BGR background in [0, 255]; light base colours for dark ink and vice versa."""
+    luma = BG_LUMA_LIGHT if dark_ink else BG_LUMA_DARK
+    c0, c1 = random_color(rng, luma), random_color(rng, luma)
     ang = rng.uniform(0, 2 * np.pi)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     t = (np.cos(ang) * xx + np.sin(ang) * yy) / max(h, w)
@@ -109,19 +134,19 @@ def make_background(rng: np.random.Generator, h: int, w: int, n_lines=N_BG_LINES
 
     # low-frequency colour noise (blotches)
     g = rint(rng, (3, 10))
-    amp = rng.uniform(*BG_BLOTCH_AMP)
+    amp = lerp(BG_BLOTCH_AMP, d) * rng.uniform(0.5, 1.0)
     low = rng.normal(0, 1, size=(g, g, 3)).astype(np.float32)
     img += amp * cv2.resize(low, (w, h), interpolation=cv2.INTER_CUBIC)
 
     # mid-frequency texture
-    if rng.random() < 0.5:
+    if rng.random() < d:
         g2 = rint(rng, (16, 40))
         mid = rng.normal(0, 1, size=(g2, g2, 1)).astype(np.float32)
         img += rng.uniform(5, 20) * cv2.resize(mid, (w, h), interpolation=cv2.INTER_LINEAR)[..., None]
 
     img = np.clip(img, 0, 255)
     scale = max(h, w) / 160.0
-    for _ in range(rint(rng, n_shapes)):
+    for _ in range(upto(rng, d, n_shapes)):
         overlay = img.copy()
         color = tuple(float(v) for v in random_color(rng))
         kind = rng.integers(3)
@@ -138,7 +163,7 @@ def make_background(rng: np.random.Generator, h: int, w: int, n_lines=N_BG_LINES
             cv2.circle(overlay, (cx, cy), int(rng.integers(2, 12) * scale), color, -1, cv2.LINE_AA)
         a = rng.uniform(0.3, 0.9)
         img = img * (1 - a) + overlay * a
-    for _ in range(rint(rng, n_lines)):
+    for _ in range(upto(rng, d, n_lines)):
         p1 = (int(rng.integers(-20, w + 20)), int(rng.integers(-20, h + 20)))
         p2 = (int(rng.integers(-20, w + 20)), int(rng.integers(-20, h + 20)))
         color = tuple(float(v) for v in random_color(rng))
@@ -200,14 +225,15 @@ def render_digit(src: np.ndarray, height: float, rng: np.random.Generator):
     return m, (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
 
 
-def ink_color(rng: np.random.Generator, bg_mean: np.ndarray, min_contrast: float) -> np.ndarray:
-    """Random ink colour whose luma differs from the local background by at least min_contrast."""
+def ink_color(rng: np.random.Generator, bg_mean: np.ndarray, min_contrast: float, dark_ink: bool) -> np.ndarray:
+    """Random ink colour darker (dark_ink) or lighter than the local background by at least min_contrast luma."""
     lb = luminance(bg_mean)
-    for _ in range(50):
-        c = random_color(rng)
-        if abs(luminance(c) - lb) >= min_contrast:
-            return c
-    return np.full(3, 0.0 if lb > 127 else 255.0, np.float32)
+    room = lb if dark_ink else 255.0 - lb  # largest reachable contrast
+    d = rng.uniform(min(min_contrast, room), max(room, min_contrast))
+    target = lb - d if dark_ink else lb + d
+    c = random_color(rng)
+    c = np.clip(c + (target - luminance(c)), 0, 255)  # shift the random hue to the target luma
+    return c.astype(np.float32)
 
 
 def paste(img: np.ndarray, mask: np.ndarray, x: int, y: int, color: np.ndarray, opacity: float):
@@ -227,10 +253,10 @@ def box_iou(a, b) -> tuple[float, float]:
     return inter / max(area_a + area_b - inter, 1e-6), inter / max(area_b, 1e-6)
 
 
-def finish(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    if rng.random() < BLUR_PROB:
+def finish(img: np.ndarray, rng: np.random.Generator, d: float) -> np.ndarray:
+    if rng.random() < BLUR_PROB * d:
         img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.5, 1.0))
-    img = img + rng.normal(0, rng.uniform(*NOISE_SIGMA), size=img.shape).astype(np.float32)
+    img = img + rng.normal(0, lerp(NOISE_SIGMA, d) * rng.uniform(0.5, 1.0), size=img.shape).astype(np.float32)
     return np.clip(img + 0.5, 0, 255).astype(np.uint8)
 
 
@@ -238,8 +264,10 @@ def make_detection_image(rng, images, targets, pool, imgsz):
     """One cluttered canvas. Returns (uint8 BGR image, list of (cls, x0, y0, x1, y1))."""
     h = w = imgsz
     scale = imgsz / 160.0
-    img = make_background(rng, h, w)
-    draw_strokes(img, rng, rint(rng, N_DISTRACTORS), (DIGIT_SIZE[0] * scale, DIGIT_SIZE[1] * scale))
+    d = float(rng.uniform())  # difficulty level of this image
+    dark_ink = rng.random() >= LIGHT_INK_PROB  # one ink polarity per image
+    img = make_background(rng, h, w, dark_ink, d)
+    draw_strokes(img, rng, upto(rng, d, N_DISTRACTORS), (DIGIT_SIZE[0] * scale, DIGIT_SIZE[1] * scale))
     boxes = []
     n = rint(rng, DIGITS_PER_IMAGE)
     for _ in range(n):
@@ -260,26 +288,28 @@ def make_detection_image(rng, images, targets, pool, imgsz):
                 for b in boxes
             ):
                 bg_mean = img[box[1] : box[3], box[0] : box[2]].reshape(-1, 3).mean(0)
-                color = ink_color(rng, bg_mean, MIN_CONTRAST)
+                color = ink_color(rng, bg_mean, lerp(CONTRAST, d), dark_ink)
                 paste(img, mask, x, y, color, rng.uniform(0.75, 1.0))
                 boxes.append((int(targets[idx]), *box))
                 placed = True
                 break
         if not placed:
             continue
-    draw_strokes(img, rng, rint(rng, N_OVER_STROKES), (10 * scale, 50 * scale), thin=True)
-    return finish(img, rng), boxes
+    draw_strokes(img, rng, upto(rng, d, N_OVER_STROKES), (10 * scale, 50 * scale), thin=True)
+    return finish(img, rng, d), boxes
 
 
 def make_cls_image(rng, images, targets, pool_by_class, cls, imgsz):
     """One classification crop: a single digit of class ``cls`` with clutter and cut-off neighbours."""
     h = w = imgsz
     scale = imgsz / 64.0
-    img = make_background(rng, h, w, CLS_BG_LINES, CLS_BG_SHAPES)
-    draw_strokes(img, rng, rint(rng, CLS_DISTRACTORS), (14 * scale, 40 * scale))
+    d = float(rng.uniform())  # difficulty level of this image
+    dark_ink = rng.random() >= LIGHT_INK_PROB  # one ink polarity per image
+    img = make_background(rng, h, w, dark_ink, d, CLS_BG_LINES, CLS_BG_SHAPES)
+    draw_strokes(img, rng, upto(rng, d, CLS_DISTRACTORS), (14 * scale, 40 * scale))
     # cut-off neighbour digits at the border (other classes allowed) as distractors
     pool_all = np.concatenate(list(pool_by_class.values()))
-    for _ in range(rint(rng, CLS_NEIGHBOURS)):
+    for _ in range(upto(rng, d, CLS_NEIGHBOURS)):
         j = int(pool_all[rng.integers(len(pool_all))])
         mask, _ = render_digit(images[j], rng.uniform(28, 50) * scale, rng)
         mh, mw = mask.shape
@@ -298,7 +328,7 @@ def make_cls_image(rng, images, targets, pool_by_class, cls, imgsz):
         if 0 <= ox and ox + mw <= canvas.shape[1] and 0 <= oy and oy + mh <= canvas.shape[0]:
             canvas[oy : oy + mh, ox : ox + mw] = mask
             full = canvas[64 : 64 + h, 64 : 64 + w]
-            color = ink_color(rng, img.reshape(-1, 3).mean(0), MIN_CONTRAST)
+            color = ink_color(rng, img.reshape(-1, 3).mean(0), lerp(CONTRAST, d), dark_ink)
             paste(img, full, 0, 0, color, rng.uniform(0.75, 1.0))
     pool = pool_by_class[cls]
     idx = int(pool[rng.integers(len(pool))])
@@ -312,10 +342,10 @@ def make_cls_image(rng, images, targets, pool_by_class, cls, imgsz):
     y = int(rng.integers(0, h - mh + 1)) if h > mh else 0
     mask = mask[: h - y, : w - x]
     bg_mean = img[y + by0 : y + by1, x + bx0 : x + bx1].reshape(-1, 3).mean(0)
-    color = ink_color(rng, bg_mean, MIN_CONTRAST)
+    color = ink_color(rng, bg_mean, lerp(CONTRAST, d), dark_ink)
     paste(img, mask, x, y, color, rng.uniform(0.75, 1.0))
-    draw_strokes(img, rng, rint(rng, CLS_OVER_STROKES), (8 * scale, 30 * scale), thin=True)
-    return finish(img, rng)
+    draw_strokes(img, rng, upto(rng, d, CLS_OVER_STROKES), (8 * scale, 30 * scale), thin=True)
+    return finish(img, rng, d)
 
 
 # ---- main --------------------------------------------------------------------------------------
