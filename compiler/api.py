@@ -63,8 +63,13 @@ class Compiler:
     def compile(self, model: Any, passes: Sequence[str | PassSpec | Pass] = (), output: str | Path | None = None,
                 imgsz: int | None = None, opset: int = lowering.DEFAULT_OPSET, dynamic_batch: bool = False,
                 measure: bool = True, latency_runs: int = 20, threads: int = 0,
-                options: dict[str, Any] | None = None, on_stage=None) -> CompileResult:
-        """Load, plan, run the passes, emit ``output`` (if given) and measure every stage."""
+                calib: str | None = None, calib_n: int | None = None, target: str = "ort-cpu",
+                options: dict[str, Any] | None = None, on_stage=None, progress=None) -> CompileResult:
+        """Load, plan, run the passes, emit ``output`` (if given) and measure every stage.
+
+        ``calib`` is an image folder, data YAML or .npy/.npz (needed by ``int8``/``calibrate``);
+        ``target`` picks the quantization rules (``ort-cpu`` or ``tensorrt``).
+        """
         t_start = time.perf_counter()
         emitter = None
         if output is not None:
@@ -72,8 +77,13 @@ class Compiler:
             check_writable(output)
         if latency_runs < 0:
             raise UsageError(f"latency runs must be >= 0, got {latency_runs}")
+        options = dict(options or {}, calib=calib, calib_n=calib_n, target=target,
+                       target_obj=self.registry.target(target))
         ir = model if isinstance(model, ModelIR) else self.load(model, imgsz)
         steps = self.plan(ir, passes)
+        if not calib and any(s.pass_ is not None and "calibration" in s.pass_.provides for s in steps):
+            raise UsageError("int8 needs calibration data: pass --calib IMAGES_DIR (an image folder, "
+                             "an Ultralytics data YAML, or a .npy/.npz of preprocessed inputs)")
         report = Report(model=ir.source, task=ir.task, imgsz=ir.input.imgsz,
                         plan=[s.as_dict() for s in steps])
 
@@ -89,7 +99,7 @@ class Compiler:
                 on_stage(rec)
 
         snapshot("input", "input", {}, None, 0.0)
-        run(ir, steps, self.pm.hook, RunOptions(opset, dynamic_batch, dict(options or {})),
+        run(ir, steps, self.pm.hook, RunOptions(opset, dynamic_batch, options, progress),
             on_pass=lambda step, result, dt: snapshot(step.pass_.name, step.origin, step.pass_.args, result, dt))
 
         artifact = None

@@ -45,6 +45,11 @@ def _compile_parser() -> argparse.ArgumentParser:
     p.add_argument("--imgsz", type=int, help="input size (default: from the checkpoint, else 640)")
     p.add_argument("--report", action="append", default=[], metavar="PATH",
                    help="write the report to PATH: .json or .md (repeatable)")
+    p.add_argument("--calib", metavar="PATH",
+                   help="calibration data for int8: image folder, Ultralytics data YAML (train images), or .npy/.npz")
+    p.add_argument("--calib-n", type=int, metavar="N", help="number of calibration images (default: 128)")
+    p.add_argument("--target", default="ort-cpu",
+                   help="runtime the quantized graph is for: ort-cpu (default) or tensorrt")
     p.add_argument("--dry-run", "--plan", dest="dry_run", action="store_true",
                    help="print the expanded plan (macros, auto-inserted passes, lowering) and exit")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset, 17 or newer (default: 17)")
@@ -115,15 +120,29 @@ def _compile_main(argv: list[str]) -> int:
         else:
             _print_plan(ir, steps)
         return 0
+    compiler.registry.target(args.target)
+    if args.calib_n is not None and args.calib_n < 1:
+        raise UsageError(f"--calib-n must be at least 1, got {args.calib_n}")
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     console = _console()
-    with console.status("compiling ...") as status:
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as bars:
+        tasks: dict[str, int] = {}
+
+        def progress(description: str, done: int, total: int) -> None:
+            if description not in tasks:
+                tasks[description] = bars.add_task(description, total=total)
+            bars.update(tasks[description], completed=done, total=total)
+
         def on_stage(rec):
-            status.update(f"measuring ... done: {rec.name}")
             console.log(f"{rec.name}: {'changed' if rec.modified else 'no change'} ({rec.time_s:.2f} s)"
                         if rec.origin != "input" else f"loaded {ir.source} ({ir.task}, imgsz {ir.input.imgsz})")
+
         result = compiler.compile(ir, args.passes, output, opset=args.opset, dynamic_batch=args.dynamic_batch,
                                   measure=not args.no_measure, latency_runs=args.latency_runs,
-                                  threads=args.threads, on_stage=on_stage)
+                                  threads=args.threads, calib=args.calib, calib_n=args.calib_n,
+                                  target=args.target, on_stage=on_stage, progress=progress)
     for path in args.report:
         result.report.write(path)
     if args.json:

@@ -35,18 +35,27 @@ def initializer_elements(model: onnx.ModelProto) -> int:
     return total
 
 
-def _shapes(model: onnx.ModelProto) -> dict[str, list[int]]:
-    """Static tensor shapes; shape subgraphs (e.g. from ``chunk``) are folded first."""
+def folded(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Constant-fold with onnx-graphsurgeon, shape subgraphs (e.g. from ``chunk``) included:
+    shape inference exposes shapes, folding turns Shape ops into constants; repeat until stable."""
     import onnx_graphsurgeon as gs
 
+    out = model
+    for _ in range(4):
+        graph = gs.import_onnx(shape_inference.infer_shapes(out))
+        n_before = len(graph.nodes)
+        graph.fold_constants(error_ok=True).cleanup().toposort()
+        out = gs.export_onnx(graph)
+        if len(graph.nodes) == n_before:
+            break
+    copy_header(out, model)
+    return out
+
+
+def _shapes(model: onnx.ModelProto) -> dict[str, list[int]]:
+    """Static tensor shapes of ``model`` after folding."""
     try:
-        for _ in range(3):  # inference exposes shapes, folding turns Shape ops into constants
-            graph = gs.import_onnx(shape_inference.infer_shapes(model))
-            n_before = len(graph.nodes)
-            graph.fold_constants(error_ok=True).cleanup()
-            model = gs.export_onnx(graph)
-            if len(graph.nodes) == n_before:
-                break
+        model = folded(model)
     except Exception:  # folding is only a help for inference; fall back to the raw graph
         pass
     inferred = shape_inference.infer_shapes(model, data_prop=True)
@@ -94,3 +103,14 @@ def initializer_array(model: onnx.ModelProto, name: str) -> np.ndarray | None:
         if t.name == name:
             return numpy_helper.to_array(t)
     return None
+
+
+def copy_header(model: onnx.ModelProto, like: onnx.ModelProto) -> None:
+    """Give a rebuilt model (e.g. from onnx-graphsurgeon) the opset, IR version, producer and
+    metadata of the model it was made from."""
+    model.ir_version = like.ir_version
+    del model.opset_import[:]
+    model.opset_import.extend(like.opset_import)
+    del model.metadata_props[:]
+    model.metadata_props.extend(like.metadata_props)
+    model.producer_name, model.producer_version = like.producer_name, like.producer_version

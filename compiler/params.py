@@ -153,5 +153,5 @@ def bind(pass_name: str, params: Sequence[Param], spec_args: Mapping[str, Any],
         raw[key] = value
     bound = {}
     for p in params:
-        bound[p.name] = p.convert(pass_name, raw[p.name]) if p.name in raw else p.default
+        bound[p.name] = p.convert(pass_name, raw[p.name]) if raw.get(p.name) is not None else p.default
     return bound

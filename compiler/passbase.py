@@ -33,6 +33,12 @@ class PassContext:
     def option(self, key: str, default: Any = None) -> Any:
         return self.options.get(key, default)
 
+    def progress_for(self, description: str):
+        """A ``(done, total)`` callback for long work, or None when nobody listens."""
+        if self.progress is None:
+            return None
+        return lambda done, total: self.progress(description, done, total)
+
 
 class Pass:
     """Base class of every pass, built-in or third-party.
@@ -62,8 +68,8 @@ class Pass:
         """The first line of the class docstring."""
         return (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
 
-    def expand(self) -> list["Pass"] | None:
-        """Macro passes return the passes they stand for; ordinary passes return None."""
+    def expand(self, stage: str) -> list["Pass"] | None:
+        """Macro passes return the passes they stand for at ``stage``; ordinary passes return None."""
         return None
 
     def call(self, ir: ModelIR, ctx: PassContext) -> PassResult:

@@ -54,15 +54,15 @@ def resolve(registry: Registry, items: Iterable[str | PassSpec | Pass]) -> list[
     return out
 
 
-def _expand(p: Pass, origin: str, depth: int = 0) -> list[tuple[Pass, str]]:
-    parts = p.expand()
+def _expand(p: Pass, origin: str, stage: str, depth: int = 0) -> list[tuple[Pass, str]]:
+    parts = p.expand(stage)
     if parts is None:
         return [(p, origin)]
     if depth > 8:
         raise PipelineError(f"macro '{p.name}' expands too deeply (a macro that includes itself?)")
     out = []
     for part in parts:
-        out.extend(_expand(part, f"macro {p.name}", depth + 1))
+        out.extend(_expand(part, f"macro {p.name}", stage, depth + 1))
     return out
 
 
@@ -76,10 +76,6 @@ def _provider(registry: Registry, analysis: str, needed_by: str) -> type[Pass]:
 def plan(registry: Registry, items: Iterable[str | PassSpec | Pass], start_stage: str = TORCH,
          start_analyses: Iterable[str] = (), source: str = "the model") -> list[Step]:
     """Build the ordered list of steps; raise ``PipelineError`` for an impossible order."""
-    expanded: list[tuple[Pass, str]] = []
-    for p in resolve(registry, items):
-        expanded.extend(_expand(p, "user"))
-
     steps: list[Step] = []
     stage = start_stage
     available = set(start_analyses)
@@ -107,8 +103,9 @@ def plan(registry: Registry, items: Iterable[str | PassSpec | Pass], start_stage
             last_onnx = p.name
         available = {a for a in available if a in p.preserves} | set(p.provides)
 
-    for p, origin in expanded:
-        add(p, origin)
+    for user_pass in resolve(registry, items):
+        for p, origin in _expand(user_pass, "user", stage):  # macros see the stage they start at
+            add(p, origin)
     return steps
 
 
@@ -120,13 +117,15 @@ class RunOptions:
     opset: int = lowering.DEFAULT_OPSET
     dynamic_batch: bool = False
     options: dict[str, Any] = field(default_factory=dict)
+    progress: Callable[[str, int, int], None] | None = None
 
 
 def run(ir: ModelIR, steps: Sequence[Step], hook: Any, run_opts: RunOptions,
         on_pass: StageCallback | None = None) -> PassContext:
     """Run ``steps`` on ``ir`` in place; wrap pass failures in ``PassError`` naming the history."""
     ctx = PassContext(options=dict(run_opts.options, opset=run_opts.opset,
-                                   dynamic_batch=run_opts.dynamic_batch), hook=hook)
+                                   dynamic_batch=run_opts.dynamic_batch), hook=hook,
+                     progress=run_opts.progress)
     for step in steps:
         if step.kind == "lower":
             lowering.lower(ir, run_opts.opset, run_opts.dynamic_batch)

@@ -3,6 +3,7 @@
 from yolocc.compiler.hookspecs import hookimpl
 
 from .onnx_emitter import OnnxEmitter
+from .targets import TARGETS
 from .onnx_frontend import OnnxFrontend
 from .torch_emitter import TorchEmitter
 from .torch_frontend import TorchFrontend
@@ -20,3 +21,9 @@ def yolocc_register_frontends(registry):
 def yolocc_register_emitters(registry):
     registry.add_emitter(OnnxEmitter())
     registry.add_emitter(TorchEmitter())
+
+
+@hookimpl
+def yolocc_register_targets(registry):
+    for target in TARGETS:
+        registry.add_target(target)

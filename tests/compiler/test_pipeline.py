@@ -21,7 +21,7 @@ class Macro(Pass):
     name = "fake-int8"
     stage = "torch"
 
-    def expand(self):
+    def expand(self, stage):
         from yolocc.passes.fuse_bn import FuseBN
         return [FuseBN(), Quantize()]
 

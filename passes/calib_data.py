@@ -1,0 +1,157 @@
+"""Calibration inputs: an image folder, an Ultralytics data YAML (its train images), or .npy/.npz.
+
+Images get exactly the preprocessing the deployed model receives: Ultralytics' letterbox (pad 114,
+BGR->RGB, HWC->CHW, /255) for detection-type models, Ultralytics' classify transforms for
+classifiers. Images are picked deterministically (sorted paths, evenly spaced).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from yolocc.compiler.errors import UsageError
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+DEFAULT_N = 128
+
+Progress = Callable[[int, int], None]
+
+
+def image_paths(source: str) -> list[Path]:
+    """The images a ``--calib`` source names (folder, data YAML, or a single image)."""
+    p = Path(source)
+    if not p.exists():
+        raise UsageError(f"calibration source '{source}' does not exist")
+    if p.suffix.lower() in (".yaml", ".yml"):
+        return _yaml_train_images(p)
+    if p.is_dir():
+        files = sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise UsageError(f"calibration folder '{source}' has no images ({', '.join(IMAGE_SUFFIXES)})")
+        return files
+    if p.suffix.lower() in IMAGE_SUFFIXES:
+        return [p]
+    raise UsageError(f"--calib '{source}' must be an image folder, a data YAML, or a .npy/.npz file")
+
+
+def _yaml_train_images(path: Path) -> list[Path]:
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as e:
+        raise UsageError(f"cannot read data YAML '{path}': {type(e).__name__}") from e
+    if not isinstance(data, dict) or "train" not in data:
+        raise UsageError(f"data YAML '{path}' has no 'train' entry")
+    root = Path(data.get("path") or path.parent)
+    if not root.is_absolute():
+        root = (path.parent / root) if (path.parent / root).exists() else root
+    entries = data["train"] if isinstance(data["train"], list) else [data["train"]]
+    files: list[Path] = []
+    for entry in entries:
+        sub = Path(entry) if Path(entry).is_absolute() else root / entry
+        if sub.is_dir():
+            files += sorted(f for f in sub.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
+        elif sub.suffix == ".txt" and sub.is_file():
+            files += [Path(line.strip()) if Path(line.strip()).is_absolute() else root / line.strip()
+                      for line in sub.read_text().splitlines() if line.strip()]
+    if not files:
+        raise UsageError(f"data YAML '{path}': no training images found under {root}")
+    return files
+
+
+def pick(paths: Sequence[Path], n: int) -> list[Path]:
+    """``n`` paths spread evenly over the sorted list (deterministic)."""
+    if n >= len(paths):
+        return list(paths)
+    idx = np.linspace(0, len(paths) - 1, n).round().astype(int)
+    return [paths[i] for i in idx]
+
+
+def preprocess(path: Path, imgsz: int, task: str) -> np.ndarray | None:
+    """One CHW float32 image in [0, 1] as the deployed model sees it, or None if unreadable."""
+    import cv2
+
+    im = cv2.imread(str(path))
+    if im is None:
+        return None
+    if task == "classify":
+        from PIL import Image
+        from ultralytics.data.augment import classify_transforms
+
+        rgb = Image.fromarray(cv2.cvtColor(im, cv2.COLOR_BGR2RGB))
+        return classify_transforms(imgsz)(rgb).numpy().astype(np.float32)
+    from ultralytics.data.augment import LetterBox
+
+    boxed = LetterBox((imgsz, imgsz), auto=False, stride=32)(image=im)
+    return np.ascontiguousarray(boxed[..., ::-1].transpose(2, 0, 1)).astype(np.float32) / 255.0
+
+
+def load_calibration(source: str, n: int, input_shape: Sequence[int], task: str,
+                     progress: Progress | None = None) -> np.ndarray:
+    """An (N, C, H, W) float32 array of calibration inputs for a model with ``input_shape``."""
+    if n < 1:
+        raise UsageError(f"--calib-n must be at least 1, got {n}")
+    p = Path(source)
+    if p.suffix.lower() in (".npy", ".npz"):
+        return _load_array(p, n, input_shape)
+    paths = pick(image_paths(source), n)
+    imgsz = int(input_shape[-1])
+    arrays, bad = [], []
+    for i, path in enumerate(paths, 1):
+        arr = preprocess(path, imgsz, task)
+        if arr is None:
+            bad.append(path)
+        else:
+            arrays.append(arr)
+        if progress:
+            progress(i, len(paths))
+    if not arrays:
+        raise UsageError(f"no usable calibration images in '{source}': 0 of {len(paths)} could be read "
+                         f"(first unreadable: '{bad[0]}')")
+    if bad:
+        log.warning("calibration: %d of %d images unreadable and skipped (first: %s); using %d",
+                    len(bad), len(paths), bad[0], len(arrays))
+    if len(arrays) < min(n, 8):
+        log.warning("calibration uses only %d images; ranges may be poor (pass more with --calib-n)", len(arrays))
+    return np.stack(arrays)
+
+
+def _load_array(path: Path, n: int, input_shape: Sequence[int]) -> np.ndarray:
+    if not path.is_file():
+        raise UsageError(f"calibration source '{path}' does not exist")
+    try:
+        data = np.load(path)
+        if isinstance(data, np.lib.npyio.NpzFile):
+            if not data.files:
+                raise UsageError(f"calibration file '{path}' is an empty .npz")
+            data = data[data.files[0]]
+    except (OSError, ValueError) as e:
+        raise UsageError(f"cannot read calibration file '{path}': {type(e).__name__}") from e
+    data = np.asarray(data, dtype=np.float32)
+    want = tuple(int(d) for d in input_shape[1:])
+    if data.ndim == len(want):
+        data = data[None]
+    if tuple(data.shape[1:]) != want:
+        raise UsageError(f"calibration array '{path}' has samples of shape {list(data.shape[1:])}; "
+                         f"the model takes {list(want)}")
+    if len(data) == 0:
+        raise UsageError(f"calibration array '{path}' is empty")
+    if not np.isfinite(data).all():
+        raise UsageError(f"calibration array '{path}' contains NaN or Inf")
+    return data[:n]
+
+
+def fingerprint(data: np.ndarray) -> str:
+    """Content hash of calibration inputs (for the calibration cache key)."""
+    h = hashlib.sha256()
+    h.update(str(data.shape).encode())
+    h.update(np.ascontiguousarray(data).tobytes())
+    return h.hexdigest()

@@ -1,0 +1,51 @@
+"""YOLO-aware float region: the graph tail that must stay in floating point.
+
+Walking back from the graph outputs through non-compute ops (and stopping after the first
+Conv/Gemm/MatMul met on each path) collects the head's decode: the box/score concat, the DFL
+softmax and conv, the final sigmoid and the box arithmetic, plus the last convolutions whose raw
+outputs feed them. Quantizing that tail is what drives a naive INT8 YOLO to 0 mAP: box coordinates
+(0-640) and class scores (0-1) would share one quantized tensor.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+
+import onnx_graphsurgeon as gs
+
+COMPUTE_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+
+
+def output_tail(graph: gs.Graph) -> set[str]:
+    """Names of the nodes in the float tail."""
+    tail: set[str] = set()
+    stack = [t for t in graph.outputs]
+    seen: set[int] = set()
+    while stack:
+        tensor = stack.pop()
+        for node in tensor.inputs:  # producer(s)
+            if id(node) in seen:
+                continue
+            seen.add(id(node))
+            tail.add(node.name)
+            if node.op in COMPUTE_OPS and not _after_softmax(node):
+                continue  # a compute layer ends the tail (it stays float itself)
+            stack.extend(t for t in node.inputs if isinstance(t, gs.Variable))
+    return tail
+
+
+def _after_softmax(node: gs.Node) -> bool:
+    """DFL: a fixed conv applied to a softmax over box bins is part of the decode."""
+    src = node.inputs[0].inputs if node.inputs and isinstance(node.inputs[0], gs.Variable) else []
+    hops = 0
+    while src and hops < 3:
+        if src[0].op == "Softmax":
+            return True
+        src = src[0].inputs[0].inputs if src[0].inputs and isinstance(src[0].inputs[0], gs.Variable) else []
+        hops += 1
+    return False
+
+
+def matches(name: str, patterns: list[str]) -> bool:
+    """Whether a node name matches any exclusion (exact name, substring, or fnmatch glob)."""
+    return any(p == name or p in name or fnmatch.fnmatchcase(name, p) for p in patterns)

@@ -1,0 +1,31 @@
+"""``int8``: the macro fuse-bn -> calibrate -> qdq, with the arguments of its parts."""
+
+from __future__ import annotations
+
+from yolocc.compiler.params import Param
+from yolocc.compiler.passbase import Pass
+
+from .calibrate import METHODS, Calibrate
+from .fuse_bn import FuseBN
+from .qdq import QDQ
+
+
+class Int8(Pass):
+    """INT8 post-training quantization: fuse-bn, calibrate, qdq (macro)."""
+
+    name = "int8"
+    stage = "torch"
+    params = (
+        Param("method", "choice", Calibrate.params[0].default, "calibration range estimator", choices=METHODS),
+        Param("n", "int", None, "calibration images (default: --calib-n, else 128)", low=1, high=100000),
+        Param("percentile", "float", 99.999, "percentile kept by method=percentile", low=90.0, high=100.0),
+        Param("exclude", "str", "", "node names/patterns kept float, separated by '|'"),
+        Param("keep_tail_float", "bool", True, "keep the YOLO decode/DFL/concat/sigmoid tail float"),
+    )
+
+    def expand(self, stage: str) -> list[Pass]:
+        a = self.args
+        fuse = [FuseBN()] if stage == "torch" else []  # an ONNX input has its BN folded already
+        return fuse + [
+                Calibrate(method=a["method"], n=a["n"], percentile=a["percentile"]),
+                QDQ(exclude=a["exclude"], keep_tail_float=a["keep_tail_float"])]

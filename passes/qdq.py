@@ -1,0 +1,192 @@
+"""``qdq``: insert QuantizeLinear/DequantizeLinear from the calibration analysis (onnx-graphsurgeon).
+
+Placement follows the target (``--target``, default ``ort-cpu``); the YOLO head's decode stays
+float (see ``float_region``); weights become int8 initializers with per-channel DequantizeLinear.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import onnx
+import onnx_graphsurgeon as gs
+
+from yolocc.compiler.errors import PassError, UsageError
+from yolocc.compiler.ir import ModelIR
+from yolocc.compiler.onnxgraph import copy_header, folded
+from yolocc.compiler.params import Param
+from yolocc.compiler.passbase import Pass, PassContext, PassResult
+
+from .float_region import matches, output_tail
+
+log = logging.getLogger(__name__)
+
+WEIGHTED_OPS = ("Conv", "Gemm", "MatMul")
+
+
+def activation_qparams(lo: float, hi: float, dtype: str, symmetric: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Scale and zero point of one activation tensor."""
+    if symmetric:
+        amax = max(abs(lo), abs(hi))
+        scale = amax / 127.0 if amax > 0 else 1.0
+        return np.array(scale, np.float32), np.array(0, np.int8 if dtype == "int8" else np.uint8)
+    lo, hi = min(lo, 0.0), max(hi, 0.0)
+    qmin, qmax = (0, 255) if dtype == "uint8" else (-128, 127)
+    scale = (hi - lo) / (qmax - qmin) if hi > lo else 1.0
+    zp = int(np.clip(round(qmin - lo / scale), qmin, qmax))
+    return np.array(scale, np.float32), np.array(zp, np.uint8 if dtype == "uint8" else np.int8)
+
+
+def weight_qparams(w: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric per-channel int8: (quantized weights, scales)."""
+    moved = np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1)
+    amax = np.abs(moved).max(1)
+    scale = np.where(amax > 0, amax / 127.0, 1.0).astype(np.float32)
+    shape = [1] * w.ndim
+    shape[axis] = -1
+    q = np.clip(np.round(w / scale.reshape(shape)), -127, 127).astype(np.int8)
+    return q, scale
+
+
+def _weight_axis(node: gs.Node) -> int:
+    if node.op == "Gemm":
+        return 0 if node.attrs.get("transB", 0) else 1
+    if node.op == "MatMul":
+        return node.inputs[1].values.ndim - 1
+    return 0
+
+
+class QDQ(Pass):
+    """Insert Q/DQ for the target from the calibration ranges; the YOLO decode stays float."""
+
+    name = "qdq"
+    stage = "onnx"
+    requires = ("calibration",)
+    params = (
+        Param("exclude", "str", "", "node names/patterns kept float, separated by '|' (e.g. '/model.0/*')"),
+        Param("keep_tail_float", "bool", True, "keep the output tail (YOLO decode, DFL, concat, sigmoid) float"),
+    )
+
+    def call(self, ir: ModelIR, ctx: PassContext) -> PassResult:
+        target = ctx.option("target_obj")
+        if target is None:
+            from yolocc.plugins.targets import ORT_CPU
+
+            target = ORT_CPU
+        calib = ir.analyses["calibration"]["activations"]
+        graph = gs.import_onnx(folded(ir.onnx_model))  # weights behind Identity/Shape ops become constants
+        patterns = [p.strip() for p in self.args["exclude"].split("|") if p.strip()]
+        float_nodes = output_tail(graph) if self.args["keep_tail_float"] else set()
+        candidates = [n for n in graph.nodes if n.op in target.input_ops]
+        quant = [n for n in candidates if n.name not in float_nodes and not matches(n.name, patterns)]
+        if not quant:
+            raise UsageError(f"qdq: every one of the {len(candidates)} quantizable layers is excluded; "
+                             f"nothing to quantize (check exclude=)")
+        missing: list[str] = []
+        qdq_of: dict[str, gs.Variable] = {}
+
+        def act(t: gs.Tensor) -> gs.Variable | None:
+            """The dequantized twin of activation ``t`` (inserting Q/DQ once per tensor)."""
+            if not isinstance(t, gs.Variable) or not t.name or t.dtype not in (np.float32, None):
+                return None
+            if t.name in qdq_of:
+                return qdq_of[t.name]
+            if any(id(t) == id(dq) for dq in qdq_of.values()):
+                return t  # already the output of an inserted DequantizeLinear
+            if t.name not in calib:
+                missing.append(t.name)
+                return None
+            scale, zp = activation_qparams(*calib[t.name], target.activation_dtype, target.activation_symmetric)
+            return _insert_qdq(graph, t, scale, zp, qdq_of)
+
+        n_weights = 0
+        for node in quant:
+            if node.op in WEIGHTED_OPS and len(node.inputs) > 1 and isinstance(node.inputs[1], gs.Constant):
+                x_dq = act(node.inputs[0])
+                if x_dq is None:
+                    continue
+                _quantize_weights(graph, node, x_dq, target.quantize_bias)
+                n_weights += 1
+            else:
+                for t in [t for t in node.inputs if isinstance(t, gs.Variable)]:
+                    act(t)
+            if node.op in target.output_ops:
+                for t in node.outputs:
+                    act(t)
+        graph.cleanup().toposort()
+        model = gs.export_onnx(graph)
+        copy_header(model, ir.onnx_model)
+        try:
+            onnx.checker.check_model(model)
+        except onnx.checker.ValidationError as e:
+            raise PassError(f"Q/DQ graph fails onnx.checker: {str(e).splitlines()[0]}") from e
+        ir.set_onnx(model)
+        ir.analyses["quantized"] = {"target": target.name}
+        changes_extra = _verify(model, target)
+        problems = changes_extra.pop("problems", [])
+        diagnostics = []
+        if missing:
+            diagnostics.append(f"{len(missing)} tensors had no calibration range and stay float (first: {missing[0]})")
+        return PassResult(True, {"target": target.name, "quantized_nodes": len(quant), "weights": n_weights,
+                                 "activations": len(qdq_of), "float_tail_nodes": len(float_nodes),
+                                 "excluded_by_pattern": sum(1 for n in candidates if matches(n.name, patterns)),
+                                 **changes_extra},
+                          diagnostics + problems)
+
+
+def _verify(model: onnx.ModelProto, target) -> dict:
+    """Target checks: onnxruntime's integer fusion (ort-cpu) or TensorRT's Q/DQ rules (tensorrt)."""
+    if target.name == "tensorrt":
+        from yolocc.plugins.tensorrt_check import check_tensorrt_qdq
+
+        problems = check_tensorrt_qdq(model)
+        return {"tensorrt_rule_violations": len(problems), "problems": problems[:5]}
+    if target.name == "ort-cpu":
+        from yolocc.plugins.ort_fusion import fusion_summary
+
+        return {"ort_fusion": fusion_summary(model)}
+    return {}
+
+
+def _insert_qdq(graph: gs.Graph, t: gs.Variable, scale: np.ndarray, zp: np.ndarray,
+                registry: dict[str, gs.Variable]) -> gs.Variable:
+    s = gs.Constant(f"{t.name}_scale", scale)
+    z = gs.Constant(f"{t.name}_zero_point", zp)
+    q_out = gs.Variable(f"{t.name}_quantized", dtype=zp.dtype, shape=t.shape)
+    dq_out = gs.Variable(f"{t.name}_dequantized", dtype=np.float32, shape=t.shape)
+    consumers = list(t.outputs)
+    graph.nodes.append(gs.Node("QuantizeLinear", f"{t.name}_QuantizeLinear", inputs=[t, s, z], outputs=[q_out]))
+    graph.nodes.append(gs.Node("DequantizeLinear", f"{t.name}_DequantizeLinear", inputs=[q_out, s, z], outputs=[dq_out]))
+    for node in consumers:
+        node.inputs = [dq_out if x is t else x for x in node.inputs]
+    registry[t.name] = dq_out
+    return dq_out
+
+
+def _quantize_weights(graph: gs.Graph, node: gs.Node, x_dq: gs.Variable, quantize_bias: bool) -> None:
+    """int8 per-channel weights (and, if asked, int32 bias for Conv/Gemm) behind DequantizeLinear."""
+    w = node.inputs[1]
+    axis = _weight_axis(node)
+    q, w_scale = weight_qparams(np.asarray(w.values, np.float32), axis)
+    base = f"{node.name}_weight"
+    w_dq = gs.Variable(f"{base}_dequantized", dtype=np.float32, shape=list(q.shape))
+    graph.nodes.append(gs.Node(
+        "DequantizeLinear", f"{base}_DequantizeLinear",
+        inputs=[gs.Constant(f"{base}_quantized", q), gs.Constant(f"{base}_scale", w_scale),
+                gs.Constant(f"{base}_zero_point", np.zeros_like(w_scale, dtype=np.int8))],
+        outputs=[w_dq], attrs={"axis": axis}))
+    node.inputs[1] = w_dq
+    if quantize_bias and len(node.inputs) > 2 and isinstance(node.inputs[2], gs.Constant) and node.op in ("Conv", "Gemm"):
+        x_scale = float(x_dq.inputs[0].inputs[1].values)
+        b_scale = (w_scale * x_scale).astype(np.float32)
+        b = np.asarray(node.inputs[2].values, np.float32)
+        if b.shape == b_scale.shape:
+            bq = np.round(b / b_scale).astype(np.int32)
+            b_dq = gs.Variable(f"{node.name}_bias_dequantized", dtype=np.float32, shape=list(b.shape))
+            graph.nodes.append(gs.Node(
+                "DequantizeLinear", f"{node.name}_bias_DequantizeLinear",
+                inputs=[gs.Constant(f"{node.name}_bias_quantized", bq), gs.Constant(f"{node.name}_bias_scale", b_scale),
+                        gs.Constant(f"{node.name}_bias_zero_point", np.zeros_like(bq))],
+                outputs=[b_dq], attrs={"axis": 0}))
+            node.inputs[2] = b_dq
