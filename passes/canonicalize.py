@@ -36,9 +36,45 @@ class C2fSplit(nn.Module):
                 setattr(self, attr, getattr(c2f, attr))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = [self.cv0(x), self.cv1(x)]
+        if torch.onnx.is_in_onnx_export() and _mergeable(self.cv0, self.cv1):
+            y = list(_merged_conv(self.cv0, self.cv1, x))
+        else:
+            y = [self.cv0(x), self.cv1(x)]
         y.extend(m(y[-1]) for m in self.m)
         return self.cv2(torch.cat(y, 1))
+
+
+def _mergeable(a: nn.Module, b: nn.Module) -> bool:
+    ca, cb = a.conv, b.conv
+    same = all(getattr(ca, k) == getattr(cb, k) for k in ("in_channels", "kernel_size", "stride", "padding",
+                                                            "dilation", "groups"))
+    return same and type(a.act) is type(b.act) and hasattr(a, "bn") == hasattr(b, "bn") and \
+        (not hasattr(a, "bn") or a.bn.eps == b.bn.eps)
+
+
+def _merged_conv(a: nn.Module, b: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(a(x), b(x))`` as one convolution and a static split: what the deployed graph should run.
+
+    Pruning wants two convolutions; a runtime wants one wide one. The weight concatenations are
+    constants, so the ONNX exporter folds them (and BN) away.
+    """
+    import torch.nn.functional as F
+
+    ca, cb = a.conv, b.conv
+    w = torch.cat([ca.weight, cb.weight])
+    bias = None
+    if ca.bias is not None or cb.bias is not None:
+        bias = torch.cat([ca.bias if ca.bias is not None else ca.weight.new_zeros(ca.out_channels),
+                          cb.bias if cb.bias is not None else cb.weight.new_zeros(cb.out_channels)])
+    y = F.conv2d(x, w, bias, ca.stride, ca.padding, ca.dilation, ca.groups)
+    if hasattr(a, "bn") and hasattr(b, "bn"):
+        bn_a, bn_b = a.bn, b.bn
+        y = F.batch_norm(y, torch.cat([bn_a.running_mean, bn_b.running_mean]),
+                         torch.cat([bn_a.running_var, bn_b.running_var]),
+                         torch.cat([bn_a.weight, bn_b.weight]), torch.cat([bn_a.bias, bn_b.bias]),
+                         False, 0.0, bn_a.eps)
+    y = a.act(y)
+    return y.split((ca.out_channels, cb.out_channels), 1)
 
 
 def _conv_slice(conv_block: nn.Module, start: int, stop: int) -> nn.Module:

@@ -2,8 +2,8 @@
 
 Walking back from the graph outputs through non-compute ops (and stopping after the first
 Conv/Gemm/MatMul met on each path) collects the head's decode: the box/score concat, the DFL
-softmax and conv, the final sigmoid and the box arithmetic, plus the last convolutions whose raw
-outputs feed them. Quantizing that tail is what drives a naive INT8 YOLO to 0 mAP: box coordinates
+softmax and conv, the final sigmoid and the box arithmetic, and (optionally) the last
+convolutions whose raw outputs feed them. Quantizing that tail is what drives a naive INT8 YOLO to 0 mAP: box coordinates
 (0-640) and class scores (0-1) would share one quantized tensor.
 """
 
@@ -16,8 +16,9 @@ import onnx_graphsurgeon as gs
 COMPUTE_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 
 
-def output_tail(graph: gs.Graph) -> set[str]:
-    """Names of the nodes in the float tail."""
+def output_tail(graph: gs.Graph, include_last_convs: bool = True) -> set[str]:
+    """Names of the nodes in the float tail; ``include_last_convs=False`` leaves the last
+    Conv/Gemm of each path out of it (they are quantized, with per-branch output ranges)."""
     tail: set[str] = set()
     stack = [t for t in graph.outputs]
     seen: set[int] = set()
@@ -27,9 +28,11 @@ def output_tail(graph: gs.Graph) -> set[str]:
             if id(node) in seen:
                 continue
             seen.add(id(node))
-            tail.add(node.name)
             if node.op in COMPUTE_OPS and not _after_softmax(node):
-                continue  # a compute layer ends the tail (it stays float itself)
+                if include_last_convs:
+                    tail.add(node.name)
+                continue  # a compute layer ends the tail
+            tail.add(node.name)
             stack.extend(t for t in node.inputs if isinstance(t, gs.Variable))
     return tail
 

@@ -16,6 +16,7 @@ class FP16(Pass):
     params = (Param("keep_io", "bool", True, "keep the model's inputs and outputs in float32"),)
 
     def call(self, ir: ModelIR, ctx: PassContext) -> PassResult:
+        import onnx_graphsurgeon as gs
         from onnxruntime.transformers.float16 import convert_float_to_float16
 
         before = ir.onnx_model
@@ -23,7 +24,10 @@ class FP16(Pass):
             from yolocc.compiler.errors import UsageError
 
             raise UsageError("fp16 cannot follow int8/qdq: choose one of them")
-        after = convert_float_to_float16(before, keep_io_types=self.args["keep_io"], disable_shape_infer=False)
+        converted = convert_float_to_float16(before, keep_io_types=self.args["keep_io"], disable_shape_infer=False)
+        graph = gs.import_onnx(converted)
+        graph.toposort()  # the converter appends its I/O casts at the end
+        after = gs.export_onnx(graph)
         copy_header(after, before)
         ir.set_onnx(after)
         return PassResult(True, {"bytes_before": before.ByteSize(), "bytes_after": after.ByteSize()})

@@ -21,6 +21,7 @@ class Int8(Pass):
         Param("percentile", "float", 99.999, "percentile kept by method=percentile", low=90.0, high=100.0),
         Param("exclude", "str", "", "node names/patterns kept float, separated by '|'"),
         Param("keep_tail_float", "bool", True, "keep the YOLO decode/DFL/concat/sigmoid tail float"),
+        Param("float_head_convs", "bool", False, "also keep the head's last convolutions float"),
     )
 
     def expand(self, stage: str) -> list[Pass]:
@@ -28,4 +29,5 @@ class Int8(Pass):
         fuse = [FuseBN()] if stage == "torch" else []  # an ONNX input has its BN folded already
         return fuse + [
                 Calibrate(method=a["method"], n=a["n"], percentile=a["percentile"]),
-                QDQ(exclude=a["exclude"], keep_tail_float=a["keep_tail_float"])]
+                QDQ(exclude=a["exclude"], keep_tail_float=a["keep_tail_float"],
+                    float_head_convs=a["float_head_convs"])]

@@ -66,6 +66,7 @@ class QDQ(Pass):
     params = (
         Param("exclude", "str", "", "node names/patterns kept float, separated by '|' (e.g. '/model.0/*')"),
         Param("keep_tail_float", "bool", True, "keep the output tail (YOLO decode, DFL, concat, sigmoid) float"),
+        Param("float_head_convs", "bool", False, "also keep the head's last convolutions float"),
     )
 
     def call(self, ir: ModelIR, ctx: PassContext) -> PassResult:
@@ -77,8 +78,8 @@ class QDQ(Pass):
         calib = ir.analyses["calibration"]["activations"]
         graph = gs.import_onnx(folded(ir.onnx_model))  # weights behind Identity/Shape ops become constants
         patterns = [p.strip() for p in self.args["exclude"].split("|") if p.strip()]
-        float_nodes = output_tail(graph) if self.args["keep_tail_float"] else set()
-        candidates = [n for n in graph.nodes if n.op in target.input_ops]
+        float_nodes = output_tail(graph, self.args["float_head_convs"]) if self.args["keep_tail_float"] else set()
+        candidates = [n for n in graph.nodes if n.op in target.input_ops or n.op in target.passthrough_ops]
         quant = [n for n in candidates if n.name not in float_nodes and not matches(n.name, patterns)]
         if not quant:
             raise UsageError(f"qdq: every one of the {len(candidates)} quantizable layers is excluded; "
@@ -86,18 +87,23 @@ class QDQ(Pass):
         missing: list[str] = []
         qdq_of: dict[str, gs.Variable] = {}
 
-        def act(t: gs.Tensor) -> gs.Variable | None:
-            """The dequantized twin of activation ``t`` (inserting Q/DQ once per tensor)."""
+        def act(t: gs.Tensor, like: gs.Variable | None = None) -> gs.Variable | None:
+            """The dequantized twin of activation ``t`` (inserting Q/DQ once per tensor); ``like``
+            (a dequantized tensor) makes it reuse that tensor's scale and zero point."""
             if not isinstance(t, gs.Variable) or not t.name or t.dtype not in (np.float32, None):
                 return None
             if t.name in qdq_of:
                 return qdq_of[t.name]
             if any(id(t) == id(dq) for dq in qdq_of.values()):
                 return t  # already the output of an inserted DequantizeLinear
-            if t.name not in calib:
+            if like is not None:
+                dq = like.inputs[0]
+                scale, zp = dq.inputs[1].values, dq.inputs[2].values
+            elif t.name in calib:
+                scale, zp = activation_qparams(*calib[t.name], target.activation_dtype, target.activation_symmetric)
+            else:
                 missing.append(t.name)
                 return None
-            scale, zp = activation_qparams(*calib[t.name], target.activation_dtype, target.activation_symmetric)
             return _insert_qdq(graph, t, scale, zp, qdq_of)
 
         n_weights = 0
@@ -108,6 +114,12 @@ class QDQ(Pass):
                     continue
                 _quantize_weights(graph, node, x_dq, target.quantize_bias)
                 n_weights += 1
+            elif node.op in target.passthrough_ops:
+                x_dq = act(node.inputs[0])
+                if x_dq is not None:
+                    for t in node.outputs:
+                        act(t, like=x_dq)
+                continue
             else:
                 for t in [t for t in node.inputs if isinstance(t, gs.Variable)]:
                     act(t)
@@ -168,7 +180,19 @@ def _quantize_weights(graph: gs.Graph, node: gs.Node, x_dq: gs.Variable, quantiz
     """int8 per-channel weights (and, if asked, int32 bias for Conv/Gemm) behind DequantizeLinear."""
     w = node.inputs[1]
     axis = _weight_axis(node)
-    q, w_scale = weight_qparams(np.asarray(w.values, np.float32), axis)
+    w_values = np.asarray(w.values, np.float32)
+    q, w_scale = weight_qparams(w_values, axis)
+    bias = node.inputs[2] if len(node.inputs) > 2 and isinstance(node.inputs[2], gs.Constant) else None
+    if quantize_bias and bias is not None:
+        # int32 bias uses scale x_scale * w_scale: widen a channel's weight scale where its bias
+        # would not fit (tiny weights next to a large bias), as onnxruntime's own quantizer does.
+        x_scale = float(x_dq.inputs[0].inputs[1].values)
+        need = np.abs(np.asarray(bias.values, np.float32)) / (x_scale * float(2 ** 30))
+        if need.shape == w_scale.shape and np.any(need > w_scale):
+            w_scale = np.maximum(w_scale, need).astype(np.float32)
+            shape = [1] * w_values.ndim
+            shape[axis] = -1
+            q = np.clip(np.round(w_values / w_scale.reshape(shape)), -127, 127).astype(np.int8)
     base = f"{node.name}_weight"
     w_dq = gs.Variable(f"{base}_dequantized", dtype=np.float32, shape=list(q.shape))
     graph.nodes.append(gs.Node(
@@ -177,10 +201,9 @@ def _quantize_weights(graph: gs.Graph, node: gs.Node, x_dq: gs.Variable, quantiz
                 gs.Constant(f"{base}_zero_point", np.zeros_like(w_scale, dtype=np.int8))],
         outputs=[w_dq], attrs={"axis": axis}))
     node.inputs[1] = w_dq
-    if quantize_bias and len(node.inputs) > 2 and isinstance(node.inputs[2], gs.Constant) and node.op in ("Conv", "Gemm"):
-        x_scale = float(x_dq.inputs[0].inputs[1].values)
+    if quantize_bias and bias is not None and node.op in ("Conv", "Gemm"):
         b_scale = (w_scale * x_scale).astype(np.float32)
-        b = np.asarray(node.inputs[2].values, np.float32)
+        b = np.asarray(bias.values, np.float32)
         if b.shape == b_scale.shape:
             bq = np.round(b / b_scale).astype(np.int32)
             b_dq = gs.Variable(f"{node.name}_bias_dequantized", dtype=np.float32, shape=list(b.shape))

@@ -19,6 +19,9 @@ class QuantTarget(Target):
     input_ops: tuple[str, ...]
     #: Ops whose outputs also get Q/DQ (so the runtime can fuse DQ -> op -> Q into an integer kernel).
     output_ops: tuple[str, ...]
+    #: Data-movement ops: their output reuses the input's scale/zero point, so the runtime can
+    #: drop the Q/DQ around them and move int8 data directly.
+    passthrough_ops: tuple[str, ...] = ()
     weight_axis: int = 0
     #: Conv/Gemm bias as int32 behind DequantizeLinear (onnxruntime's QLinearConv wants it).
     quantize_bias: bool = True
@@ -30,8 +33,10 @@ ORT_CPU = QuantTarget(
     activation_dtype="uint8", activation_symmetric=False,
     input_ops=("Conv", "Gemm", "MatMul", "Add", "Mul", "Sigmoid", "Concat", "MaxPool", "Resize",
                "GlobalAveragePool", "AveragePool", "Relu", "Clip", "LeakyRelu"),
-    output_ops=("Conv", "Gemm", "MatMul", "Add", "Mul", "Sigmoid", "Concat", "MaxPool", "Resize",
-                "GlobalAveragePool", "AveragePool", "Relu", "Clip", "LeakyRelu"),
+    output_ops=("Conv", "Gemm", "MatMul", "Add", "Mul", "Sigmoid", "Concat", "GlobalAveragePool",
+                "AveragePool", "Relu", "Clip", "LeakyRelu"),
+    passthrough_ops=("MaxPool", "Resize", "Reshape", "Transpose", "Slice", "Split", "Flatten", "Squeeze",
+                     "Unsqueeze"),
 )
 
 TENSORRT = QuantTarget(

@@ -1,0 +1,196 @@
+"""calibrate / qdq / int8 / fp16 on yolov8n at a small size, with real (generated) images."""
+
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from yolocc.compiler.errors import PassError, UsageError
+from tests.conftest import IMGSZ
+
+
+@pytest.fixture(scope="module")
+def calib_dir(tmp_path_factory):
+    """Eight small real-ish images (PNG) written with OpenCV."""
+    import cv2
+
+    folder = tmp_path_factory.mktemp("calib")
+    rng = np.random.default_rng(0)
+    for i in range(8):
+        img = (rng.random((120, 200, 3)) * 255).astype(np.uint8)
+        cv2.circle(img, (60 + 10 * i, 60), 25, (255, 255, 255), -1)
+        cv2.imwrite(str(folder / f"im{i}.png"), img)
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("YOLOCC_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def _compile(compiler, tmp_path, passes, target="ort-cpu", calib=None, **kw):
+    out = tmp_path / "q.onnx"
+    res = compiler.compile("yolov8n.yaml", passes, out, imgsz=IMGSZ, calib=str(calib) if calib else None,
+                           target=target, measure=False, **kw)
+    return res, onnx.load(str(out))
+
+
+def test_int8_expands_and_quantizes(compiler, tmp_path, calib_dir):
+    res, model = _compile(compiler, tmp_path, ["int8"], calib=calib_dir)
+    assert [s.pass_.name if s.pass_ else "lower" for s in res.plan] == ["fuse-bn", "lower", "calibrate", "qdq"]
+    qdq = res.report.stages[-1].changes
+    fusion = qdq["ort_fusion"]
+    # Every conv but the DFL (part of the float decode) runs as QLinearConv.
+    assert fusion["qlinear_convs"] == fusion["convs"] - 1 and fusion["float_convs_after"] == 1
+    ops = {n.op_type for n in model.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    weights = [t for t in model.graph.initializer if t.data_type == onnx.TensorProto.INT8 and len(t.dims) == 4]
+    assert len(weights) == qdq["weights"] == 63
+
+
+def test_decode_tail_stays_float(compiler, tmp_path, calib_dir):
+    _, model = _compile(compiler, tmp_path, ["int8"], calib=calib_dir)
+    producer = {o: n for n in model.graph.node for o in n.output}
+    out = producer[model.graph.output[0].name]
+    assert out.op_type == "Concat"  # boxes + scores concat is float: fed by no DequantizeLinear
+    for name in out.input:
+        assert producer[name].op_type != "DequantizeLinear"
+    head_convs = [n for n in model.graph.node if n.op_type == "Conv" and n.name.endswith((".2/Conv"))
+                  and n.name.startswith("/model.22/")]
+    assert len(head_convs) == 6  # the last box/class convs: int8, but each branch keeps its own range
+    for conv in head_convs:
+        q = [n for n in model.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == conv.output[0]]
+        assert len(q) == 1
+    sig = [n for n in model.graph.node if n.name == "/model.22/Sigmoid"]  # the class-score sigmoid
+    assert sig and all(producer[i].op_type != "DequantizeLinear" for n in sig for i in n.input)
+    dfl = next(n for n in model.graph.node if "dfl" in n.name and n.op_type == "Conv")
+    assert producer.get(dfl.input[1]) is None  # float weight initializer
+
+
+def test_output_fidelity_on_random_weights(compiler, tmp_path, calib_dir):
+    base = tmp_path / "fp32.onnx"
+    compiler.compile("yolov8n.yaml", [], base, imgsz=IMGSZ, measure=False)
+    _, model = _compile(compiler, tmp_path, ["int8"], calib=calib_dir)
+    x = np.random.default_rng(1).random((1, 3, IMGSZ, IMGSZ), dtype=np.float32)
+    ref = ort.InferenceSession(str(base)).run(None, {"images": x})[0]
+    got = ort.InferenceSession(model.SerializeToString()).run(None, {"images": x})[0]
+    assert got.shape == ref.shape
+    assert np.abs(got[:, :4] - ref[:, :4]).max() / np.abs(ref[:, :4]).max() < 0.05  # boxes
+    assert np.abs(got[:, 4:] - ref[:, 4:]).max() < 0.05  # scores
+
+
+def test_tensorrt_target_passes_checker_and_runs(compiler, tmp_path, calib_dir):
+    from yolocc.plugins.tensorrt_check import check_tensorrt_qdq
+
+    res, model = _compile(compiler, tmp_path, ["int8"], target="tensorrt", calib=calib_dir)
+    assert check_tensorrt_qdq(model) == [] and res.report.stages[-1].changes["tensorrt_rule_violations"] == 0
+    zps = [t for t in model.graph.initializer if t.name.endswith("_zero_point")]
+    assert zps and all(t.data_type == onnx.TensorProto.INT8 for t in zps)
+    y = ort.InferenceSession(model.SerializeToString()).run(None, {"images": np.zeros((1, 3, IMGSZ, IMGSZ), np.float32)})
+    assert y[0].shape == (1, 84, 525)
+
+
+def test_checker_catches_violations(compiler, tmp_path, calib_dir):
+    from yolocc.plugins.tensorrt_check import check_tensorrt_qdq
+
+    _, model = _compile(compiler, tmp_path, ["int8"], target="ort-cpu", calib=calib_dir)
+    problems = check_tensorrt_qdq(model)  # U8 asymmetric, conv outputs quantized: not TensorRT-shaped
+    assert any("zero point must be int8 0" in p for p in problems)
+    assert any("raw output of Conv" in p for p in problems)
+
+
+def test_calibration_cache_hit(compiler, tmp_path, calib_dir):
+    first, _ = _compile(compiler, tmp_path, ["int8"], calib=calib_dir)
+    second, _ = _compile(compiler, tmp_path, ["int8"], calib=calib_dir)
+    cal = [s for s in first.report.stages if s.name == "calibrate"][0].changes
+    cal2 = [s for s in second.report.stages if s.name == "calibrate"][0].changes
+    assert (cal["cache"], cal2["cache"]) == ("miss", "hit") and cal["images"] == 8
+
+
+@pytest.mark.parametrize("method", ["minmax", "percentile", "entropy"])
+def test_methods_on_plain_cnn(compiler, tmp_path, cnn_path, method):
+    arr = tmp_path / "calib.npz"
+    np.savez(arr, x=np.random.default_rng(0).random((6, 3, 64, 64), dtype=np.float32))
+    res = compiler.compile(cnn_path, [f"int8:method={method},n=4"], tmp_path / "q.onnx", imgsz=64,
+                           calib=str(arr), measure=False)
+    cal = [s for s in res.report.stages if s.name == "calibrate"][0].changes
+    assert cal["method"] == method and cal["images"] == 4
+    assert res.report.stages[-1].changes["ort_fusion"]["qlinear_convs"] == 4  # all four convs
+
+
+def test_float_head_convs_option(compiler, tmp_path, calib_dir):
+    res, _ = _compile(compiler, tmp_path, ["int8:float_head_convs=true"], calib=calib_dir)
+    assert res.report.stages[-1].changes["ort_fusion"]["float_convs_after"] == 7
+
+
+def test_exclude_keeps_named_layers_float(compiler, tmp_path, calib_dir):
+    res, model = _compile(compiler, tmp_path, ["int8:exclude=/model.0/*|/model.1/*"], calib=calib_dir)
+    producer = {o: n for n in model.graph.node for o in n.output}
+    first = next(n for n in model.graph.node if n.name == "/model.0/conv/Conv")
+    assert producer.get(first.input[1]) is None
+    assert res.report.stages[-1].changes["excluded_by_pattern"] >= 2
+
+
+def test_npy_calibration(compiler, tmp_path):
+    arr = tmp_path / "calib.npy"
+    np.save(arr, np.random.default_rng(0).random((3, 3, IMGSZ, IMGSZ), dtype=np.float32))
+    res, _ = _compile(compiler, tmp_path, ["int8"], calib=arr)
+    assert [s for s in res.report.stages if s.name == "calibrate"][0].changes["images"] == 3
+
+
+def test_fp16_keeps_io_float32(compiler, tmp_path):
+    res, model = _compile(compiler, tmp_path, ["fp16"])
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer)
+    assert res.report.stages[-1].changes["bytes_after"] < 0.6 * res.report.stages[-1].changes["bytes_before"]
+
+
+# ---------------------------------------------------------------- bad input
+def test_int8_without_calib(compiler, tmp_path):
+    with pytest.raises(UsageError, match="int8 needs calibration data: pass --calib"):
+        _compile(compiler, tmp_path, ["int8"])
+
+
+def test_empty_and_unreadable_calibration(compiler, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(PassError, match="has no images"):
+        _compile(compiler, tmp_path, ["int8"], calib=empty)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "a.png").write_bytes(b"not a png")
+    (bad / "b.jpg").write_bytes(b"")
+    with pytest.raises(PassError, match=r"0 of 2 could be read \(first unreadable: '.*a.png'\)"):
+        _compile(compiler, tmp_path, ["int8"], calib=bad)
+
+
+def test_bad_npy_shape(compiler, tmp_path):
+    arr = tmp_path / "calib.npy"
+    np.save(arr, np.zeros((2, 3, 32, 32), np.float32))
+    with pytest.raises(PassError, match=r"samples of shape \[3, 32, 32\]; the model takes \[3, 160, 160\]"):
+        _compile(compiler, tmp_path, ["int8"], calib=arr)
+
+
+def test_nan_calibration_rejected(compiler, tmp_path):
+    arr = tmp_path / "calib.npy"
+    np.save(arr, np.full((2, 3, IMGSZ, IMGSZ), np.nan, np.float32))
+    with pytest.raises(PassError, match="NaN or Inf"):
+        _compile(compiler, tmp_path, ["int8"], calib=arr)
+
+
+def test_everything_excluded(compiler, tmp_path, calib_dir):
+    with pytest.raises(PassError, match="every one of the .* quantizable layers is excluded"):
+        _compile(compiler, tmp_path, ["int8:exclude=*"], calib=calib_dir)
+
+
+@pytest.mark.parametrize("spec, message", [("int8:method=magic", "must be one of minmax"), ("int8:n=0", ">= 1")])
+def test_bad_int8_arguments(compiler, tmp_path, calib_dir, spec, message):
+    with pytest.raises(UsageError, match=message):
+        _compile(compiler, tmp_path, [spec], calib=calib_dir)
+
+
+def test_unknown_target(compiler, tmp_path, calib_dir):
+    with pytest.raises(UsageError, match="unknown target 'tpu'; available targets: ort-cpu, tensorrt"):
+        _compile(compiler, tmp_path, ["int8"], target="tpu", calib=calib_dir)
