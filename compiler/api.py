@@ -64,11 +64,13 @@ class Compiler:
                 imgsz: int | None = None, opset: int = lowering.DEFAULT_OPSET, dynamic_batch: bool = False,
                 measure: bool = True, latency_runs: int = 20, threads: int = 0,
                 calib: str | None = None, calib_n: int | None = None, target: str = "ort-cpu",
+                data: str | None = None,
                 options: dict[str, Any] | None = None, on_stage=None, progress=None) -> CompileResult:
         """Load, plan, run the passes, emit ``output`` (if given) and measure every stage.
 
         ``calib`` is an image folder, data YAML or .npy/.npz (needed by ``int8``/``calibrate``);
-        ``target`` picks the quantization rules (``ort-cpu`` or ``tensorrt``).
+        ``target`` picks the quantization rules (``ort-cpu`` or ``tensorrt``); ``data`` (a labelled
+        dataset the frontend can evaluate on) adds accuracy ``metrics`` to every stage.
         """
         t_start = time.perf_counter()
         emitter = None
@@ -77,6 +79,10 @@ class Compiler:
             check_writable(output)
         if latency_runs < 0:
             raise UsageError(f"latency runs must be >= 0, got {latency_runs}")
+        if data is not None and not Path(data).exists():
+            raise UsageError(f"--data '{data}' does not exist")
+        if data is not None and not measure:
+            raise UsageError("--data needs the per-stage measurements: drop --no-measure")
         options = dict(options or {}, calib=calib, calib_n=calib_n, target=target,
                        target_obj=self.registry.target(target))
         ir = model if isinstance(model, ModelIR) else self.load(model, imgsz)
@@ -106,11 +112,21 @@ class Compiler:
         if emitter is not None:
             info = emitter.emit(ir, Path(output), {"opset": opset, "dynamic_batch": dynamic_batch})
             artifact = Path(output)
-            data = artifact.read_bytes()
-            report.artifact = {"path": str(artifact), "emitter": emitter.name, "size_bytes": len(data),
-                               "sha256": hashlib.sha256(data).hexdigest(), **info}
+            blob = artifact.read_bytes()
+            report.artifact = {"path": str(artifact), "emitter": emitter.name, "size_bytes": len(blob),
+                               "sha256": hashlib.sha256(blob).hexdigest(), **info}
         if measure:
             report.finalize(latency_runs, threads, splits=ir.meta.get("output_splits"))
+        if data:
+            frontend = self.registry.frontends[ir.frontend].obj
+
+            def evaluator(onnx_bytes: bytes) -> dict:
+                metrics = frontend.evaluate(ir, onnx_bytes, data)
+                if metrics is None:
+                    raise UsageError(f"--data: the {ir.frontend} frontend cannot evaluate accuracy")
+                return metrics
+
+            report.evaluate(evaluator, progress)
         report.compile_time_s = time.perf_counter() - t_start
         return CompileResult(artifact, report, ir, steps)
 

@@ -48,6 +48,8 @@ def _compile_parser() -> argparse.ArgumentParser:
     p.add_argument("--calib", metavar="PATH",
                    help="calibration data for int8: image folder, Ultralytics data YAML (train images), or .npy/.npz")
     p.add_argument("--calib-n", type=int, metavar="N", help="number of calibration images (default: 128)")
+    p.add_argument("--data", metavar="DATA",
+                   help="labelled data (Ultralytics data YAML, or a classify folder): add accuracy to every stage")
     p.add_argument("--target", default="ort-cpu",
                    help="runtime the quantized graph is for: ort-cpu (default) or tensorrt")
     p.add_argument("--dry-run", "--plan", dest="dry_run", action="store_true",
@@ -142,7 +144,7 @@ def _compile_main(argv: list[str]) -> int:
         result = compiler.compile(ir, args.passes, output, opset=args.opset, dynamic_batch=args.dynamic_batch,
                                   measure=not args.no_measure, latency_runs=args.latency_runs,
                                   threads=args.threads, calib=args.calib, calib_n=args.calib_n,
-                                  target=args.target, on_stage=on_stage, progress=progress)
+                                  target=args.target, data=args.data, on_stage=on_stage, progress=progress)
     for path in args.report:
         result.report.write(path)
     if args.json:

@@ -17,6 +17,10 @@ class Frontend:
     def load(self, path: str, options: dict[str, Any]) -> ModelIR | None:
         raise NotImplementedError
 
+    def evaluate(self, ir: ModelIR, onnx_bytes: bytes, data: str) -> dict[str, float] | None:
+        """Accuracy of one stage's ONNX on labelled ``data`` (None: this frontend cannot)."""
+        return None
+
 
 class Emitter:
     """Writes the compiled IR as an artifact; chosen by the output path's suffix."""

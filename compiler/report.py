@@ -57,6 +57,20 @@ class Report:
     compile_time_s: float = 0.0
     latency: dict[str, Any] = field(default_factory=dict)
 
+    def evaluate(self, evaluator, progress=None) -> None:
+        """Fill ``metrics`` of every stage with ``evaluator(onnx_bytes)`` (same bytes: same result)."""
+        import hashlib
+
+        done: dict[str, dict] = {}
+        with_onnx = [s for s in self.stages if s.onnx is not None]
+        for i, s in enumerate(with_onnx, 1):
+            key = hashlib.sha256(s.onnx).hexdigest()
+            if key not in done:
+                done[key] = evaluator(s.onnx)
+            s.metrics = done[key]
+            if progress:
+                progress("evaluating stages", i, len(with_onnx))
+
     def finalize(self, latency_runs: int = 20, threads: int = 0, splits: dict | None = None) -> None:
         """Fill MACs, size, latency (round-robin, same run) and fidelity from each stage's ONNX."""
         import onnx
@@ -98,6 +112,10 @@ class Report:
                 "latency": _with_delta(s.latency_ms, base.latency_ms if base else None, lambda v: f"{v:.2f} ms"),
                 "fidelity": _fidelity_cell(s.fidelity),
             })
+            if base is not None and base.metrics and s.metrics:
+                key = next(iter(base.metrics))
+                rows[-1][key] = _with_delta(s.metrics.get(key), base.metrics.get(key), lambda v: f"{v:.4f}",
+                                            absolute=True)
         return rows
 
     def to_markdown(self) -> str:
@@ -150,11 +168,13 @@ def _bytes(v: float) -> str:
     return f"{int(v)} B"
 
 
-def _with_delta(v, base, fmt) -> str:
+def _with_delta(v, base, fmt, absolute: bool = False) -> str:
     if v is None:
         return "-"
     if base in (None, 0) or v == base:
         return fmt(v)
+    if absolute:  # accuracy: the change in points, not percent of itself
+        return f"{fmt(v)} ({(v - base) * 100:+.1f} pt)"
     return f"{fmt(v)} ({(v - base) / base * 100:+.1f}%)"
 
 
@@ -167,4 +187,4 @@ def _fidelity_cell(fid: dict | None) -> str:
     if "cosine" not in entry:
         return "shape mismatch"
     label = "scores " if key.endswith("[scores]") else ""
-    return f"{label}cos {entry['cosine']:.4f}, rel err {entry['rel_err']:.2g}"
+    return f"{label}cos {entry['cosine']:.4f}"
