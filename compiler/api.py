@@ -16,7 +16,7 @@ from .fileio import check_writable
 from .ir import ModelIR
 from .params import PassSpec
 from .passbase import Pass, PassResult
-from .pipeline import RunOptions, Step, plan, run
+from .pipeline import RunOptions, Step, plan, resolve, run
 from .registry import Registry, build_registry, get_plugin_manager
 from .report import Report, StageRecord
 
@@ -29,7 +29,7 @@ class CompileResult:
 
     artifact: Path | None
     report: Report
-    ir: ModelIR
+    ir: ModelIR | None  # None when the compile came from the cache
     plan: list[Step] = field(default_factory=list)
 
 
@@ -64,7 +64,7 @@ class Compiler:
                 imgsz: int | None = None, opset: int = lowering.DEFAULT_OPSET, dynamic_batch: bool = False,
                 measure: bool = True, latency_runs: int = 20, threads: int = 0,
                 calib: str | None = None, calib_n: int | None = None, target: str = "ort-cpu",
-                data: str | None = None,
+                data: str | None = None, cache_dir: str | Path | None = None,
                 options: dict[str, Any] | None = None, on_stage=None, progress=None) -> CompileResult:
         """Load, plan, run the passes, emit ``output`` (if given) and measure every stage.
 
@@ -85,6 +85,23 @@ class Compiler:
             raise UsageError("--data needs the per-stage measurements: drop --no-measure")
         options = dict(options or {}, calib=calib, calib_n=calib_n, target=target,
                        target_obj=self.registry.target(target))
+        key = None
+        if cache_dir is not None and output is not None and isinstance(model, (str, os.PathLike)):
+            from . import cache
+
+            resolved = [{"name": p.name, "args": p.args} for p in resolve(self.registry, passes)]
+            settings = {k: v for k, v in options.items() if k != "target_obj"}
+            settings.update(imgsz=imgsz, opset=opset, dynamic_batch=dynamic_batch, data=data,
+                            measure=measure, latency_runs=latency_runs)
+            key = cache.compile_key(model, resolved, settings, Path(output).suffix)
+            hit = cache.lookup(cache_dir, key)
+            if hit is not None:
+                cache.restore(hit[0], output)
+                report = Report.from_dict(hit[1])
+                report.cache = {"hit": True, "key": key, "time_s": round(time.perf_counter() - t_start, 3)}
+                report.artifact = dict(report.artifact or {}, path=str(output))
+                log.info("cache hit %s: copied the cached artifact", key[:12])
+                return CompileResult(Path(output), report, None, [])
         ir = model if isinstance(model, ModelIR) else self.load(model, imgsz)
         steps = self.plan(ir, passes)
         if not calib and any(s.pass_ is not None and "calibration" in s.pass_.provides for s in steps):
@@ -128,6 +145,11 @@ class Compiler:
 
             report.evaluate(evaluator, progress)
         report.compile_time_s = time.perf_counter() - t_start
+        if key is not None and artifact is not None:
+            from . import cache
+
+            report.cache = {"hit": False, "key": key}
+            cache.store(cache_dir, key, artifact, report.as_dict())
         return CompileResult(artifact, report, ir, steps)
 
 

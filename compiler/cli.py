@@ -50,12 +50,15 @@ def _compile_parser() -> argparse.ArgumentParser:
     p.add_argument("--calib-n", type=int, metavar="N", help="number of calibration images (default: 128)")
     p.add_argument("--data", metavar="DATA",
                    help="labelled data (Ultralytics data YAML, or a classify folder): add accuracy to every stage")
-    p.add_argument("--target", default="ort-cpu",
-                   help="runtime the quantized graph is for: ort-cpu (default) or tensorrt")
+    p.add_argument("--target", help="runtime the quantized graph is for: ort-cpu (default) or tensorrt")
     p.add_argument("--dry-run", "--plan", dest="dry_run", action="store_true",
                    help="print the expanded plan (macros, auto-inserted passes, lowering) and exit")
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset, 17 or newer (default: 17)")
-    p.add_argument("--dynamic-batch", action="store_true", help="emit ONNX with a dynamic batch dimension")
+    p.add_argument("--opset", type=int, help="ONNX opset, 17 or newer (default: 17)")
+    p.add_argument("--dynamic-batch", action="store_const", const=True,
+                   help="emit ONNX with a dynamic batch dimension")
+    p.add_argument("--recipe", metavar="FILE",
+                   help="passes and options from a YAML/TOML recipe or a pyproject.toml's [tool.yolocc]")
+    p.add_argument("--cache", metavar="DIR", help="content-addressed compile cache: skip an unchanged compile")
     p.add_argument("--latency-runs", type=int, default=20,
                    help="timed onnxruntime runs per stage for the report, 0 to skip (default: 20)")
     p.add_argument("--threads", type=int, default=0, help="onnxruntime threads for latency (default: all cores)")
@@ -107,6 +110,7 @@ def _compile_main(argv: list[str]) -> int:
         if Path(path).suffix.lower() not in (".json", ".md"):
             raise UsageError(f"--report path '{path}' must end in .json or .md")
         check_writable(path)
+    _apply_recipe(args)
     compiler = Compiler()
     output = args.output
     if output is None and not args.dry_run:
@@ -114,7 +118,7 @@ def _compile_main(argv: list[str]) -> int:
     if output is not None:
         compiler.registry.emitter_for(output)
         check_writable(output)
-    ir = compiler.load(args.model, args.imgsz)
+    ir = None if args.cache and not args.dry_run else compiler.load(args.model, args.imgsz)
     if args.dry_run:
         steps = compiler.plan(ir, args.passes)
         if args.json:
@@ -139,12 +143,16 @@ def _compile_main(argv: list[str]) -> int:
 
         def on_stage(rec):
             console.log(f"{rec.name}: {'changed' if rec.modified else 'no change'} ({rec.time_s:.2f} s)"
-                        if rec.origin != "input" else f"loaded {ir.source} ({ir.task}, imgsz {ir.input.imgsz})")
+                        if rec.origin != "input" else f"loaded {args.model}")
 
-        result = compiler.compile(ir, args.passes, output, opset=args.opset, dynamic_batch=args.dynamic_batch,
+        result = compiler.compile(ir or args.model, args.passes, output, imgsz=args.imgsz,
+                                  opset=args.opset, dynamic_batch=args.dynamic_batch,
                                   measure=not args.no_measure, latency_runs=args.latency_runs,
                                   threads=args.threads, calib=args.calib, calib_n=args.calib_n,
-                                  target=args.target, data=args.data, on_stage=on_stage, progress=progress)
+                                  target=args.target, data=args.data, cache_dir=args.cache,
+                                  on_stage=on_stage, progress=progress)
+    if result.report.cache and result.report.cache.get("hit"):
+        console.log(f"cache hit: {result.report.cache['key'][:16]} ({result.report.cache['time_s']:.2f} s)")
     for path in args.report:
         result.report.write(path)
     if args.json:
@@ -154,6 +162,26 @@ def _compile_main(argv: list[str]) -> int:
         if result.artifact:
             print("wrote " + ", ".join([str(result.artifact), *args.report]))
     return 0
+
+
+_OPTION_DEFAULTS = {"opset": 17, "dynamic_batch": False, "target": "ort-cpu"}
+
+
+def _apply_recipe(args: argparse.Namespace) -> None:
+    """Fill passes and unset options from ``--recipe``; command-line flags win."""
+    if args.recipe:
+        from .recipe import load_recipe
+
+        specs, options = load_recipe(args.recipe)
+        if specs and args.passes:
+            raise UsageError("give the passes either in the recipe or with -p, not both")
+        args.passes = args.passes or [str(s) for s in specs]
+        for key, value in options.items():
+            if getattr(args, key, None) is None:
+                setattr(args, key, value)
+    for key, value in _OPTION_DEFAULTS.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
 
 
 def _console():

@@ -11,6 +11,7 @@ import torch
 
 from .errors import ExportError
 from .ir import ModelIR
+from .torchgraph import TORCH_GLOBAL_LOCK
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ def export_onnx(module: torch.nn.Module, ir: ModelIR, opset: int = DEFAULT_OPSET
     was_training = module.training
     module.eval()
     try:
-        with warnings.catch_warnings(), torch.no_grad():
+        with TORCH_GLOBAL_LOCK, warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
             torch.onnx.export(module, (x,), buf, opset_version=opset, dynamo=False,
                               input_names=[ir.input.name], output_names=list(ir.output_names),

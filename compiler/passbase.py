@@ -56,12 +56,12 @@ class Pass:
     provides: ClassVar[tuple[str, ...]] = ()
     preserves: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, _positional: Sequence[Any] = (), **kwargs: Any):
-        self.args = bind(self.name, self.params, kwargs, _positional)
+    def __init__(self, *positional: Any, **kwargs: Any):
+        self.args = bind(self.name, self.params, kwargs, positional)
 
     @classmethod
     def from_spec(cls, spec: PassSpec) -> "Pass":
-        return cls(spec.positional, **dict(spec.args))
+        return cls(*spec.positional, **dict(spec.args))
 
     @classmethod
     def summary(cls) -> str:

@@ -83,10 +83,12 @@ class Registry:
         return self.passes[name].obj
 
     def emitter_for(self, path: str | Path) -> Emitter:
+        """The emitter whose suffix matches the end of ``path`` (longest match: ``.onnx.gz`` > ``.gz``)."""
+        name = Path(path).name.lower()
+        matches = [(len(s), reg.obj) for reg in self.emitters.values() for s in reg.obj.suffixes if name.endswith(s)]
+        if matches:
+            return max(matches, key=lambda m: m[0])[1]
         suffix = Path(path).suffix.lower()
-        for reg in self.emitters.values():
-            if suffix in reg.obj.suffixes:
-                return reg.obj
         known = sorted(s for reg in self.emitters.values() for s in reg.obj.suffixes)
         raise UsageError(f"no emitter writes '{suffix or path}' files; use one of: {', '.join(known)}")
 

@@ -56,6 +56,7 @@ class Report:
     artifact: dict[str, Any] | None = None
     compile_time_s: float = 0.0
     latency: dict[str, Any] = field(default_factory=dict)
+    cache: dict[str, Any] | None = None
 
     def evaluate(self, evaluator, progress=None) -> None:
         """Fill ``metrics`` of every stage with ``evaluator(onnx_bytes)`` (same bytes: same result)."""
@@ -93,11 +94,21 @@ class Report:
                                                              latency_runs, threads=threads)):
                 s.latency_ms = ms
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Report":
+        """A report read back from its JSON form (no ONNX bytes)."""
+        stages = [StageRecord(**{k: v for k, v in s.items() if k in StageRecord.__dataclass_fields__})
+                  for s in d.get("stages", [])]
+        return cls(model=d["model"], task=d["task"], imgsz=d["imgsz"], plan=d.get("plan", []), stages=stages,
+                   artifact=d.get("artifact"), compile_time_s=d.get("compile_time_s", 0.0),
+                   latency=d.get("latency", {}), cache=d.get("cache"))
+
     def as_dict(self) -> dict[str, Any]:
         return {"schema": SCHEMA, "yolocc": __version__, "model": self.model, "task": self.task,
                 "imgsz": self.imgsz, "plan": self.plan, "stages": [s.as_dict() for s in self.stages],
                 "artifact": self.artifact, "latency": self.latency,
-                "compile_time_s": round(self.compile_time_s, 3)}
+                "compile_time_s": round(self.compile_time_s, 3),
+                **({"cache": self.cache} if self.cache else {})}
 
     def rows(self) -> list[dict[str, str]]:
         """Table rows (strings) with deltas against the input stage."""

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 from typing import Iterable, Iterator
 
 import networkx as nx
 import torch
 import torch.nn as nn
+
+#: torch keeps process-global state that yolocc relies on: the default RNG (seeded random weights),
+#: the tracer and the ONNX exporter (``torch.onnx.is_in_onnx_export``). Code that touches it holds
+#: this lock, so compiles in concurrent threads stay independent and deterministic.
+TORCH_GLOBAL_LOCK = threading.RLock()
 
 #: Layer types whose output channels root a coupling group.
 ROOT_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.Linear)
@@ -30,7 +36,7 @@ def build_dependency_graph(module: nn.Module, example_inputs: torch.Tensor):
     """Trace ``module`` into a torch-pruning DependencyGraph."""
     import torch_pruning as tp
 
-    with all_params_require_grad(module):
+    with TORCH_GLOBAL_LOCK, all_params_require_grad(module):
         return tp.DependencyGraph().build_dependency(module, example_inputs=example_inputs)
 
 

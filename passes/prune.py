@@ -9,7 +9,7 @@ from yolocc.compiler.errors import PassError, UsageError
 from yolocc.compiler.ir import ModelIR
 from yolocc.compiler.params import Param
 from yolocc.compiler.passbase import Pass, PassContext, PassResult
-from yolocc.compiler.torchgraph import ROOT_TYPES, all_params_require_grad, flatten_outputs
+from yolocc.compiler.torchgraph import ROOT_TYPES, TORCH_GLOBAL_LOCK, all_params_require_grad, flatten_outputs
 
 from .layer_ratios import load_layer_ratios
 
@@ -67,7 +67,7 @@ class Prune(Pass):
         shapes_before = _output_shapes(module, x)
         params_before = ir.param_count()
         channels_before = _out_channels(module)
-        with all_params_require_grad(module), torch.random.fork_rng():
+        with TORCH_GLOBAL_LOCK, all_params_require_grad(module), torch.random.fork_rng():
             torch.manual_seed(0)
             pruner = tp.pruner.MetaPruner(
                 module, x, importance=_importance(a["importance"]), pruning_ratio=a["ratio"],

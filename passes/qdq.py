@@ -75,6 +75,8 @@ class QDQ(Pass):
             from yolocc.plugins.targets import ORT_CPU
 
             target = ORT_CPU
+        if not hasattr(target, "input_ops"):
+            raise UsageError(f"target '{target.name}' has no quantization rules; use ort-cpu or tensorrt for int8")
         calib = ir.analyses["calibration"]["activations"]
         graph = gs.import_onnx(folded(ir.onnx_model))  # weights behind Identity/Shape ops become constants
         patterns = [p.strip() for p in self.args["exclude"].split("|") if p.strip()]

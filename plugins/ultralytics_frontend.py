@@ -84,7 +84,9 @@ class UltralyticsFrontend(Frontend):
                    "classify": tasks.ClassificationModel}[task]
         except (FileNotFoundError, KeyError) as e:
             raise UsageError(f"model file '{cfg}' does not exist and is not an Ultralytics model YAML") from e
-        with torch.random.fork_rng():
+        from yolocc.compiler.torchgraph import TORCH_GLOBAL_LOCK
+
+        with TORCH_GLOBAL_LOCK, torch.random.fork_rng():
             torch.manual_seed(0)  # deterministic random weights for the same YAML
             try:
                 with _ultralytics_logs_off():

@@ -47,4 +47,4 @@ def test_rejects_arguments():
     from yolocc.compiler.errors import UsageError
 
     with pytest.raises(UsageError):
-        FuseBN(_positional=("1",))
+        FuseBN("1")

@@ -1,0 +1,73 @@
+"""Content-addressed compile cache (``--cache DIR``): an unchanged compile is skipped.
+
+The key hashes everything that decides the artifact: the model file's bytes (or the model YAML's
+name), the expanded plan with arguments, the options, the calibration and evaluation data's bytes,
+and the versions of yolocc and of the libraries that produce the graph.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from .fileio import write_atomic, write_with
+
+LIBRARIES = ("yolocc", "torch", "torch-pruning", "onnx", "onnxruntime", "onnx-graphsurgeon", "ultralytics")
+
+
+def _hash_path(h, path: Path) -> None:
+    if path.is_file():
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
+    elif path.is_dir():
+        for f in sorted(p for p in path.rglob("*") if p.is_file() and not p.name.endswith(".cache")):
+            h.update(str(f.relative_to(path)).encode())
+            h.update(f.read_bytes())
+    else:
+        h.update(str(path).encode())
+
+
+def compile_key(model: Any, plan: list[dict], options: dict[str, Any], output_suffix: str) -> str:
+    """The cache key of one compile."""
+    h = hashlib.sha256()
+    h.update(b"yolocc-cache-v1")
+    if isinstance(model, (str, Path)):
+        _hash_path(h, Path(model))
+    else:
+        raise TypeError("only models given as paths are cacheable")
+    h.update(json.dumps(plan, sort_keys=True, default=str).encode())
+    h.update(json.dumps({k: v for k, v in options.items() if k not in ("calib", "data")},
+                        sort_keys=True, default=str).encode())
+    for key in ("calib", "data"):
+        if options.get(key):
+            _hash_path(h, Path(options[key]))
+    for lib in LIBRARIES:
+        try:
+            h.update(f"{lib}={metadata.version(lib)}".encode())
+        except metadata.PackageNotFoundError:
+            h.update(f"{lib}=none".encode())
+    h.update(output_suffix.encode())
+    return h.hexdigest()
+
+
+def lookup(cache_dir: str | Path, key: str) -> tuple[Path, dict] | None:
+    entry = Path(cache_dir) / key
+    artifact, report = entry / "artifact", entry / "report.json"
+    if artifact.is_file() and report.is_file():
+        return artifact, json.loads(report.read_text())
+    return None
+
+
+def store(cache_dir: str | Path, key: str, artifact: Path, report: dict) -> None:
+    entry = Path(cache_dir) / key
+    entry.mkdir(parents=True, exist_ok=True)
+    write_with(entry / "artifact", lambda tmp: shutil.copyfile(artifact, tmp))
+    write_atomic(entry / "report.json", json.dumps(report, indent=2))
+
+
+def restore(artifact: Path, output: str | Path) -> None:
+    write_with(output, lambda tmp: shutil.copyfile(artifact, tmp))

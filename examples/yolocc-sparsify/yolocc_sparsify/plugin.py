@@ -1,0 +1,166 @@
+"""The yolocc-sparsify plugin: a ``sparsify`` pass, an ``onnx-gz`` emitter and an ``example-edge`` target.
+
+Exposed under the ``yolocc`` entry-point group as ``sparsify`` (see ``pyproject.toml``), so yolocc
+lists its pass with provider ``sparsify`` and ``YOLOCC_DISABLE_PLUGINS=sparsify`` turns it off.
+Everything yolocc-specific comes from ``yolocc.compiler.plugin_api``, the stable plugin surface.
+"""
+
+from __future__ import annotations
+
+import copy
+import gzip
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from yolocc.compiler.plugin_api import (Emitter, ExportError, ModelIR, Param, Pass, PassContext, PassResult, Target,
+                                        UsageError, hookimpl, write_atomic)
+
+#: ONNX ops whose second input is a weight tensor we may sparsify.
+WEIGHT_OPS = ("Conv", "Gemm")
+
+
+# --------------------------------------------------------------------------------------- pass
+def weight_initializers(model: onnx.ModelProto) -> list[onnx.TensorProto]:
+    """The float initializers used as the weight (input 1) of a Conv or Gemm in the main graph,
+    each once even when several nodes share it. Weights behind DequantizeLinear (int8 graphs) or
+    produced by other nodes are not initializers of these ops and are left alone."""
+    by_name = {t.name: t for t in model.graph.initializer}
+    seen: dict[str, onnx.TensorProto] = {}
+    for node in model.graph.node:
+        if node.domain not in ("", "ai.onnx") or node.op_type not in WEIGHT_OPS or len(node.input) < 2:
+            continue
+        name = node.input[1]
+        tensor = by_name.get(name)
+        if tensor is None or name in seen:
+            continue
+        if onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).kind != "f":
+            continue
+        seen[name] = tensor
+    return list(seen.values())
+
+
+def magnitude_prune(weights: np.ndarray, ratio: float) -> np.ndarray:
+    """A copy of ``weights`` with the ``round(ratio * size)`` smallest-magnitude entries set to 0
+    (ties broken by position, so the result is deterministic)."""
+    flat = np.array(weights, copy=True).reshape(-1)
+    k = int(round(ratio * flat.size))
+    if k > 0:
+        order = np.argsort(np.abs(flat), kind="stable")
+        flat[order[:k]] = 0
+    return flat.reshape(weights.shape)
+
+
+class Sparsify(Pass):
+    """Unstructured magnitude pruning: zero the smallest-|w| fraction of each Conv/Gemm weight."""
+
+    name = "sparsify"
+    stage = "onnx"
+    params = (
+        Param("ratio", "float", 0.5, "fraction of each weight tensor set to zero", low=0.0, high=1.0,
+              high_open=True),
+        Param("min_size", "int", 1024, "skip weight tensors with fewer elements than this", low=0),
+    )
+
+    def call(self, ir: ModelIR, ctx: PassContext) -> PassResult:
+        ratio, min_size = self.args["ratio"], self.args["min_size"]
+        changes: dict[str, Any] = {"sparsity": 0.0, "tensors": 0, "zeroed": 0, "weights": 0, "skipped": 0}
+        if ratio == 0:
+            return PassResult(False, changes, ["ratio=0: nothing to sparsify"])
+        model = copy.deepcopy(ir.onnx_model)
+        candidates = weight_initializers(model)
+        diagnostics: list[str] = []
+        modified = False
+        for tensor in candidates:
+            if tensor.data_location == onnx.TensorProto.EXTERNAL:
+                diagnostics.append(f"skipped '{tensor.name}': weights stored as external data")
+                changes["skipped"] += 1
+                continue
+            weights = numpy_helper.to_array(tensor)
+            if weights.size < min_size:
+                changes["skipped"] += 1
+                continue
+            pruned = magnitude_prune(weights, ratio)
+            if not np.array_equal(pruned, weights):
+                tensor.CopyFrom(numpy_helper.from_array(pruned.astype(weights.dtype, copy=False), tensor.name))
+                modified = True
+            changes["tensors"] += 1
+            changes["zeroed"] += int(np.count_nonzero(pruned == 0))
+            changes["weights"] += int(pruned.size)
+        if changes["weights"]:
+            changes["sparsity"] = round(changes["zeroed"] / changes["weights"], 4)
+        else:
+            diagnostics.append(f"no Conv/Gemm weight initializer has min_size={min_size} or more elements "
+                               f"({len(candidates)} candidate(s))")
+        if modified:
+            onnx.checker.check_model(model)
+            ir.set_onnx(model)
+        return PassResult(modified, changes, diagnostics)
+
+
+# ------------------------------------------------------------------------------------ emitter
+def gzip_bytes(data: bytes) -> bytes:
+    """gzip ``data`` deterministically: no file name, mtime 0, fixed level."""
+    buf = io.BytesIO()
+    with gzip.GzipFile(filename="", mode="wb", fileobj=buf, compresslevel=9, mtime=0) as f:
+        f.write(data)
+    return buf.getvalue()
+
+
+class OnnxGzEmitter(Emitter):
+    """Writes a gzip-compressed ONNX model (``model.onnx.gz``); ``gunzip`` gives the plain ``.onnx``.
+
+    yolocc picks emitters by the last suffix of the output path, so this emitter registers ``.gz``
+    and refuses names that do not end in ``.onnx.gz``. Sparse weights compress well, which is why
+    it pairs with ``sparsify``.
+    """
+
+    name = "onnx-gz"
+    suffixes = (".gz",)
+
+    def emit(self, ir: ModelIR, path: Path, options: dict[str, Any]) -> dict[str, Any]:
+        path = Path(path)
+        if not path.name.lower().endswith(".onnx.gz"):
+            raise UsageError(f"the onnx-gz emitter writes '.onnx.gz' files; got '{path.name}'")
+        if ir.stage == "torch":
+            from yolocc.compiler import lowering  # the core's lowering API
+
+            lowering.lower(ir, options.get("opset", lowering.DEFAULT_OPSET), options.get("dynamic_batch", False))
+        model = ir.onnx_model
+        try:
+            onnx.checker.check_model(model)
+        except onnx.checker.ValidationError as e:
+            raise ExportError(f"the compiled ONNX model is invalid: {str(e).splitlines()[0]}") from e
+        data = model.SerializeToString()
+        blob = gzip_bytes(data)
+        write_atomic(path, blob)
+        return {"compressed_bytes": len(blob), "uncompressed_bytes": len(data),
+                "opset": next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)}
+
+
+# ------------------------------------------------------------------------------------- target
+class ExampleEdgeTarget(Target):
+    """A placeholder execution target, to show target registration."""
+
+    name = "example-edge"
+    doc = "example edge device (from the yolocc-sparsify example plugin): float ONNX, sparse weights"
+
+
+# -------------------------------------------------------------------------------------- hooks
+@hookimpl
+def yolocc_register_passes(registry):
+    registry.add_pass(Sparsify)
+
+
+@hookimpl
+def yolocc_register_emitters(registry):
+    registry.add_emitter(OnnxGzEmitter())
+
+
+@hookimpl
+def yolocc_register_targets(registry):
+    registry.add_target(ExampleEdgeTarget())
