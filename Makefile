@@ -14,10 +14,17 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
-demo: $(STAMP)
+DIGITS := examples/digits/data/digits.yaml
+
+# The bundled fixture data is regenerated (deterministically, in seconds) rather than committed.
+$(DIGITS): examples/digits/make_dataset.py | $(STAMP)
+	$(BIN)/python examples/digits/make_dataset.py
+
+demo: $(STAMP) $(DIGITS)
 	mkdir -p runs/demo
-	$(BIN)/yolocc yolov8n.yaml -p prune:0.25 -p fuse-bn -o runs/demo/yolov8n-pruned.onnx \
-		--report runs/demo/report.json --report runs/demo/report.md
+	$(BIN)/yolocc examples/digits/weights/yolov8n-digits.pt -p prune:0.1 -p int8 \
+		--calib examples/digits/data/calib/images --data $(DIGITS) \
+		-o runs/demo/yolov8n-digits-int8.onnx --report runs/demo/report.json --report runs/demo/report.md
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

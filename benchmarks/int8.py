@@ -74,6 +74,8 @@ def main() -> int:
     ap.add_argument("--calib", default=DEFAULT_CALIB)
     ap.add_argument("--calib-n", type=int, default=128)
     ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--data", help="labelled data YAML: add mAP50-95 per row (Ultralytics validator)")
+    ap.add_argument("--method", default=None, help="calibration method for yolocc rows (default: the int8 default)")
     ap.add_argument("--out", default="runs/bench/int8.json")
     args = ap.parse_args()
 
@@ -87,7 +89,8 @@ def main() -> int:
             rows[name] = {"path": ort_quantize(fp32, calib, os.path.join(tmp, f"{name}.onnx"), u8s8),
                           "compile_s": round(time.perf_counter() - t0, 1)}
         compiler = Compiler()
-        for name, passes in (("yolocc-int8", ["int8"]), ("yolocc-prune-int8", ["prune:0.25", "int8"])):
+        int8 = f"int8:method={args.method}" if args.method else "int8"
+        for name, passes in (("yolocc-int8", [int8]), ("yolocc-prune-int8", ["prune:0.25", int8])):
             path = os.path.join(tmp, f"{name}.onnx")
             t0 = time.perf_counter()
             compiler.compile(args.model, passes, path, imgsz=args.imgsz, calib=args.calib,
@@ -108,14 +111,20 @@ def main() -> int:
             rows[name].update(size_bytes=len(data), latency_ms=ms, score_cosine=round(float(np.mean(scores)), 4),
                               box_rel_err=round(float(np.mean(boxes)), 4))
             rows[name].pop("path")
+            if args.data:
+                from yolocc.plugins.ultralytics_eval import evaluate_onnx
+
+                rows[name].update(evaluate_onnx(data, args.data, args.imgsz, "detect"))
     base = rows["ultralytics-fp32"]["latency_ms"]
     print(f"\n{args.model} at {args.imgsz}, onnxruntime CPU, median of {args.runs} runs, all timed round-robin; "
           f"{args.calib_n} calibration images")
-    print(f"{'model':<20}{'latency ms':>12}{'vs fp32':>9}{'size MB':>9}{'score cos':>11}{'box rel err':>13}{'compile s':>11}")
+    print(f"{'model':<20}{'latency ms':>12}{'vs fp32':>9}{'size MB':>9}{'score cos':>11}{'box rel err':>13}"
+          f"{'compile s':>11}{'mAP50-95':>10}")
     for name, r in rows.items():
         r["ratio_vs_fp32"] = round(r["latency_ms"] / base, 3)
         print(f"{name:<20}{r['latency_ms']:>12.1f}{r['ratio_vs_fp32']:>9.2f}{r['size_bytes'] / 1e6:>9.2f}"
-              f"{r['score_cosine']:>11.4f}{r['box_rel_err']:>13.4f}{r.get('compile_s', '-'):>11}")
+              f"{r['score_cosine']:>11.4f}{r['box_rel_err']:>13.4f}{r.get('compile_s', '-'):>11}"
+              f"{r.get('mAP50-95', '-'):>10}")
     u8 = rows["ort-u8s8"]["latency_ms"]
     print(f"yolocc-int8 vs ort-u8s8: {rows['yolocc-int8']['latency_ms'] / u8:.2f}x; "
           f"prune+int8 speed-up vs fp32: {base / rows['yolocc-prune-int8']['latency_ms']:.2f}x")

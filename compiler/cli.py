@@ -155,6 +155,12 @@ def _compile_main(argv: list[str]) -> int:
         console.log(f"cache hit: {result.report.cache['key'][:16]} ({result.report.cache['time_s']:.2f} s)")
     for path in args.report:
         result.report.write(path)
+    if args.report and any(s.metrics for s in result.report.stages):
+        from .plot import write_accuracy_latency_png
+
+        png = write_accuracy_latency_png(result.report, Path(args.report[0]).with_suffix(".png"))
+        if png:
+            args.report.append(str(png))
     if args.json:
         print(json.dumps(result.report.as_dict(), indent=2))
     else:

@@ -6,12 +6,13 @@ from yolocc.compiler.params import Param
 from yolocc.compiler.passbase import Pass
 
 from .calibrate import METHODS, Calibrate
+from .canonicalize import Canonicalize
 from .fuse_bn import FuseBN
 from .qdq import QDQ
 
 
 class Int8(Pass):
-    """INT8 post-training quantization: fuse-bn, calibrate, qdq (macro)."""
+    """INT8 post-training quantization: canonicalize, fuse-bn, calibrate, qdq (macro)."""
 
     name = "int8"
     stage = "torch"
@@ -26,8 +27,10 @@ class Int8(Pass):
 
     def expand(self, stage: str) -> list[Pass]:
         a = self.args
-        fuse = [FuseBN()] if stage == "torch" else []  # an ONNX input has its BN folded already
-        return fuse + [
+        # At the torch stage: canonical form (its DFL exports to a faster graph) and BN folding;
+        # an ONNX input has its BN folded already.
+        torch_part = [Canonicalize(), FuseBN()] if stage == "torch" else []
+        return torch_part + [
                 Calibrate(method=a["method"], n=a["n"], percentile=a["percentile"]),
                 QDQ(exclude=a["exclude"], keep_tail_float=a["keep_tail_float"],
                     float_head_convs=a["float_head_convs"])]

@@ -8,11 +8,17 @@ disjoint pools (train / val / calib); every image of a split only uses digits fr
 Each detection image is a cluttered RGB canvas (default 160x160) with 1-6 digits pasted on it:
 
 * background: two-colour gradient + low-frequency colour noise + random lines, ellipses, rectangles;
-* digits: upsampled from 8x8 to 12-48 px (linear / cubic interpolation), aspect jitter, small rotation,
-  random ink colour (with a minimum contrast to the local background), random opacity;
+* digits: upsampled from 8x8 to 14-48 px (linear / cubic interpolation, log-uniform size), aspect jitter,
+  small rotation and shear, random stroke weight, random ink hue with a minimum luma contrast to the local
+  background, random opacity; one ink polarity per image (85% dark ink on a light background);
 * partial overlap between digits is allowed (bounded IoU), later digits occlude earlier ones;
-* distractors: stroke-like polylines and arcs in digit-like colours and thickness, some drawn over digits;
-* finishing: optional blur and additive Gaussian noise.
+* distractors: stroke-like polylines and arcs with digit-like thickness, some drawn over the digits;
+* finishing: optional blur and additive Gaussian noise;
+* every image draws a difficulty level d ~ U(0, 1) that scales clutter counts, texture amplitude, noise
+  and the minimum ink contrast (see the knobs below).
+
+The classification variant is 64x64 crops with one digit (22-50 px) each, the same clutter, and
+sometimes a cut-off neighbour digit at the border; classes are balanced.
 
 Labels are YOLO txt files (``class cx cy w h``, normalised) whose box is the tight bbox of the digit's ink
 (pixels of the pasted alpha mask above ``INK_THRESHOLD``), before occlusion (amodal box).
@@ -35,7 +41,7 @@ Generation is deterministic: each image is drawn from its own ``numpy.random.def
 
 Usage (from the repository root)::
 
-    python examples/digits/make_dataset.py                     # defaults: 1000 / 200 / 128 images
+    python examples/digits/make_dataset.py        # defaults: det 1000/200/128 images, cls 2000/300 crops
     python examples/digits/make_dataset.py --out /tmp/digits --seed 1 --n-train 200
 """
 
@@ -423,7 +429,7 @@ def main(argv=None):
     p.add_argument("--n-val", type=int, default=200)
     p.add_argument("--n-calib", type=int, default=128)
     p.add_argument("--imgsz", type=int, default=160, help="detection canvas size (square)")
-    p.add_argument("--n-cls-train", type=int, default=1000, help="classification train crops (0 to skip)")
+    p.add_argument("--n-cls-train", type=int, default=2000, help="classification train crops (0 to skip)")
     p.add_argument("--n-cls-val", type=int, default=300, help="classification val crops")
     p.add_argument("--cls-imgsz", type=int, default=64, help="classification crop size (square)")
     p.add_argument("--no-det", action="store_true", help="skip the detection dataset")
@@ -438,10 +444,12 @@ def main(argv=None):
         assert not set(pools[a]) & set(pools[b])
 
     # remove only what this script writes, so stale files and Ultralytics *.cache files never survive
-    for sub in (*SPLITS, "cls"):
+    subs = ([] if args.no_det else [*SPLITS]) + (["cls"] if args.n_cls_train > 0 else [])
+    for sub in subs:
         if (out / sub).is_dir():
             shutil.rmtree(out / sub)
-    (out / "digits.yaml").unlink(missing_ok=True)
+    if not args.no_det:
+        (out / "digits.yaml").unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
 
     if not args.no_det:

@@ -19,6 +19,7 @@ def test_c2f_split_is_exact(compiler, cfg, expected):
         before = ir.module(x)
     result = Canonicalize()(ir, PassContext())
     assert result.modified and result.changes["rewrites"]["C2f->C2fSplit"] == expected
+    assert result.changes["rewrites"]["DFL->DFLLastAxis"] == 1
     assert sum(isinstance(m, C2fSplit) for m in ir.module.modules()) == expected
     with torch.no_grad():
         after = ir.module(x)
