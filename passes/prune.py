@@ -23,6 +23,22 @@ def _importance(name: str):
             "random": lambda: tp.importance.RandomImportance()}[name]()
 
 
+def _pruner_class():
+    """torch-pruning's MetaPruner, rounding kept channels to the *nearest* multiple of round_to.
+
+    torch-pruning floors them, so a 16-channel layer asked to lose 10% keeps 8 (loses 50%).
+    """
+    import torch_pruning as tp
+
+    class NearestRoundPruner(tp.pruner.MetaPruner):
+        def _round_to(self, n_pruned, current_channels, round_to):
+            keep = current_channels - n_pruned
+            keep = min(current_channels, max(round_to, int(keep / round_to + 0.5) * round_to))
+            return max(current_channels - keep, 0)
+
+    return NearestRoundPruner
+
+
 def _out_channels(module: nn.Module) -> dict[str, int]:
     return {n: (m.out_channels if hasattr(m, "out_channels") else m.out_features)
             for n, m in module.named_modules() if isinstance(m, ROOT_TYPES)}
@@ -69,7 +85,7 @@ class Prune(Pass):
         channels_before = _out_channels(module)
         with TORCH_GLOBAL_LOCK, all_params_require_grad(module), torch.random.fork_rng():
             torch.manual_seed(0)
-            pruner = tp.pruner.MetaPruner(
+            pruner = _pruner_class()(
                 module, x, importance=_importance(a["importance"]), pruning_ratio=a["ratio"],
                 pruning_ratio_dict=ratio_dict or None, ignored_layers=ignored, round_to=a["round_to"],
                 global_pruning=a["global"])
