@@ -10,7 +10,7 @@ from .fileio import write_with
 def write_accuracy_latency_png(report, path: str | Path) -> Path | None:
     """Write the plot if the stages carry both latency and accuracy; return its path."""
     points = [(s.name, s.latency_ms, next(iter(s.metrics.values()))) for s in report.stages
-              if s.latency_ms is not None and s.metrics]
+              if s.latency_ms is not None and s.metrics and (s.origin == "input" or s.modified)]
     if not points:
         return None
     import matplotlib

@@ -6,7 +6,9 @@ The result is the IR analysis ``calibration``: ``{"method", "activations": {tens
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import logging
 import os
@@ -112,15 +114,17 @@ def _collect(model_bytes: bytes, input_name: str, data: np.ndarray, args: dict, 
         calibrator = create_calibrator(model_path, list(CALIBRATED_OPS), os.path.join(tmp, "augmented.onnx"),
                                        calibrate_method=method, extra_options=extra,
                                        providers=["CPUExecutionProvider"])
-        try:
-            for start in range(0, len(data), CHUNK):
-                calibrator.collect_data(Reader(data[start:start + CHUNK]))
-                if progress:
-                    progress(min(start + CHUNK, len(data)), len(data))
-            ranges = calibrator.compute_data()
-        except ValueError as e:  # onnxruntime's histogram collectors reject near-constant tensors
-            raise PassError(f"onnxruntime's {args['method']} calibrator failed ({str(e).splitlines()[0]}); "
-                            f"some activation is nearly constant on these inputs: try method=minmax") from e
+        # onnxruntime's histogram calibrators print to stdout, which belongs to --json output.
+        with contextlib.redirect_stdout(io.StringIO()):
+            try:
+                for start in range(0, len(data), CHUNK):
+                    calibrator.collect_data(Reader(data[start:start + CHUNK]))
+                    if progress:
+                        progress(min(start + CHUNK, len(data)), len(data))
+                ranges = calibrator.compute_data()
+            except ValueError as e:  # onnxruntime's histogram collectors reject near-constant tensors
+                raise PassError(f"onnxruntime's {args['method']} calibrator failed ({str(e).splitlines()[0]}); "
+                                f"some activation is nearly constant on these inputs: try method=minmax") from e
     return {name: [float(np.asarray(td.range_value[0]).min()), float(np.asarray(td.range_value[1]).max())]
             for name, td in ranges.items()}
 
