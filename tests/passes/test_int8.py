@@ -196,3 +196,13 @@ def test_bad_int8_arguments(compiler, tmp_path, calib_dir, spec, message):
 def test_unknown_target(compiler, tmp_path, calib_dir):
     with pytest.raises(UsageError, match="unknown target 'tpu'; available targets: ort-cpu, tensorrt"):
         _compile(compiler, tmp_path, ["int8"], target="tpu", calib=calib_dir)
+
+
+def test_int8_bytes_are_deterministic(compiler, tmp_path, calib_dir, monkeypatch):
+    outs = []
+    for i in range(2):
+        monkeypatch.setenv("YOLOCC_CACHE_DIR", str(tmp_path / f"cache{i}"))  # recalibrate each time
+        out = tmp_path / f"q{i}.onnx"
+        compiler.compile("yolov8n.yaml", ["int8"], out, imgsz=IMGSZ, calib=str(calib_dir), measure=False)
+        outs.append(out.read_bytes())
+    assert outs[0] == outs[1]
