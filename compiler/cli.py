@@ -224,7 +224,7 @@ def _passes_main(argv: list[str]) -> int:
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     reg = build_registry(get_plugin_manager())
-    entries = [{"name": name, "stage": r.obj.stage, "provider": r.provider, "doc": r.obj.summary(),
+    entries = [{"name": name, "stage": r.obj.kind(), "provider": r.provider, "doc": r.obj.summary(),
                 "params": [{"name": q.name, "type": q.kind, "default": q.default, "doc": q.doc,
                             **({"choices": list(q.choices)} if q.choices else {})} for q in r.obj.params]}
                for name, r in sorted(reg.passes.items())]
@@ -238,7 +238,7 @@ def _passes_main(argv: list[str]) -> int:
     for col in ("pass", "stage", "parameters", "provider", "description"):
         table.add_column(col)
     for name, r in sorted(reg.passes.items()):
-        table.add_row(name, r.obj.stage, "\n".join(q.describe() for q in r.obj.params) or "-",
+        table.add_row(name, r.obj.kind(), "\n".join(q.describe() for q in r.obj.params) or "-",
                       r.provider, r.obj.summary())
     Console().print(table)
     for name, why in sorted(reg.broken.items()):

@@ -64,6 +64,11 @@ class Pass:
         return cls(*spec.positional, **dict(spec.args))
 
     @classmethod
+    def kind(cls) -> str:
+        """``torch``/``onnx`` for ordinary passes, ``macro`` for passes that expand into others."""
+        return "macro" if cls.expand is not Pass.expand else cls.stage
+
+    @classmethod
     def summary(cls) -> str:
         """The first line of the class docstring."""
         return (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""

@@ -87,6 +87,7 @@ def test_passes_lists_parameters_and_provider(cli):
     assert code == 0 and passes["prune"]["stage"] == "torch"
     assert {q["name"] for q in passes["prune"]["params"]} >= {"ratio", "importance", "round_to", "layers"}
     assert passes["prune"]["provider"] == "yolocc.passes.builtin" and passes["prune"]["doc"]
+    assert passes["int8"]["stage"] == "macro" and passes["qdq"]["stage"] == "onnx"
 
 
 def test_inspect_json(cli):
