@@ -93,7 +93,8 @@ class Compiler:
             settings = {k: v for k, v in options.items() if k != "target_obj"}
             settings.update(imgsz=imgsz, opset=opset, dynamic_batch=dynamic_batch, data=data,
                             measure=measure, latency_runs=latency_runs)
-            key = cache.compile_key(model, resolved, settings, Path(output).suffix)
+            key = cache.compile_key(model, resolved, settings, Path(output).suffix,
+                                    getattr(self.pm, "versions", {}))
             hit = cache.lookup(cache_dir, key)
             if hit is not None:
                 cache.restore(hit[0], output)

@@ -2,7 +2,7 @@
 
 The key hashes everything that decides the artifact: the model file's bytes (or the model YAML's
 name), the expanded plan with arguments, the options, the calibration and evaluation data's bytes,
-and the versions of yolocc and of the libraries that produce the graph.
+and the versions of yolocc, of the libraries that produce the graph and of installed plugins.
 """
 
 from __future__ import annotations
@@ -31,8 +31,9 @@ def _hash_path(h, path: Path) -> None:
         h.update(str(path).encode())
 
 
-def compile_key(model: Any, plan: list[dict], options: dict[str, Any], output_suffix: str) -> str:
-    """The cache key of one compile."""
+def compile_key(model: Any, plan: list[dict], options: dict[str, Any], output_suffix: str,
+                plugin_versions: dict[str, str] | None = None) -> str:
+    """The cache key of one compile (``plugin_versions``: installed third-party plugins)."""
     h = hashlib.sha256()
     h.update(b"yolocc-cache-v1")
     if isinstance(model, (str, Path)):
@@ -50,6 +51,7 @@ def compile_key(model: Any, plan: list[dict], options: dict[str, Any], output_su
             h.update(f"{lib}={metadata.version(lib)}".encode())
         except metadata.PackageNotFoundError:
             h.update(f"{lib}=none".encode())
+    h.update(json.dumps(plugin_versions or {}, sort_keys=True).encode())
     h.update(output_suffix.encode())
     return h.hexdigest()
 

@@ -107,6 +107,7 @@ def get_plugin_manager(load_entry_points: bool = True) -> pluggy.PluginManager:
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
     pm.broken = {}  # type: ignore[attr-defined]
+    pm.versions = {}  # type: ignore[attr-defined]  # entry-point plugin -> its distribution's version
     for modname in BUILTIN_MODULES:
         pm.register(importlib.import_module(modname), name=modname)
     if load_entry_points:
@@ -117,6 +118,7 @@ def get_plugin_manager(load_entry_points: bool = True) -> pluggy.PluginManager:
             try:
                 plugin = ep.load()
                 pm.register(plugin, name=ep.name)
+                pm.versions[ep.name] = ep.dist.version if ep.dist else "?"  # type: ignore[attr-defined]
             except Exception as e:  # a broken plugin must not take down the others
                 why = f"{type(e).__name__}: {e}".splitlines()[0]
                 pm.broken[ep.name] = why  # type: ignore[attr-defined]

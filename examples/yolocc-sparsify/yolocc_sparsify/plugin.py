@@ -18,7 +18,7 @@ import onnx
 from onnx import numpy_helper
 
 from yolocc.compiler.plugin_api import (Emitter, ExportError, ModelIR, Param, Pass, PassContext, PassResult, Target,
-                                        UsageError, hookimpl, write_atomic)
+                                        hookimpl, write_atomic)
 
 #: ONNX ops whose second input is a weight tensor we may sparsify.
 WEIGHT_OPS = ("Conv", "Gemm")
@@ -114,18 +114,16 @@ def gzip_bytes(data: bytes) -> bytes:
 class OnnxGzEmitter(Emitter):
     """Writes a gzip-compressed ONNX model (``model.onnx.gz``); ``gunzip`` gives the plain ``.onnx``.
 
-    yolocc picks emitters by the last suffix of the output path, so this emitter registers ``.gz``
-    and refuses names that do not end in ``.onnx.gz``. Sparse weights compress well, which is why
-    it pairs with ``sparsify``.
+    yolocc picks the emitter whose suffix matches the longest end of the output path, so
+    ``model.onnx.gz`` comes here while ``model.tar.gz`` is refused before any pass runs. Sparse
+    weights compress well, which is why it pairs with ``sparsify``.
     """
 
     name = "onnx-gz"
-    suffixes = (".gz",)
+    suffixes = (".onnx.gz",)
 
     def emit(self, ir: ModelIR, path: Path, options: dict[str, Any]) -> dict[str, Any]:
         path = Path(path)
-        if not path.name.lower().endswith(".onnx.gz"):
-            raise UsageError(f"the onnx-gz emitter writes '.onnx.gz' files; got '{path.name}'")
         if ir.stage == "torch":
             from yolocc.compiler import lowering  # the core's lowering API
 
