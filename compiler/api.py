@@ -83,7 +83,7 @@ class Compiler:
             raise UsageError(f"--data '{data}' does not exist")
         if data is not None and not measure:
             raise UsageError("--data needs the per-stage measurements: drop --no-measure")
-        options = dict(options or {}, calib=calib, calib_n=calib_n, target=target,
+        options = dict(options or {}, calib=calib, calib_n=calib_n, target=target, data=data,
                        target_obj=self.registry.target(target))
         key = None
         if cache_dir is not None and output is not None and isinstance(model, (str, os.PathLike)):

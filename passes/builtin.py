@@ -4,6 +4,7 @@ from yolocc.compiler.hookspecs import hookimpl
 
 from .calibrate import Calibrate
 from .canonicalize import Canonicalize
+from .finetune import Finetune
 from .fp16 import FP16
 from .fuse_bn import FuseBN
 from .int8 import Int8
@@ -14,5 +15,5 @@ from .simplify import Simplify
 
 @hookimpl
 def yolocc_register_passes(registry):
-    for cls in (Canonicalize, Prune, FuseBN, Simplify, Calibrate, QDQ, Int8, FP16):
+    for cls in (Canonicalize, Prune, FuseBN, Finetune, Simplify, Calibrate, QDQ, Int8, FP16):
         registry.add_pass(cls)

@@ -1,0 +1,39 @@
+"""finetune: argument and input checks (fast) and a real short training run (slow)."""
+
+import pytest
+
+from yolocc.compiler.errors import PassError, UsageError
+from yolocc.passes.finetune import Finetune
+from tests.conftest import IMGSZ
+
+DIGITS = "examples/digits/data/digits.yaml"
+DETECTOR = "examples/digits/weights/yolov8n-digits.pt"
+
+
+@pytest.mark.parametrize("kwargs", [{"epochs": 0}, {"lr": 0}, {"batch": "x"}, {"bogus": 1}])
+def test_bad_arguments(kwargs):
+    with pytest.raises(UsageError):
+        Finetune(**kwargs)
+
+
+def test_needs_data(compiler, tmp_path):
+    with pytest.raises(PassError, match="finetune needs labelled data: pass --data"):
+        compiler.compile("yolov8n.yaml", ["finetune"], tmp_path / "x.onnx", imgsz=IMGSZ, measure=False)
+
+
+def test_needs_ultralytics_model(compiler, tmp_path, cnn_path):
+    (tmp_path / "d.yaml").write_text("train: x\nval: x\nnames: {0: a}\n")
+    with pytest.raises(PassError, match="finetune needs an Ultralytics model"):
+        compiler.compile(cnn_path, ["finetune"], tmp_path / "x.onnx", imgsz=64, data=str(tmp_path / "d.yaml"))
+
+
+@pytest.mark.slow
+def test_one_epoch_recovers_some_pruned_accuracy(compiler, tmp_path):
+    import os
+
+    if not os.path.exists(DIGITS):
+        pytest.skip("run examples/digits/make_dataset.py first (make demo does)")
+    res = compiler.compile(DETECTOR, ["prune:0.25", "finetune:epochs=1"], tmp_path / "ft.onnx", data=DIGITS,
+                           latency_runs=1)
+    maps = {s.name: s.metrics["mAP50-95"] for s in res.report.stages}
+    assert maps["finetune"] > maps["prune"] + 0.03
