@@ -40,6 +40,11 @@ class PassContext:
         return lambda done, total: self.progress(description, done, total)
 
 
+#: Analyses that are snapshots of an earlier model, not facts about the current one: no change to
+#: the model makes them stale (``pre_prune`` is the default distillation teacher).
+SNAPSHOTS = ("pre_prune",)
+
+
 class Pass:
     """Base class of every pass, built-in or third-party.
 
@@ -90,7 +95,7 @@ class Pass:
         result = self.call(ir, ctx)
         if result.modified:
             for key in list(ir.analyses):
-                if key not in self.preserves and key not in self.provides:
+                if key not in self.preserves and key not in self.provides and key not in SNAPSHOTS:
                     del ir.analyses[key]
         ir.log_pass(self.name, self.args, result.changes)
         return result

@@ -56,6 +56,7 @@ class Prune(Pass):
     stage = "torch"
     requires = ("canonical",)
     preserves = ("canonical",)
+    provides = ("pre_prune",)
     params = (
         Param("ratio", "float", 0.25, "fraction of channels removed per layer", low=0.0, high=1.0, high_open=True),
         Param("importance", "choice", "l2", "channel importance criterion", choices=("l1", "l2", "bn", "random")),
@@ -79,6 +80,10 @@ class Prune(Pass):
         if a["ratio"] == 0.0 and not any(ratio_dict.values()):
             return PassResult(False, {"reason": "ratio is 0: nothing to prune"})
 
+        if "pre_prune" not in ir.analyses:  # the teacher for distillation: the model before any pruning
+            import copy
+
+            ir.analyses["pre_prune"] = copy.deepcopy(module)
         x = ir.example_inputs()
         shapes_before = _output_shapes(module, x)
         params_before = ir.param_count()

@@ -37,3 +37,52 @@ def test_one_epoch_recovers_some_pruned_accuracy(compiler, tmp_path):
                            latency_runs=1)
     maps = {s.name: s.metrics["mAP50-95"] for s in res.report.stages}
     assert maps["finetune"] > maps["prune"] + 0.03
+
+
+@pytest.mark.parametrize("kwargs", [{"T": 0}, {"kd": -1}, {"teacher": "/no/such.pt"}])
+def test_distill_bad_arguments(kwargs):
+    from yolocc.passes.finetune import Distill
+
+    with pytest.raises(UsageError):
+        Distill(**kwargs)
+
+
+def test_distill_needs_a_teacher(compiler, tmp_path):
+    (tmp_path / "d.yaml").write_text("train: x\nval: x\nnames: {0: a}\n")
+    with pytest.raises(PassError, match="distill needs a teacher: run it after prune"):
+        compiler.compile("yolov8n.yaml", ["distill"], tmp_path / "x.onnx", imgsz=IMGSZ, data=str(tmp_path / "d.yaml"),
+                         measure=True, latency_runs=0)
+
+
+def test_distill_is_detection_only(compiler, tmp_path):
+    (tmp_path / "d.yaml").write_text("train: x\nval: x\nnames: {0: a}\n")
+    with pytest.raises(PassError, match="'classify' distillation is not built yet"):
+        compiler.compile("yolov8n-cls.yaml", ["prune", "distill"], tmp_path / "x.onnx", imgsz=64,
+                         data=str(tmp_path / "d.yaml"), latency_runs=0)
+
+
+def test_pre_prune_snapshot_survives_later_passes(load_ir):
+    from yolocc.compiler.passbase import PassContext
+    from yolocc.passes.canonicalize import Canonicalize
+    from yolocc.passes.fuse_bn import FuseBN
+    from yolocc.passes.prune import Prune
+
+    ir = load_ir("yolov8n.yaml")
+    Canonicalize()(ir, PassContext())
+    before = ir.param_count()
+    for p in (Prune(ratio=0.5), FuseBN()):
+        p(ir, PassContext())
+    teacher = ir.analyses["pre_prune"]
+    assert sum(t.numel() for t in teacher.parameters()) == before > ir.param_count()
+
+
+@pytest.mark.slow
+def test_distill_one_epoch_runs(compiler, tmp_path):
+    import os
+
+    if not os.path.exists(DIGITS):
+        pytest.skip("run examples/digits/make_dataset.py first (make demo does)")
+    res = compiler.compile(DETECTOR, ["prune:0.25", "distill:epochs=1"], tmp_path / "d.onnx", data=DIGITS,
+                           latency_runs=1)
+    maps = {s.name: s.metrics["mAP50-95"] for s in res.report.stages}
+    assert maps["distill"] > maps["prune"]
