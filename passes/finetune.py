@@ -71,7 +71,7 @@ class Finetune(Pass):
 
 
 class Distill(Finetune):
-    """Knowledge distillation after pruning: neck features + class/DFL outputs from a teacher."""
+    """Knowledge distillation after pruning (detection: features + class/DFL outputs; classify: KL)."""
 
     name = "distill"
     params = TRAIN_PARAMS + (
@@ -81,13 +81,18 @@ class Distill(Finetune):
         # feat 0 / kd 3 0.367; feat 0.5 / kd 6 0.380 (plain finetune: 0.267).
         Param("feat", "float", 0.5, "weight of the neck-feature distillation (Ultralytics' dis)", low=0.0, high=100.0),
         Param("kd", "float", 6.0, "weight of the class-logit and DFL output distillation", low=0.0, high=100.0),
-        Param("T", "float", 2.0, "distillation temperature", low=0.1, high=100.0),
+        Param("T", "float", 2.0, "detection: distillation temperature", low=0.1, high=100.0),
+        Param("alpha", "float", 0.7, "classify: weight of the KL term against cross-entropy", low=0.0, high=1.0),
+        Param("T0", "float", 5.0, "classify: initial temperature", low=0.1, high=100.0),
+        Param("gamma", "float", 0.9, "classify: curriculum T(e)=max(1, T0*gamma^e); 1 keeps T fixed",
+              low=0.01, high=1.0),
+        Param("standardize", "bool", True, "classify: z-score logits before the temperature softmax"),
     )
 
     def teacher(self, ir: ModelIR, folder: str) -> str:
-        if ir.task != "detect":
-            raise UsageError(f"distill supports detection models; '{ir.task}' distillation is not built yet "
-                             f"(use finetune)")
+        if ir.task not in ("detect", "classify"):
+            raise UsageError(f"distill supports detect and classify models; '{ir.task}' distillation is not "
+                             f"built yet (use finetune)")
         if self.args["teacher"]:
             return self.args["teacher"]
         if "pre_prune" not in ir.analyses:
@@ -104,7 +109,10 @@ class Distill(Finetune):
         return path
 
     def kd_options(self) -> dict:
-        return {"kd_weight": self.args["kd"], "temperature": self.args["T"]}
+        a = self.args
+        return {"kd_weight": a["kd"], "temperature": a["T"],
+                "classify_kd": {"alpha": a["alpha"], "t0": a["T0"], "gamma": a["gamma"],
+                                "standardize": a["standardize"]}}
 
     def extra_overrides(self) -> dict:
         return {"dis": self.args["feat"]}

@@ -76,17 +76,63 @@ def _output_to_stderr():
             h.setStream(stream)
 
 
+class ClassifyKDLoss:
+    """``(1 - alpha) * CE + alpha * T^2 * KL(teacher || student)`` for classifiers.
+
+    With ``standardize`` each logit vector is z-scored, ``(z - mean) / (std + eps)``, before the
+    temperature softmax (logit standardization); with ``gamma < 1`` the temperature follows the
+    curriculum ``T(e) = max(1, T0 * gamma**e)`` over epochs (``epoch`` is set by the trainer).
+    """
+
+    def __init__(self, teacher, alpha: float = 0.7, t0: float = 5.0, gamma: float = 1.0, standardize: bool = True):
+        self.teacher, self.alpha, self.t0, self.gamma, self.standardize = teacher.eval(), alpha, t0, gamma, standardize
+        self.epoch = 0
+        for p in self.teacher.parameters():
+            p.requires_grad_(False)
+
+    def temperature(self) -> float:
+        return max(1.0, self.t0 * self.gamma ** self.epoch)
+
+    def _z(self, logits):
+        if not self.standardize:
+            return logits
+        return (logits - logits.mean(1, keepdim=True)) / (logits.std(1, keepdim=True) + 1e-7)
+
+    def __call__(self, preds, batch):
+        logits = preds[1] if isinstance(preds, (list, tuple)) else preds
+        ce = F.cross_entropy(logits, batch["cls"], reduction="mean")
+        with torch.no_grad():
+            t_out = self.teacher(batch["img"])
+        t_logits = t_out[1] if isinstance(t_out, (list, tuple)) else t_out
+        T = self.temperature()
+        kl = F.kl_div(F.log_softmax(self._z(logits) / T, 1), F.softmax(self._z(t_logits) / T, 1),
+                      reduction="batchmean") * T * T
+        loss = (1 - self.alpha) * ce + self.alpha * kl
+        return loss, {"loss": loss.detach()}
+
+
 def train(module, task: str, data: str, overrides: dict[str, Any], teacher: str | None = None,
-          kd_weight: float = 1.0, temperature: float = 2.0):
-    """Train ``module`` (an Ultralytics model in train mode); return (best module, trainer facts)."""
+          kd_weight: float = 1.0, temperature: float = 2.0, classify_kd: dict | None = None):
+    """Train ``module`` (an Ultralytics model in train mode); return (best module, trainer facts).
+
+    Detection with ``teacher``: OutputKDDistillation. Classification with ``teacher`` and
+    ``classify_kd`` (alpha, t0, gamma, standardize): ClassifyKDLoss as the student's criterion.
+    """
     with tempfile.TemporaryDirectory(prefix="yolocc-train-") as tmp, _output_to_stderr():
         args = dict(data=str(data), workers=0, amp=False, plots=False, pretrained=False, project=tmp,
                     exist_ok=True, patience=0, verbose=False, deterministic=True,
                     device="0" if torch.cuda.is_available() else "cpu", **overrides)
-        if teacher:
+        if teacher and task != "classify":
             args["distill_model"] = teacher
         trainer = trainer_class(task)(overrides=args)
-        if teacher:
+        if teacher and task == "classify":
+            from ultralytics.nn.tasks import load_checkpoint
+
+            criterion = ClassifyKDLoss(load_checkpoint(teacher)[0].float(), **(classify_kd or {}))
+            module.criterion = criterion
+            trainer.add_callback("on_train_epoch_start", lambda tr: setattr(criterion, "epoch", tr.epoch))
+            trainer.model = module
+        elif teacher:
             module.args = trainer.args
             wrapped = OutputKDDistillation(teacher_model=teacher, student_model=module)
             wrapped.kd_weight, wrapped.temperature = kd_weight, temperature

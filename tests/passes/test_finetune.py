@@ -54,11 +54,34 @@ def test_distill_needs_a_teacher(compiler, tmp_path):
                          measure=True, latency_runs=0)
 
 
-def test_distill_is_detection_only(compiler, tmp_path):
+def test_distill_tasks(compiler, tmp_path):
     (tmp_path / "d.yaml").write_text("train: x\nval: x\nnames: {0: a}\n")
-    with pytest.raises(PassError, match="'classify' distillation is not built yet"):
-        compiler.compile("yolov8n-cls.yaml", ["prune", "distill"], tmp_path / "x.onnx", imgsz=64,
+    with pytest.raises(PassError, match="'pose' distillation is not built yet"):
+        compiler.compile("yolov8n-pose.yaml", ["prune", "distill"], tmp_path / "x.onnx", imgsz=64,
                          data=str(tmp_path / "d.yaml"), latency_runs=0)
+
+
+def test_classify_kd_loss_terms():
+    import torch
+
+    from yolocc.plugins.ultralytics_training import ClassifyKDLoss
+
+    teacher = torch.nn.Linear(4, 3)
+    batch = {"img": torch.randn(8, 4), "cls": torch.randint(0, 3, (8,))}
+    ce_only = ClassifyKDLoss(teacher, alpha=0.0)
+    logits = torch.randn(8, 3)
+    assert torch.isclose(ce_only(logits, batch)[0], torch.nn.functional.cross_entropy(logits, batch["cls"]))
+    kd = ClassifyKDLoss(teacher, alpha=1.0, t0=5.0, gamma=0.5)
+    assert kd.temperature() == 5.0
+    kd.epoch = 2
+    assert kd.temperature() == 1.25
+    kd.epoch = 10
+    assert kd.temperature() == 1.0  # the curriculum never goes below 1
+    with torch.no_grad():
+        same = kd(teacher(batch["img"]), batch)[0]  # a student equal to its teacher: zero KL
+    assert float(same) < 1e-6
+    z = kd._z(torch.tensor([[1.0, 2.0, 3.0]]))
+    assert torch.allclose(z.mean(1), torch.zeros(1), atol=1e-6) and torch.allclose(z.std(1), torch.ones(1))
 
 
 def test_pre_prune_snapshot_survives_later_passes(load_ir):
