@@ -77,7 +77,7 @@ class QDQ(Pass):
             target = ORT_CPU
         if not hasattr(target, "input_ops"):
             raise UsageError(f"target '{target.name}' has no quantization rules; use ort-cpu or tensorrt for int8")
-        calib = ir.analyses["calibration"]["activations"]
+        calib = dict(ir.analyses["calibration"]["activations"])
         graph = gs.import_onnx(folded(ir.onnx_model))  # weights behind Identity/Shape ops become constants
         patterns = [p.strip() for p in self.args["exclude"].split("|") if p.strip()]
         float_nodes = output_tail(graph, self.args["float_head_convs"]) if self.args["keep_tail_float"] else set()
@@ -86,6 +86,8 @@ class QDQ(Pass):
         if not quant:
             raise UsageError(f"qdq: every one of the {len(candidates)} quantizable layers is excluded; "
                              f"nothing to quantize (check exclude=)")
+        if target.name == "ort-cpu":
+            _share_concat_ranges(quant, calib)
         missing: list[str] = []
         qdq_of: dict[str, gs.Variable] = {}
 
@@ -147,6 +149,32 @@ class QDQ(Pass):
                                  "excluded_by_pattern": sum(1 for n in candidates if matches(n.name, patterns)),
                                  **changes_extra},
                           diagnostics + problems)
+
+
+def _share_concat_ranges(nodes, calib: dict) -> None:
+    """Give a Concat's inputs and output one range (their union), so the concatenation needs no
+    requantization. Tensors linked through several concats end up in one group."""
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        while parent.setdefault(x, x) != x:
+            x = parent[x]
+        return x
+
+    for node in nodes:
+        if node.op != "Concat":
+            continue
+        names = [t.name for t in list(node.inputs) + list(node.outputs) if isinstance(t, gs.Variable) and t.name in calib]
+        for other in names[1:]:
+            parent[find(other)] = find(names[0])
+    groups: dict[str, list[str]] = {}
+    for name in parent:
+        groups.setdefault(find(name), []).append(name)
+    for members in groups.values():
+        lo = min(calib[m][0] for m in members)
+        hi = max(calib[m][1] for m in members)
+        for m in members:
+            calib[m] = [lo, hi]
 
 
 def _verify(model: onnx.ModelProto, target) -> dict:
