@@ -31,10 +31,14 @@ def session(model_bytes: bytes, threads: int = 0) -> ort.InferenceSession:
     return ort.InferenceSession(model_bytes, so, providers=["CPUExecutionProvider"])
 
 
+def feed(sess: ort.InferenceSession, x: np.ndarray) -> dict[str, np.ndarray]:
+    """``x`` as the session's input, cast to float16 for models that take float16."""
+    inp = sess.get_inputs()[0]
+    return {inp.name: x.astype(np.float16 if "float16" in inp.type else np.float32)}
+
+
 def run_outputs(sess: ort.InferenceSession, x: np.ndarray) -> dict[str, np.ndarray]:
-    name = sess.get_inputs()[0].name
-    dtype = np.float16 if "float16" in sess.get_inputs()[0].type else np.float32
-    outs = sess.run(None, {name: x.astype(dtype)})
+    outs = sess.run(None, feed(sess, x))
     return {o.name: np.asarray(v, dtype=np.float32) for o, v in zip(sess.get_outputs(), outs)}
 
 
@@ -42,11 +46,7 @@ def latencies_ms(models: Sequence[bytes], x: np.ndarray, runs: int = 20, warmup:
                  threads: int = 0) -> list[float]:
     """Median latency (ms) of each model, timed round-robin in one run."""
     sessions = [session(m, threads) for m in models]
-    feeds = []
-    for s in sessions:
-        inp = s.get_inputs()[0]
-        dtype = np.float16 if "float16" in inp.type else np.float32
-        feeds.append({inp.name: x.astype(dtype)})
+    feeds = [feed(s, x) for s in sessions]
     for s, f in zip(sessions, feeds):
         for _ in range(warmup):
             s.run(None, f)

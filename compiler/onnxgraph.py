@@ -8,6 +8,11 @@ import onnx
 from onnx import numpy_helper, shape_inference
 
 
+def static_dims(value_info) -> list[int]:
+    """The shape of a graph input/output/value_info, symbolic dimensions read as 1."""
+    return [d.dim_value if d.HasField("dim_value") else 1 for d in value_info.type.tensor_type.shape.dim]
+
+
 def graph_from_onnx(model: onnx.ModelProto) -> nx.DiGraph:
     """One node per ONNX node, keyed by node name; edges follow tensors."""
     g = nx.DiGraph()
@@ -61,8 +66,7 @@ def _shapes(model: onnx.ModelProto) -> dict[str, list[int]]:
     inferred = shape_inference.infer_shapes(model, data_prop=True)
     shapes = {}
     for vi in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output):
-        dims = [d.dim_value if d.HasField("dim_value") else 1 for d in vi.type.tensor_type.shape.dim]
-        shapes[vi.name] = dims
+        shapes[vi.name] = static_dims(vi)
     for t in model.graph.initializer:
         shapes[t.name] = list(t.dims)
     return shapes

@@ -160,9 +160,7 @@ class Report:
 def _input_shape(model_bytes: bytes) -> list[int]:
     import onnx
 
-    m = onnx.load_from_string(model_bytes)
-    dims = m.graph.input[0].type.tensor_type.shape.dim
-    return [d.dim_value if d.HasField("dim_value") else 1 for d in dims]
+    return onnxgraph.static_dims(onnx.load_from_string(model_bytes).graph.input[0])
 
 
 def _count(v: float) -> str:

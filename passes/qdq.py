@@ -38,11 +38,13 @@ def activation_qparams(lo: float, hi: float, dtype: str, symmetric: bool) -> tup
     return np.array(scale, np.float32), np.array(zp, np.uint8 if dtype == "uint8" else np.int8)
 
 
-def weight_qparams(w: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
-    """Symmetric per-channel int8: (quantized weights, scales)."""
+def weight_qparams(w: np.ndarray, axis: int, min_scale: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric per-channel int8: (quantized weights, scales); ``min_scale`` floors each scale."""
     moved = np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1)
     amax = np.abs(moved).max(1)
     scale = np.where(amax > 0, amax / 127.0, 1.0).astype(np.float32)
+    if min_scale is not None:
+        scale = np.maximum(scale, min_scale).astype(np.float32)
     shape = [1] * w.ndim
     shape[axis] = -1
     q = np.clip(np.round(w / scale.reshape(shape)), -127, 127).astype(np.int8)
@@ -211,18 +213,16 @@ def _quantize_weights(graph: gs.Graph, node: gs.Node, x_dq: gs.Variable, quantiz
     w = node.inputs[1]
     axis = _weight_axis(node)
     w_values = np.asarray(w.values, np.float32)
-    q, w_scale = weight_qparams(w_values, axis)
     bias = node.inputs[2] if len(node.inputs) > 2 and isinstance(node.inputs[2], gs.Constant) else None
+    x_scale = float(x_dq.inputs[0].inputs[1].values)
+    need = None
     if quantize_bias and bias is not None:
         # int32 bias uses scale x_scale * w_scale: widen a channel's weight scale where its bias
         # would not fit (tiny weights next to a large bias), as onnxruntime's own quantizer does.
-        x_scale = float(x_dq.inputs[0].inputs[1].values)
         need = np.abs(np.asarray(bias.values, np.float32)) / (x_scale * float(2 ** 30))
-        if need.shape == w_scale.shape and np.any(need > w_scale):
-            w_scale = np.maximum(w_scale, need).astype(np.float32)
-            shape = [1] * w_values.ndim
-            shape[axis] = -1
-            q = np.clip(np.round(w_values / w_scale.reshape(shape)), -127, 127).astype(np.int8)
+        if need.shape != (w_values.shape[axis],):
+            need = None
+    q, w_scale = weight_qparams(w_values, axis, need)
     base = f"{node.name}_weight"
     w_dq = gs.Variable(f"{base}_dequantized", dtype=np.float32, shape=list(q.shape))
     graph.nodes.append(gs.Node(

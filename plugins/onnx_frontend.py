@@ -8,6 +8,7 @@ from typing import Any
 from yolocc.compiler.errors import UsageError
 from yolocc.compiler.interfaces import Frontend
 from yolocc.compiler.ir import InputSpec, ModelIR
+from yolocc.compiler.onnxgraph import static_dims
 
 
 class OnnxFrontend(Frontend):
@@ -30,7 +31,7 @@ class OnnxFrontend(Frontend):
                              f"({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''})") from e
         inits = {t.name for t in proto.graph.initializer}
         inp = next(i for i in proto.graph.input if i.name not in inits)
-        shape = tuple(d.dim_value if d.HasField("dim_value") else 1 for d in inp.type.tensor_type.shape.dim)
+        shape = tuple(static_dims(inp))
         meta = {m.key: m.value for m in proto.metadata_props}
         task = meta.get("task", "generic")
         ir = ModelIR(source=str(p), task=task, input=InputSpec(inp.name, shape),

@@ -91,8 +91,6 @@ class UltralyticsFrontend(Frontend):
             try:
                 with _ultralytics_logs_off():
                     module = cls(cfg, verbose=False)
-            except FileNotFoundError as e:
-                raise UsageError(f"model file '{cfg}' does not exist and is not an Ultralytics model YAML") from e
             except Exception as e:
                 raise UsageError(f"cannot build model from '{cfg}': {type(e).__name__}: {e}") from e
         return build_ir(module, cfg, imgsz or DEFAULT_IMGSZ, {})
