@@ -22,6 +22,8 @@ from .report import Report, StageRecord
 
 log = logging.getLogger(__name__)
 
+EVAL_SPLITS = ("val", "test")  # which split of --data every stage is evaluated on
+
 
 @dataclass
 class CompileResult:
@@ -64,13 +66,14 @@ class Compiler:
                 imgsz: int | None = None, opset: int = lowering.DEFAULT_OPSET, dynamic_batch: bool = False,
                 measure: bool = True, latency_runs: int = 20, threads: int = 0,
                 calib: str | None = None, calib_n: int | None = None, target: str = "ort-cpu",
-                data: str | None = None, cache_dir: str | Path | None = None,
+                data: str | None = None, eval_split: str = "val", cache_dir: str | Path | None = None,
                 options: dict[str, Any] | None = None, on_stage=None, progress=None) -> CompileResult:
         """Load, plan, run the passes, emit ``output`` (if given) and measure every stage.
 
         ``calib`` is an image folder, data YAML or .npy/.npz (needed by ``int8``/``calibrate``);
         ``target`` picks the quantization rules (``ort-cpu`` or ``tensorrt``); ``data`` (a labelled
-        dataset the frontend can evaluate on) adds accuracy ``metrics`` to every stage.
+        dataset the frontend can evaluate on) adds accuracy ``metrics`` to every stage, measured on
+        its ``eval_split`` (``val``, or a held-out ``test``; training passes still pick checkpoints on val).
         """
         t_start = time.perf_counter()
         emitter = None
@@ -83,7 +86,9 @@ class Compiler:
             raise UsageError(f"--data '{data}' does not exist")
         if data is not None and not measure:
             raise UsageError("--data needs the per-stage measurements: drop --no-measure")
-        options = dict(options or {}, calib=calib, calib_n=calib_n, target=target, data=data,
+        if eval_split not in EVAL_SPLITS:
+            raise UsageError(f"unknown evaluation split '{eval_split}' (choose from: {', '.join(EVAL_SPLITS)})")
+        options = dict(options or {}, calib=calib, calib_n=calib_n, target=target, data=data, eval_split=eval_split,
                        target_obj=self.registry.target(target))
         key = None
         if cache_dir is not None and output is not None and isinstance(model, (str, os.PathLike)):
@@ -139,7 +144,8 @@ class Compiler:
             frontend = self.registry.frontends[ir.frontend].obj
 
             def evaluator(onnx_bytes: bytes) -> dict:
-                metrics = frontend.evaluate(ir, onnx_bytes, data)
+                split = {} if eval_split == "val" else {"split": eval_split}
+                metrics = frontend.evaluate(ir, onnx_bytes, data, **split)
                 if metrics is None:
                     raise UsageError(f"--data: the {ir.frontend} frontend cannot evaluate accuracy")
                 return metrics

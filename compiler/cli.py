@@ -50,6 +50,9 @@ def _compile_parser() -> argparse.ArgumentParser:
     p.add_argument("--calib-n", type=int, metavar="N", help="number of calibration images (default: 128)")
     p.add_argument("--data", metavar="DATA",
                    help="labelled data (Ultralytics data YAML, or a classify folder): add accuracy to every stage")
+    p.add_argument("--eval-split", choices=("val", "test"),
+                   help="split of --data that accuracy is measured on (default: val; training picks checkpoints "
+                        "on val, so 'test' gives held-out numbers)")
     p.add_argument("--target", help="runtime the quantized graph is for: ort-cpu (default) or tensorrt")
     p.add_argument("--dry-run", "--plan", dest="dry_run", action="store_true",
                    help="print the expanded plan (macros, auto-inserted passes, lowering) and exit")
@@ -149,7 +152,8 @@ def _compile_main(argv: list[str]) -> int:
                                   opset=args.opset, dynamic_batch=args.dynamic_batch,
                                   measure=not args.no_measure, latency_runs=args.latency_runs,
                                   threads=args.threads, calib=args.calib, calib_n=args.calib_n,
-                                  target=args.target, data=args.data, cache_dir=args.cache,
+                                  target=args.target, data=args.data, eval_split=args.eval_split,
+                                  cache_dir=args.cache,
                                   on_stage=on_stage, progress=progress)
     if result.report.cache and result.report.cache.get("hit"):
         console.log(f"cache hit: {result.report.cache['key'][:16]} ({result.report.cache['time_s']:.2f} s)")
@@ -170,7 +174,7 @@ def _compile_main(argv: list[str]) -> int:
     return 0
 
 
-_OPTION_DEFAULTS = {"opset": 17, "dynamic_batch": False, "target": "ort-cpu"}
+_OPTION_DEFAULTS = {"opset": 17, "dynamic_batch": False, "target": "ort-cpu", "eval_split": "val"}
 
 
 def _apply_recipe(args: argparse.Namespace) -> None:

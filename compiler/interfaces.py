@@ -17,8 +17,10 @@ class Frontend:
     def load(self, path: str, options: dict[str, Any]) -> ModelIR | None:
         raise NotImplementedError
 
-    def evaluate(self, ir: ModelIR, onnx_bytes: bytes, data: str) -> dict[str, float] | None:
-        """Accuracy of one stage's ONNX on labelled ``data`` (None: this frontend cannot)."""
+    def evaluate(self, ir: ModelIR, onnx_bytes: bytes, data: str, split: str = "val") -> dict[str, float] | None:
+        """Accuracy of one stage's ONNX on the ``split`` of labelled ``data`` (None: this frontend cannot).
+
+        ``split`` is passed only when it is not ``"val"``, so frontends written for API 1.0 still work."""
         return None
 
 

@@ -9,7 +9,7 @@
     target: ort-cpu
 
 Keys other than ``passes`` set the options of the same name (``imgsz``, ``calib``, ``calib_n``,
-``target``, ``opset``, ``dynamic_batch``, ``data``); command-line flags override them.
+``target``, ``opset``, ``dynamic_batch``, ``data``, ``eval_split``); command-line flags override them.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from .errors import UsageError
 from .params import PassSpec, parse_pass_spec
 
 OPTION_KEYS = {"imgsz": int, "calib": str, "calib_n": int, "target": str, "opset": int,
-               "dynamic_batch": bool, "data": str}
+               "dynamic_batch": bool, "data": str, "eval_split": str}
 
 
 def load_recipe(path: str | Path) -> tuple[list[PassSpec], dict[str, Any]]:

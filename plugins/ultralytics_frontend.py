@@ -68,10 +68,10 @@ class UltralyticsFrontend(Frontend):
             return build_ir(model, "<module>", imgsz or DEFAULT_IMGSZ, {})
         return None
 
-    def evaluate(self, ir: ModelIR, onnx_bytes: bytes, data: str) -> dict[str, float] | None:
+    def evaluate(self, ir: ModelIR, onnx_bytes: bytes, data: str, split: str = "val") -> dict[str, float] | None:
         from .ultralytics_eval import evaluate_onnx
 
-        return evaluate_onnx(onnx_bytes, data, ir.input.imgsz, ir.task)
+        return evaluate_onnx(onnx_bytes, data, ir.input.imgsz, ir.task, split=split)
 
     def _from_yaml(self, cfg: str, imgsz: int | None) -> ModelIR:
         tasks = _import_ultralytics()

@@ -29,7 +29,12 @@ Layout written under ``--out`` (default: ``examples/digits/data`` next to this s
     train/images/*.png  train/labels/*.txt
     val/images/*.png    val/labels/*.txt
     calib/images/*.png  calib/labels/*.txt   (calibration images for post-training quantisation)
-    cls/train/<0-9>/*.png  cls/val/<0-9>/*.png   (classification variant, Ultralytics classify layout)
+    test/images/*.png   test/labels/*.txt    (held-out test canvases, see below)
+    cls/train/<0-9>/*.png  cls/val/<0-9>/*.png  cls/test/<0-9>/*.png   (classification variant)
+
+The ``test`` split (detection and classification) is drawn from the *calib* pool of source digits with
+its own seeds: it is never trained on and never used to pick a checkpoint (Ultralytics picks on val) or
+a hyperparameter, so numbers on it are held out. Calibration only sets activation ranges.
 
 ``digits.yaml`` has no ``path:`` key on purpose: Ultralytics then uses the directory containing the YAML
 file as the dataset root (``ultralytics.data.utils.check_det_dataset``), so the file works from any
@@ -41,7 +46,7 @@ Generation is deterministic: each image is drawn from its own ``numpy.random.def
 
 Usage (from the repository root)::
 
-    python examples/digits/make_dataset.py        # defaults: det 1000/200/128 images, cls 2000/300 crops
+    python examples/digits/make_dataset.py        # defaults: det 1000/200/128/400 images, cls 2000/300/500 crops
     python examples/digits/make_dataset.py --out /tmp/digits --seed 1 --n-train 200
 """
 
@@ -59,8 +64,8 @@ from sklearn.datasets import load_digits
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUT = HERE / "data"
 
-SPLITS = ("train", "val", "calib")
-SPLIT_IDS = {"train": 0, "val": 1, "calib": 2, "cls_train": 3, "cls_val": 4}
+SPLITS = ("train", "val", "calib", "test")
+SPLIT_IDS = {"train": 0, "val": 1, "calib": 2, "cls_train": 3, "cls_val": 4, "test": 5, "cls_test": 6}
 # Fractions of the 1797 source digits given to each split (disjoint, by shuffled index).
 SPLIT_FRACTIONS = {"train": 0.6, "val": 0.2, "calib": 0.2}
 
@@ -364,6 +369,7 @@ def split_pools(n_src: int, seed: int) -> dict[str, np.ndarray]:
         "train": np.sort(perm[:n_train]),
         "val": np.sort(perm[n_train : n_train + n_val]),
         "calib": np.sort(perm[n_train + n_val :]),
+        "test": np.sort(perm[n_train + n_val :]),  # held-out canvases from the calib pool (see the docstring)
     }
 
 
@@ -400,6 +406,8 @@ def build_detection(out: Path, seed: int, counts: dict[str, int], imgsz: int, im
         "val: val/images\n"
         "# calibration images (disjoint source digits) for post-training quantisation; not used by Ultralytics\n"
         "calib: calib/images\n"
+        "# held-out canvases (calib-pool digits); never trained on or used to pick a checkpoint\n"
+        "test: test/images\n"
         "names:\n"
         f"{names}\n"
     )
@@ -408,7 +416,7 @@ def build_detection(out: Path, seed: int, counts: dict[str, int], imgsz: int, im
 
 def build_classification(out: Path, seed: int, counts: dict[str, int], imgsz: int, images, targets, pools) -> dict:
     stats = {}
-    for split in ("train", "val"):
+    for split in ("train", "val", "test"):
         by_class = {c: pools[split][targets[pools[split]] == c] for c in range(10)}
         for c in range(10):
             (out / split / str(c)).mkdir(parents=True, exist_ok=True)
@@ -428,9 +436,11 @@ def main(argv=None):
     p.add_argument("--n-train", type=int, default=1000)
     p.add_argument("--n-val", type=int, default=200)
     p.add_argument("--n-calib", type=int, default=128)
+    p.add_argument("--n-test", type=int, default=400, help="held-out detection test images")
     p.add_argument("--imgsz", type=int, default=160, help="detection canvas size (square)")
     p.add_argument("--n-cls-train", type=int, default=2000, help="classification train crops (0 to skip)")
     p.add_argument("--n-cls-val", type=int, default=300, help="classification val crops")
+    p.add_argument("--n-cls-test", type=int, default=500, help="held-out classification test crops")
     p.add_argument("--cls-imgsz", type=int, default=64, help="classification crop size (square)")
     p.add_argument("--no-det", action="store_true", help="skip the detection dataset")
     args = p.parse_args(argv)
@@ -453,12 +463,12 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
 
     if not args.no_det:
-        counts = {"train": args.n_train, "val": args.n_val, "calib": args.n_calib}
+        counts = {"train": args.n_train, "val": args.n_val, "calib": args.n_calib, "test": args.n_test}
         stats = build_detection(out, args.seed, counts, args.imgsz, images, targets, pools)
         for split, (n_img, n_box) in stats.items():
             print(f"det {split:5s}: {n_img:5d} images, {n_box:5d} boxes, {len(pools[split])} source digits")
     if args.n_cls_train > 0:
-        counts = {"train": args.n_cls_train, "val": args.n_cls_val}
+        counts = {"train": args.n_cls_train, "val": args.n_cls_val, "test": args.n_cls_test}
         stats = build_classification(out / "cls", args.seed, counts, args.cls_imgsz, images, targets, pools)
         for split, n in stats.items():
             print(f"cls {split:5s}: {n:5d} images")
