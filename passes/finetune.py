@@ -18,7 +18,10 @@ from yolocc.compiler.passbase import Pass, PassContext, PassResult
 
 TRAIN_PARAMS = (
     Param("epochs", "int", 10, "training epochs", low=1, high=10000),
-    Param("lr", "float", 0.001, "initial learning rate (AdamW)", low=1e-7, high=1.0),
+    Param("lr", "float", 0.001, "initial learning rate", low=1e-7, high=1.0),
+    Param("optimizer", "choice", "AdamW", "optimizer", choices=("AdamW", "Adam", "SGD")),
+    Param("clip", "float", 10.0, "gradient clipping: maximum global norm (Ultralytics' own is 10)",
+          low=0.01, high=1e6),
     Param("batch", "int", 16, "batch size", low=1, high=4096),
     Param("imgsz", "int", None, "training image size (default: the model's input size)", low=32, high=8192),
     Param("seed", "int", 0, "random seed", low=0, high=2**31 - 1),
@@ -51,12 +54,13 @@ class Finetune(Pass):
         for p in module.parameters():
             p.requires_grad_(True)
         overrides = dict(**self.extra_overrides(), epochs=a["epochs"], imgsz=a["imgsz"] or ir.input.imgsz, batch=a["batch"], lr0=a["lr"],
-                         optimizer="AdamW", seed=a["seed"], close_mosaic=max(1, a["epochs"] // 2),
+                         optimizer=a["optimizer"], seed=a["seed"], close_mosaic=max(1, a["epochs"] // 2),
                          warmup_epochs=0, name=self.name,
                          model=ir.source if Path(ir.source).is_file() else "yolov8n.yaml")  # replaced by module
         with tempfile.TemporaryDirectory(prefix="yolocc-teacher-") as folder:
             teacher = self.teacher(ir, folder)
-            trained, facts = train(module, ir.task, data, overrides, teacher, **self.kd_options())
+            trained, facts = train(module, ir.task, data, overrides, teacher, max_grad_norm=a["clip"],
+                                   **self.kd_options())
         for p in trained.parameters():
             p.requires_grad_(False)
         set_export_mode(trained, True)

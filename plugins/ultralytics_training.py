@@ -22,7 +22,8 @@ from ultralytics.nn.distill_model import DistillationModel
 from yolocc.compiler.errors import UsageError
 
 
-def trainer_class(task: str):
+def trainer_class(task: str, max_grad_norm: float = 10.0):
+    """Ultralytics' trainer for ``task``, clipping gradients at ``max_grad_norm`` (Ultralytics: 10)."""
     from ultralytics.models import yolo
 
     trainers = {"detect": yolo.detect.DetectionTrainer, "segment": yolo.segment.SegmentationTrainer,
@@ -30,7 +31,21 @@ def trainer_class(task: str):
                 "classify": yolo.classify.ClassificationTrainer}
     if task not in trainers:
         raise UsageError(f"no Ultralytics trainer for task '{task}'")
-    return trainers[task]
+    base = trainers[task]
+
+    class Trainer(base):
+        def optimizer_step(self):
+            """The standard AMP step (unscale, clip, step, update, EMA) with our clipping norm."""
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm=max_grad_norm)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.optimizer.zero_grad()
+            if self.ema:
+                self.ema.update(self.model)
+
+    Trainer.__name__ = base.__name__
+    return Trainer
 
 
 class OutputKDDistillation(DistillationModel):
@@ -112,7 +127,8 @@ class ClassifyKDLoss:
 
 
 def train(module, task: str, data: str, overrides: dict[str, Any], teacher: str | None = None,
-          kd_weight: float = 1.0, temperature: float = 2.0, classify_kd: dict | None = None):
+          kd_weight: float = 1.0, temperature: float = 2.0, classify_kd: dict | None = None,
+          max_grad_norm: float = 10.0):
     """Train ``module`` (an Ultralytics model in train mode); return (best module, trainer facts).
 
     Detection with ``teacher``: OutputKDDistillation. Classification with ``teacher`` and
@@ -124,7 +140,7 @@ def train(module, task: str, data: str, overrides: dict[str, Any], teacher: str 
                     device="0" if torch.cuda.is_available() else "cpu", **overrides)
         if teacher and task != "classify":
             args["distill_model"] = teacher
-        trainer = trainer_class(task)(overrides=args)
+        trainer = trainer_class(task, max_grad_norm)(overrides=args)
         if teacher and task == "classify":
             from ultralytics.nn.tasks import load_checkpoint
 

@@ -10,10 +10,32 @@ DIGITS = "examples/digits/data/digits.yaml"
 DETECTOR = "examples/digits/weights/yolov8n-digits.pt"
 
 
-@pytest.mark.parametrize("kwargs", [{"epochs": 0}, {"lr": 0}, {"batch": "x"}, {"bogus": 1}])
+@pytest.mark.parametrize("kwargs", [{"epochs": 0}, {"lr": 0}, {"batch": "x"}, {"bogus": 1}, {"optimizer": "Lion"},
+                                    {"clip": 0}])
 def test_bad_arguments(kwargs):
     with pytest.raises(UsageError):
         Finetune(**kwargs)
+
+
+@pytest.mark.parametrize("max_norm", [1.0, 10.0])
+def test_trainer_clips_gradients_at_the_given_norm(max_norm):
+    import torch
+
+    from yolocc.plugins.ultralytics_training import trainer_class
+
+    model = torch.nn.Linear(8, 8)
+    for p in model.parameters():
+        p.grad = torch.full_like(p, 10.0)  # global norm ~ 270
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    norms = []
+    step = optimizer.step
+    optimizer.step = lambda *a, **k: (norms.append(float(torch.nn.utils.get_total_norm(
+        [p.grad for p in model.parameters()]))), step(*a, **k))[1]
+    fake = type("FakeTrainer", (), {})()
+    fake.model, fake.ema, fake.optimizer = model, None, optimizer
+    fake.scaler = torch.amp.GradScaler("cpu", enabled=False)
+    trainer_class("classify", max_norm).optimizer_step(fake)
+    assert norms == [pytest.approx(max_norm, rel=1e-4)]
 
 
 def test_needs_data(compiler, tmp_path):
