@@ -14,6 +14,8 @@ import fnmatch
 import onnx_graphsurgeon as gs
 
 COMPUTE_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+#: Elementwise activations (SiLU is Sigmoid + Mul) that follow a float conv into the float region.
+ACTIVATION_OPS = ("Sigmoid", "Mul", "Relu", "LeakyRelu", "Clip", "HardSwish", "HardSigmoid", "Tanh")
 
 
 def output_tail(graph: gs.Graph, include_last_convs: bool = True) -> set[str]:
@@ -35,6 +37,24 @@ def output_tail(graph: gs.Graph, include_last_convs: bool = True) -> set[str]:
             tail.add(node.name)
             stack.extend(t for t in node.inputs if isinstance(t, gs.Variable))
     return tail
+
+
+def thin_convs(graph: gs.Graph, below: int) -> set[str]:
+    """Names of the (ungrouped) convolutions with fewer than ``below`` input channels, such as a
+    3-channel stem, plus the activation ops computed only from their outputs (e.g. their SiLU)."""
+    region: set[str] = set()
+    if below <= 0:
+        return region
+    for node in graph.nodes:  # topological order, as imported
+        if node.op == "Conv" and node.attrs.get("group", 1) == 1 and len(node.inputs) > 1:
+            w = node.inputs[1]
+            if isinstance(w, gs.Constant) and w.values.ndim > 1 and w.values.shape[1] < below:
+                region.add(node.name)
+        elif node.op in ACTIVATION_OPS:
+            producers = [p for t in node.inputs if isinstance(t, gs.Variable) for p in t.inputs]
+            if producers and all(p.name in region for p in producers):
+                region.add(node.name)
+    return region
 
 
 def _after_softmax(node: gs.Node) -> bool:

@@ -18,7 +18,7 @@ from yolocc.compiler.onnxgraph import copy_header, folded
 from yolocc.compiler.params import Param
 from yolocc.compiler.passbase import Pass, PassContext, PassResult
 
-from .float_region import matches, output_tail
+from .float_region import matches, output_tail, thin_convs
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +83,8 @@ class QDQ(Pass):
         graph = gs.import_onnx(folded(ir.onnx_model))  # weights behind Identity/Shape ops become constants
         patterns = [p.strip() for p in self.args["exclude"].split("|") if p.strip()]
         float_nodes = output_tail(graph, self.args["float_head_convs"]) if self.args["keep_tail_float"] else set()
+        thin = thin_convs(graph, getattr(target, "float_below_channels", 0)) - float_nodes
+        float_nodes |= thin
         candidates = [n for n in graph.nodes if n.op in target.input_ops or n.op in target.passthrough_ops]
         quant = [n for n in candidates if n.name not in float_nodes and not matches(n.name, patterns)]
         if not quant:
@@ -147,7 +149,8 @@ class QDQ(Pass):
         if missing:
             diagnostics.append(f"{len(missing)} tensors had no calibration range and stay float (first: {missing[0]})")
         return PassResult(True, {"target": target.name, "quantized_nodes": len(quant), "weights": n_weights,
-                                 "activations": len(qdq_of), "float_tail_nodes": len(float_nodes),
+                                 "activations": len(qdq_of), "float_tail_nodes": len(float_nodes) - len(thin),
+                                 "float_thin_conv_nodes": len(thin),
                                  "excluded_by_pattern": sum(1 for n in candidates if matches(n.name, patterns)),
                                  **changes_extra},
                           diagnostics + problems)

@@ -25,6 +25,8 @@ class QuantTarget(Target):
     weight_axis: int = 0
     #: Conv/Gemm bias as int32 behind DequantizeLinear (onnxruntime's QLinearConv wants it).
     quantize_bias: bool = True
+    #: Convolutions with fewer input channels than this (and their activation) stay float.
+    float_below_channels: int = 0
 
 
 ORT_CPU = QuantTarget(
@@ -37,6 +39,9 @@ ORT_CPU = QuantTarget(
                 "AveragePool", "Relu", "Clip", "LeakyRelu"),
     passthrough_ops=("MaxPool", "Resize", "Reshape", "Transpose", "Slice", "Split", "Flatten", "Squeeze",
                      "Unsqueeze"),
+    # onnxruntime's int8 convolution is slow on a 3-channel stem (YOLOv8n@640: 4.5 ms as QLinearConv,
+    # a tenth of the int8 model); float there is faster end to end (benchmarks/int8.py, README).
+    float_below_channels=4,
 )
 
 TENSORRT = QuantTarget(

@@ -43,12 +43,14 @@ def test_int8_expands_and_quantizes(compiler, tmp_path, calib_dir):
                                                                          "calibrate", "qdq"]
     qdq = res.report.stages[-1].changes
     fusion = qdq["ort_fusion"]
-    # Every conv runs as QLinearConv (canonicalize turned the DFL conv into a float Mul+ReduceSum).
-    assert fusion["qlinear_convs"] == fusion["convs"] and fusion["float_convs_after"] == 0
+    # Every conv but the 3-channel stem runs as QLinearConv (canonicalize turned the DFL conv into a
+    # float Mul+ReduceSum); the stem conv and its SiLU (Sigmoid, Mul) stay float on ort-cpu.
+    assert fusion["qlinear_convs"] == fusion["convs"] - 1 and fusion["float_convs_after"] == 1
+    assert qdq["float_thin_conv_nodes"] == 3
     ops = {n.op_type for n in model.graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
     weights = [t for t in model.graph.initializer if t.data_type == onnx.TensorProto.INT8 and len(t.dims) == 4]
-    assert len(weights) == qdq["weights"] == 63
+    assert len(weights) == qdq["weights"] == 62
 
 
 def test_decode_tail_stays_float(compiler, tmp_path, calib_dir):
@@ -119,20 +121,31 @@ def test_methods_on_plain_cnn(compiler, tmp_path, cnn_path, method):
                            calib=str(arr), measure=False)
     cal = [s for s in res.report.stages if s.name == "calibrate"][0].changes
     assert cal["method"] == method and cal["images"] == 4
-    assert res.report.stages[-1].changes["ort_fusion"]["qlinear_convs"] == 4  # all four convs
+    assert res.report.stages[-1].changes["ort_fusion"]["qlinear_convs"] == 3  # all but the 3-channel stem
 
 
 def test_float_head_convs_option(compiler, tmp_path, calib_dir):
     res, _ = _compile(compiler, tmp_path, ["int8:float_head_convs=true"], calib=calib_dir)
-    assert res.report.stages[-1].changes["ort_fusion"]["float_convs_after"] == 6
+    assert res.report.stages[-1].changes["ort_fusion"]["float_convs_after"] == 6 + 1  # + the stem
 
 
 def test_exclude_keeps_named_layers_float(compiler, tmp_path, calib_dir):
-    res, model = _compile(compiler, tmp_path, ["int8:exclude=/model.0/*|/model.1/*"], calib=calib_dir)
+    res, model = _compile(compiler, tmp_path, ["int8:exclude=/model.1/*|/model.2/cv1/*"], calib=calib_dir)
     producer = {o: n for n in model.graph.node for o in n.output}
-    first = next(n for n in model.graph.node if n.name == "/model.0/conv/Conv")
-    assert producer.get(first.input[1]) is None
+    second = next(n for n in model.graph.node if n.name == "/model.1/conv/Conv")
+    assert producer.get(second.input[1]) is None
     assert res.report.stages[-1].changes["excluded_by_pattern"] >= 2
+
+
+@pytest.mark.parametrize("target, stem_float", [("ort-cpu", True), ("tensorrt", False)])
+def test_thin_stem_conv_float_only_where_the_target_says(compiler, tmp_path, calib_dir, target, stem_float):
+    _, model = _compile(compiler, tmp_path, ["int8"], target=target, calib=calib_dir)
+    producer = {o: n for n in model.graph.node for o in n.output}
+    stem = next(n for n in model.graph.node if n.name == "/model.0/conv/Conv")
+    weight_dq = producer.get(stem.input[1])
+    assert (weight_dq is None) == stem_float
+    # on ort-cpu the float stem reads the float input; its SiLU output is what gets quantized
+    assert (producer.get(stem.input[0]) is None) == stem_float
 
 
 def test_npy_calibration(compiler, tmp_path):
