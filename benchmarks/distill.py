@@ -10,9 +10,10 @@ share it). Checkpoints are picked on val by Ultralytics' trainer; accuracy is me
 (default ``test``: held-out canvases never used to pick a checkpoint or a default). Writes the mean
 over seeds under the keys baseline, pruned, finetune, distill; ``per_seed`` and ``std`` hold the rest.
 
-With --task classify it does the same on the digits classifier (top-1) and adds ablations: logit
-standardization and the curriculum temperature off (distill_ls{0,1}_ct{0,1}) and the optimizer
-(distill_adam_clip1: the paper's Adam with gradient clipping at 1.0);
+With --task classify it does the same on the digits classifier (top-1) and adds ablations of the
+seed paper's logit standardization (ls) and curriculum temperature (ct), distill_ls{0,1}_ct{0,1}
+(the default distill is ls0_ct1), and of the optimizer (distill_adamw: AdamW with Ultralytics'
+clip 10 instead of the default Adam with clip 1.0);
 it writes runs/bench/distill-cls.json by default.
 """
 
@@ -35,10 +36,10 @@ MODELS = {"detect": ("examples/digits/weights/yolov8n-digits.pt", "examples/digi
           "classify": ("examples/digits/weights/yolov8n-cls-digits.pt", "examples/digits/data/cls", "top1")}
 RECOVERIES = {
     "detect": {"finetune": "finetune", "distill": "distill"},
-    "classify": {"finetune": "finetune", "distill": "distill",  # distill = the defaults, both techniques on
-                 "distill_ls0_ct1": "distill:standardize=false", "distill_ls1_ct0": "distill:gamma=1.0",
-                 "distill_ls0_ct0": "distill:standardize=false,gamma=1.0",
-                 "distill_adam_clip1": "distill:optimizer=Adam,clip=1.0"},
+    # distill = the defaults: curriculum temperature on, logit standardization off, Adam with clip 1.0
+    "classify": {"finetune": "finetune", "distill": "distill",
+                 "distill_ls1_ct1": "distill:standardize=true", "distill_ls1_ct0": "distill:standardize=true,gamma=1.0",
+                 "distill_ls0_ct0": "distill:gamma=1.0", "distill_adamw": "distill:optimizer=AdamW,clip=10"},
 }
 
 

@@ -1,7 +1,7 @@
 """Benchmark: INT8 on the CPU, side by side in one run.
 
     .venv/bin/python benchmarks/int8.py [--model yolov8n.yaml] [--imgsz 640] [--calib DIR] [--calib-n 128]
-                                        [--runs 30] [--data DATA.yaml] [--out runs/bench/int8.json]
+                                        [--runs 30] [--repeat 3] [--data DATA.yaml] [--out runs/bench/int8.json]
 
 Rows (same model, same calibration images, all timed round-robin in one onnxruntime run):
   ultralytics-fp32     Ultralytics' own ONNX export
@@ -9,10 +9,13 @@ Rows (same model, same calibration images, all timed round-robin in one onnxrunt
   ort-u8s8             quantize_static with U8 activations, S8 per-channel weights
   yolocc-int8          yolocc -p int8
   yolocc-prune-int8    yolocc -p prune:0.25 -p int8
+  yolocc-prune-head-int8  the same with prune:protect_head=false (the head's inner convs pruned too)
   hand-prune-u8s8      what a knowledgeable user chains by hand: a C2f rewrite + torch-pruning at 0.25
                        (round_to 8, head ignored), Ultralytics' ONNX export, then quantize_static U8S8
                        per channel with the Detect head's decode excluded
 Fidelity: cosine of the class-score rows against the FP32 export on real calibration images.
+--repeat K times the whole round-robin K times; latency is the median over repeats, and the
+speed-ups of every repeat are printed, so one run shows how stable a ratio is.
 """
 
 from __future__ import annotations
@@ -131,6 +134,7 @@ def main() -> int:
     ap.add_argument("--calib", default=DEFAULT_CALIB)
     ap.add_argument("--calib-n", type=int, default=128)
     ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--repeat", type=int, default=3, help="repeat the round-robin timing K times")
     ap.add_argument("--data", help="labelled data YAML: add mAP50-95 per row (Ultralytics validator)")
     ap.add_argument("--method", default=None, help="calibration method for yolocc rows (default: the int8 default)")
     ap.add_argument("--out", default="runs/bench/int8.json")
@@ -147,7 +151,8 @@ def main() -> int:
                           "compile_s": round(time.perf_counter() - t0, 1)}
         compiler = Compiler()
         int8 = f"int8:method={args.method}" if args.method else "int8"
-        for name, passes in (("yolocc-int8", [int8]), ("yolocc-prune-int8", ["prune:0.25", int8])):
+        for name, passes in (("yolocc-int8", [int8]), ("yolocc-prune-int8", ["prune:0.25", int8]),
+                             ("yolocc-prune-head-int8", ["prune:ratio=0.25,protect_head=false", int8])):
             path = os.path.join(tmp, f"{name}.onnx")
             t0 = time.perf_counter()
             compiler.compile(args.model, passes, path, imgsz=args.imgsz, calib=args.calib,
@@ -159,7 +164,10 @@ def main() -> int:
 
         models = {k: Path(v["path"]).read_bytes() for k, v in rows.items()}
         x = calib[:1]
-        lat = measure.latencies_ms(list(models.values()), x, runs=args.runs)
+        repeats = [measure.latencies_ms(list(models.values()), x, runs=args.runs) for _ in range(args.repeat)]
+        lat = [float(np.median(col)) for col in zip(*repeats)]
+        names = list(models)
+        speedups = {n: [round(r[0] / r[i], 2) for r in repeats] for i, n in enumerate(names)}
         ref_sess = measure.session(models["ultralytics-fp32"])
         probe = calib[: min(8, len(calib))]
         refs = [measure.run_outputs(ref_sess, p[None])["output0"] for p in probe]
@@ -168,7 +176,8 @@ def main() -> int:
             outs = [list(measure.run_outputs(sess, p[None]).values())[0] for p in probe]
             scores = [measure.compare(r[:, 4:], o[:, 4:])["cosine"] for r, o in zip(refs, outs)]
             boxes = [measure.compare(r[:, :4], o[:, :4])["rel_err"] for r, o in zip(refs, outs)]
-            rows[name].update(size_bytes=len(data), latency_ms=ms, score_cosine=round(float(np.mean(scores)), 4),
+            rows[name].update(size_bytes=len(data), latency_ms=round(ms, 3), speedup_per_repeat=speedups[name],
+                              score_cosine=round(float(np.mean(scores)), 4),
                               box_rel_err=round(float(np.mean(boxes)), 4))
             rows[name].pop("path")
             if args.data:
@@ -176,19 +185,21 @@ def main() -> int:
 
                 rows[name].update(evaluate_onnx(data, args.data, args.imgsz, "detect"))
     base = rows["ultralytics-fp32"]["latency_ms"]
-    print(f"\n{args.model} at {args.imgsz}, onnxruntime CPU, median of {args.runs} runs, all timed round-robin; "
+    print(f"\n{args.model} at {args.imgsz}, onnxruntime CPU, median of {args.repeat}x{args.runs} runs, all timed "
+          f"round-robin; "
           f"{args.calib_n} calibration images")
-    print(f"{'model':<20}{'latency ms':>12}{'vs fp32':>9}{'size MB':>9}{'score cos':>11}{'box rel err':>13}"
+    print(f"{'model':<24}{'latency ms':>12}{'vs fp32':>9}{'size MB':>9}{'score cos':>11}{'box rel err':>13}"
           f"{'compile s':>11}{'mAP50-95':>10}")
     for name, r in rows.items():
         r["ratio_vs_fp32"] = round(r["latency_ms"] / base, 3)
-        print(f"{name:<20}{r['latency_ms']:>12.1f}{r['ratio_vs_fp32']:>9.2f}{r['size_bytes'] / 1e6:>9.2f}"
+        print(f"{name:<24}{r['latency_ms']:>12.1f}{r['ratio_vs_fp32']:>9.2f}{r['size_bytes'] / 1e6:>9.2f}"
               f"{r['score_cosine']:>11.4f}{r['box_rel_err']:>13.4f}{r.get('compile_s', '-'):>11}"
               f"{r.get('mAP50-95', '-'):>10}")
     u8 = rows["ort-u8s8"]["latency_ms"]
     print(f"yolocc-int8 vs ort-u8s8: {rows['yolocc-int8']['latency_ms'] / u8:.2f}x; "
           f"prune+int8 speed-up vs fp32: {base / rows['yolocc-prune-int8']['latency_ms']:.2f}x "
-          f"(hand-chained peer: {base / rows['hand-prune-u8s8']['latency_ms']:.2f}x)")
+          f"(hand-chained peer: {base / rows['hand-prune-u8s8']['latency_ms']:.2f}x); per repeat: "
+          f"{speedups['yolocc-prune-int8']}; with the head pruned: {speedups['yolocc-prune-head-int8']}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"model": args.model, "imgsz": args.imgsz, "rows": rows}, indent=2) + "\n")
     return 0

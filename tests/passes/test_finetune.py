@@ -38,6 +38,26 @@ def test_trainer_clips_gradients_at_the_given_norm(max_norm):
     assert norms == [pytest.approx(max_norm, rel=1e-4)]
 
 
+@pytest.mark.parametrize("model, spec, expected", [
+    ("yolov8n-cls.yaml", {}, ("Adam", 1.0)),              # the seed paper's recipe for classifiers
+    ("yolov8n.yaml", {}, ("AdamW", 10.0)),                # Ultralytics' own for detection
+    ("yolov8n-cls.yaml", {"optimizer": "SGD", "clip": 3.0}, ("SGD", 3.0)),
+])
+def test_optimizer_defaults_follow_the_task(load_ir, monkeypatch, model, spec, expected):
+    from yolocc.compiler.passbase import PassContext
+    from yolocc.plugins import ultralytics_training
+
+    seen = []
+
+    def fake_train(module, task, data, overrides, teacher=None, max_grad_norm=None, **kw):
+        seen.append((overrides["optimizer"], max_grad_norm))
+        return module, {}
+
+    monkeypatch.setattr(ultralytics_training, "train", fake_train)
+    Finetune(epochs=1, **spec).call(load_ir(model, 64), PassContext(options={"data": "d.yaml"}))
+    assert seen == [expected]
+
+
 def test_needs_data(compiler, tmp_path):
     with pytest.raises(PassError, match="finetune needs labelled data: pass --data"):
         compiler.compile("yolov8n.yaml", ["finetune"], tmp_path / "x.onnx", imgsz=IMGSZ, measure=False)
