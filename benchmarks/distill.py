@@ -31,6 +31,7 @@ from pathlib import Path
 os.environ.setdefault("YOLO_OFFLINE", "1")
 
 from yolocc.compiler.api import Compiler  # noqa: E402
+from yolocc.compiler.interfaces import EVAL_SPLITS  # noqa: E402
 
 MODELS = {"detect": ("examples/digits/weights/yolov8n-digits.pt", "examples/digits/data/digits.yaml", "mAP50-95"),
           "classify": ("examples/digits/weights/yolov8n-cls-digits.pt", "examples/digits/data/cls", "top1")}
@@ -48,7 +49,7 @@ def main() -> int:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--ratio", type=float, default=0.5)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
-    ap.add_argument("--split", choices=("val", "test"), default="test", help="split accuracy is measured on")
+    ap.add_argument("--split", choices=EVAL_SPLITS, default="test", help="split accuracy is measured on")
     ap.add_argument("--task", choices=sorted(MODELS), default="detect")
     ap.add_argument("--only", nargs="+", metavar="KEY", help="run only these recoveries (default: all)")
     ap.add_argument("--out", default=None)

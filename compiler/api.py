@@ -13,6 +13,7 @@ from typing import Any, Iterable, Sequence
 from . import lowering
 from .errors import UsageError
 from .fileio import check_writable
+from .interfaces import EVAL_SPLITS
 from .ir import ModelIR
 from .params import PassSpec
 from .passbase import Pass, PassResult
@@ -21,8 +22,6 @@ from .registry import Registry, build_registry, get_plugin_manager
 from .report import Report, StageRecord
 
 log = logging.getLogger(__name__)
-
-EVAL_SPLITS = ("val", "test")  # which split of --data every stage is evaluated on
 
 
 @dataclass

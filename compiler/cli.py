@@ -35,6 +35,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _compile_parser() -> argparse.ArgumentParser:
+    from .interfaces import EVAL_SPLITS
+
     p = _Parser(prog="yolocc", description="yolocc: compress YOLO and other PyTorch CNNs into deployable ONNX.",
                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", help="model: Ultralytics .pt or model YAML (yolov8n.yaml), torch .pt module pickle, or .onnx")
@@ -50,7 +52,7 @@ def _compile_parser() -> argparse.ArgumentParser:
     p.add_argument("--calib-n", type=int, metavar="N", help="number of calibration images (default: 128)")
     p.add_argument("--data", metavar="DATA",
                    help="labelled data (Ultralytics data YAML, or a classify folder): add accuracy to every stage")
-    p.add_argument("--eval-split", choices=("val", "test"),
+    p.add_argument("--eval-split", choices=EVAL_SPLITS,
                    help="split of --data that accuracy is measured on (default: val; training picks checkpoints "
                         "on val, so 'test' gives held-out numbers)")
     p.add_argument("--target", help="runtime the quantized graph is for: ort-cpu (default) or tensorrt")

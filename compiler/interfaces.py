@@ -7,6 +7,9 @@ from typing import Any, ClassVar
 
 from .ir import ModelIR
 
+#: The splits of --data a frontend evaluates on: ``val`` (default) or the held-out ``test``.
+EVAL_SPLITS = ("val", "test")
+
 
 class Frontend:
     """Loads a model file into a ``ModelIR``. ``load`` returns None for files it does not handle."""
