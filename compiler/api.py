@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import logging
 import os
 import time
@@ -12,12 +12,12 @@ from typing import Any, Iterable, Sequence
 
 from . import lowering
 from .errors import UsageError
-from .fileio import check_writable
-from .interfaces import EVAL_SPLITS
+from .fileio import artifact_facts, check_report_path, check_writable, refuse_input_overwrite, staged
 from .ir import ModelIR
+from .options import DEFAULT_TARGET, CompileOptions
 from .params import PassSpec
-from .passbase import Pass, PassResult
-from .pipeline import RunOptions, Step, plan, resolve, run
+from .passbase import Pass, PassContext, PassResult
+from .pipeline import Step, plan, resolve, run
 from .registry import Registry, build_registry, get_plugin_manager
 from .report import Report, StageRecord
 
@@ -44,8 +44,8 @@ class Compiler:
     # ------------------------------------------------------------------ steps
     def load(self, model: Any, imgsz: int | None = None) -> ModelIR:
         """Load a model path (or an in-memory module) with the first frontend that accepts it."""
-        if imgsz is not None and not 1 <= int(imgsz) <= 8192:
-            raise UsageError(f"--imgsz must be between 1 and 8192, got {imgsz}")
+        if imgsz is not None:
+            CompileOptions(imgsz=imgsz)  # range check
         options = {"imgsz": imgsz}
         frontends = sorted(self.registry.frontends.values(), key=lambda r: r.obj.priority)
         for reg in frontends:
@@ -61,57 +61,64 @@ class Compiler:
     def plan(self, ir: ModelIR, passes: Iterable[str | PassSpec | Pass]) -> list[Step]:
         return plan(self.registry, passes, ir.stage, ir.analyses.keys(), source=f"'{ir.source}'")
 
-    def compile(self, model: Any, passes: Sequence[str | PassSpec | Pass] = (), output: str | Path | None = None,
-                imgsz: int | None = None, opset: int = lowering.DEFAULT_OPSET, dynamic_batch: bool = False,
-                measure: bool = True, latency_runs: int = 20, threads: int = 0,
-                calib: str | None = None, calib_n: int | None = None, target: str = "ort-cpu",
-                data: str | None = None, eval_split: str = "val", cache_dir: str | Path | None = None,
-                options: dict[str, Any] | None = None, on_stage=None, progress=None) -> CompileResult:
-        """Load, plan, run the passes, emit ``output`` (if given) and measure every stage.
+    def target(self, name: str):
+        """The registered target ``name`` and the runtime that measures it (a target without its own
+        runtime is measured on the default target's)."""
+        target = self.registry.target(name)
+        runtime = target.runtime() or self.registry.target(DEFAULT_TARGET).runtime()
+        return target, runtime
 
-        ``calib`` is an image folder, data YAML or .npy/.npz (needed by ``int8``/``calibrate``);
-        ``target`` picks the quantization rules (``ort-cpu`` or ``tensorrt``); ``data`` (a labelled
-        dataset the frontend can evaluate on) adds accuracy ``metrics`` to every stage, measured on
-        its ``eval_split`` (``val``, or a held-out ``test``; training passes still pick checkpoints on val).
+    def frontend_of(self, ir: ModelIR):
+        return self.registry.frontends[ir.frontend].obj if ir.frontend in self.registry.frontends else None
+
+    def compile(self, model: Any, passes: Sequence[str | PassSpec | Pass] = (), output: str | Path | None = None,
+                options: CompileOptions | None = None, reports: Sequence[str | Path] = (),
+                on_stage=None, progress=None, **settings: Any) -> CompileResult:
+        """Load, plan, run the passes, measure every stage, then write ``reports`` and ``output``.
+
+        ``options`` (a ``CompileOptions``) and/or keyword ``settings`` with the same names (``imgsz``,
+        ``calib``, ``target``, ``data``, ``eval_split``, ``cache_dir`` ...) say how. Nothing is written
+        unless every step succeeded: the artifact is staged next to ``output`` and renamed last.
         """
         t_start = time.perf_counter()
+        opts = (options or CompileOptions()).merged(settings, "compile")
         emitter = None
         if output is not None:
             emitter = self.registry.emitter_for(output)
-            check_writable(output)
-        if latency_runs < 0:
-            raise UsageError(f"latency runs must be >= 0, got {latency_runs}")
-        if data is not None and not Path(data).exists():
-            raise UsageError(f"--data '{data}' does not exist")
-        if data is not None and not measure:
+            check_writable(output, emitter.writes_folder)
+            refuse_input_overwrite(model, output)
+        for path in reports:
+            check_report_path(path)
+            refuse_input_overwrite(model, path)
+        target, runtime = self.target(opts.target)
+        if opts.data is not None and not Path(opts.data).exists():
+            raise UsageError(f"--data '{opts.data}' does not exist")
+        if opts.data is not None and not opts.measure:
             raise UsageError("--data needs the per-stage measurements: drop --no-measure")
-        if eval_split not in EVAL_SPLITS:
-            raise UsageError(f"unknown evaluation split '{eval_split}' (choose from: {', '.join(EVAL_SPLITS)})")
-        options = dict(options or {}, calib=calib, calib_n=calib_n, target=target, data=data, eval_split=eval_split,
-                       target_obj=self.registry.target(target))
         key = None
-        if cache_dir is not None and output is not None and isinstance(model, (str, os.PathLike)):
+        if opts.cache_dir is not None and output is not None and isinstance(model, (str, os.PathLike)):
             from . import cache
 
             resolved = [{"name": p.name, "args": p.args} for p in resolve(self.registry, passes)]
-            settings = {k: v for k, v in options.items() if k != "target_obj"}
-            settings.update(imgsz=imgsz, opset=opset, dynamic_batch=dynamic_batch, data=data,
-                            measure=measure, latency_runs=latency_runs)
-            key = cache.compile_key(model, resolved, settings, Path(output).suffix,
-                                    getattr(self.pm, "versions", {}))
-            hit = cache.lookup(cache_dir, key)
+            key = cache.compile_key(model, resolved, opts, Path(output).suffix, getattr(self.pm, "versions", {}))
+            hit = cache.lookup(opts.cache_root(), key)
             if hit is not None:
-                cache.restore(hit[0], output)
                 report = Report.from_dict(hit[1])
                 report.cache = {"hit": True, "key": key, "time_s": round(time.perf_counter() - t_start, 3)}
                 report.artifact = dict(report.artifact or {}, path=str(output))
+                with contextlib.ExitStack() as stack:
+                    cache.restore(hit[0], stack.enter_context(staged(output, emitter.writes_folder)))
+                    _stage_reports(report, reports, stack)
                 log.info("cache hit %s: copied the cached artifact", key[:12])
                 return CompileResult(Path(output), report, None, [])
-        ir = model if isinstance(model, ModelIR) else self.load(model, imgsz)
+        if opts.max_drop is not None:
+            return self._budget(model, passes, output, emitter, opts, reports, progress, t_start)
+        ir = model if isinstance(model, ModelIR) else self.load(model, opts.imgsz)
         steps = self.plan(ir, passes)
-        if not calib and any(s.pass_ is not None and "calibration" in s.pass_.provides for s in steps):
+        if not opts.calib and any(s.pass_ is not None and "calibration" in s.pass_.provides for s in steps):
             raise UsageError("int8 needs calibration data: pass --calib IMAGES_DIR (an image folder, "
                              "an Ultralytics data YAML, or a .npy/.npz of preprocessed inputs)")
+        frontend = self.frontend_of(ir)
         report = Report(model=ir.source, task=ir.task, imgsz=ir.input.imgsz,
                         plan=[s.as_dict() for s in steps])
 
@@ -120,43 +127,88 @@ class Compiler:
                               origin=origin, time_s=round(elapsed, 3))
             if result is not None:
                 rec.modified, rec.changes, rec.diagnostics = result.modified, result.changes, result.diagnostics
-            if measure:
-                rec.onnx = lowering.onnx_bytes(ir, opset)
+            if opts.measure:
+                rec.onnx = lowering.onnx_bytes(ir, opts.opset)
             report.stages.append(rec)
             if on_stage is not None:
                 on_stage(rec)
 
         snapshot("input", "input", {}, None, 0.0)
-        run(ir, steps, self.pm.hook, RunOptions(opset, dynamic_batch, options, progress),
-            on_pass=lambda step, result, dt: snapshot(step.pass_.name, step.origin, step.pass_.args, result, dt))
+        ctx = PassContext(options=opts, hook=self.pm.hook, progress=progress, target=target, frontend=frontend,
+                          runtime=runtime)
+        run(ir, steps, ctx, on_pass=lambda step, result, dt: snapshot(step.pass_.name, step.origin,
+                                                                        step.pass_.args, result, dt))
+        if opts.measure:
+            report.finalize(runtime, opts.latency_runs, opts.threads, splits=ir.meta.get("output_splits"))
+        if opts.data:
+            report.evaluate(self.evaluator(ir, opts, runtime), progress)
+        with contextlib.ExitStack() as stack:
+            if emitter is None:
+                report.compile_time_s = time.perf_counter() - t_start
+                _stage_reports(report, reports, stack)
+                return CompileResult(None, report, ir, steps)
+            tmp = stack.enter_context(staged(output, emitter.writes_folder))
+            info = emitter.emit(ir, tmp, {"opset": opts.opset, "dynamic_batch": opts.dynamic_batch,
+                                          "frontend": frontend, "target": target})
+            report.artifact = {"path": str(output), "emitter": emitter.name, **artifact_facts(tmp), **info}
+            report.compile_time_s = time.perf_counter() - t_start
+            if key is not None:
+                from . import cache
 
-        artifact = None
-        if emitter is not None:
-            info = emitter.emit(ir, Path(output), {"opset": opset, "dynamic_batch": dynamic_batch})
-            artifact = Path(output)
-            blob = artifact.read_bytes()
-            report.artifact = {"path": str(artifact), "emitter": emitter.name, "size_bytes": len(blob),
-                               "sha256": hashlib.sha256(blob).hexdigest(), **info}
-        if measure:
-            report.finalize(latency_runs, threads, splits=ir.meta.get("output_splits"))
-        if data:
-            frontend = self.registry.frontends[ir.frontend].obj
+                report.cache = {"hit": False, "key": key}
+                cache.store(opts.cache_root(), key, tmp, report.as_dict())
+            _stage_reports(report, reports, stack)
+        return CompileResult(Path(output), report, ir, steps)
 
-            def evaluator(onnx_bytes: bytes) -> dict:
-                split = {} if eval_split == "val" else {"split": eval_split}
-                metrics = frontend.evaluate(ir, onnx_bytes, data, **split)
-                if metrics is None:
-                    raise UsageError(f"--data: the {ir.frontend} frontend cannot evaluate accuracy")
-                return metrics
+    def _budget(self, model, passes, output, emitter, opts: CompileOptions, reports, progress,
+                t_start: float) -> CompileResult:
+        """``--max-drop``: the budget search chooses the passes (see ``budget``), then the same output rules."""
+        from .budget import BudgetSearch
 
-            report.evaluate(evaluator, progress)
+        if passes:
+            raise UsageError("--max-drop chooses the passes itself: drop the -p passes (or drop --max-drop)")
+        ir, report = BudgetSearch(self, opts, progress).search(model)
         report.compile_time_s = time.perf_counter() - t_start
-        if key is not None and artifact is not None:
-            from . import cache
+        with contextlib.ExitStack() as stack:
+            if emitter is not None:
+                tmp = stack.enter_context(staged(output, emitter.writes_folder))
+                info = emitter.emit(ir, tmp, {"opset": opts.opset, "dynamic_batch": opts.dynamic_batch,
+                                              "frontend": self.frontend_of(ir), "target": self.target(opts.target)[0]})
+                report.artifact = {"path": str(output), "emitter": emitter.name, **artifact_facts(tmp), **info}
+            _stage_reports(report, reports, stack)
+        return CompileResult(Path(output) if emitter is not None else None, report, ir, [])
 
-            report.cache = {"hit": False, "key": key}
-            cache.store(cache_dir, key, artifact, report.as_dict())
-        return CompileResult(artifact, report, ir, steps)
+    def evaluator(self, ir: ModelIR, opts: CompileOptions, runtime):
+        """``onnx_bytes -> metrics`` on ``opts.data`` with the model's frontend, run on ``runtime``."""
+        frontend = self.frontend_of(ir)
+
+        def evaluate(onnx_bytes: bytes) -> dict:
+            metrics = frontend.evaluate(ir, onnx_bytes, opts.data, split=opts.eval_split, runtime=runtime) \
+                if frontend is not None else None
+            if metrics is None:
+                raise UsageError(f"--data: the {ir.frontend} frontend cannot evaluate accuracy")
+            return metrics
+
+        return evaluate
+
+
+def _stage_reports(report: Report, paths: Sequence[str | Path], stack: contextlib.ExitStack) -> None:
+    """Stage the JSON/Markdown reports (and the accuracy-latency PNG next to the first one when there
+    is accuracy) in ``stack``: they are renamed into place together with the artifact, or not at all."""
+    for path in paths:
+        stack.enter_context(staged(path)).write_text(report.render(path), encoding="utf-8")
+        report.written.append(str(path))
+    from .plot import accuracy_latency_png, plot_points, sensitivity_png
+
+    if paths and plot_points(report):
+        png = Path(paths[0]).with_suffix(".png")
+        accuracy_latency_png(report, stack.enter_context(staged(png)))
+        report.written.append(str(png))
+    analysis = next((s.changes["analysis"] for s in report.stages if "analysis" in s.changes), None)
+    if paths and analysis:
+        png = Path(paths[0]).with_name(Path(paths[0]).stem + "-sensitivity.png")
+        sensitivity_png(analysis, stack.enter_context(staged(png)), report.model)
+        report.written.append(str(png))
 
 
 def compile_model(model: Any, passes: Sequence[str | PassSpec | Pass] = (), output: str | Path | None = None,
@@ -164,6 +216,7 @@ def compile_model(model: Any, passes: Sequence[str | PassSpec | Pass] = (), outp
     """Compile ``model`` (a path, or an ``nn.Module``) with ``passes`` and write ``output``.
 
     ``passes`` takes ``-p`` strings (``"prune:0.25"``) or ``Pass`` objects. Keyword arguments are
-    those of ``Compiler.compile`` (``imgsz``, ``opset``, ``dynamic_batch``, ``measure`` ...).
+    ``CompileOptions`` fields (``imgsz``, ``calib``, ``target``, ``data`` ...) or those of
+    ``Compiler.compile`` (``options``, ``reports``, ``progress`` ...).
     """
     return Compiler().compile(model, passes, output, **kwargs)

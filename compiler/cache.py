@@ -1,8 +1,9 @@
-"""Content-addressed compile cache (``--cache DIR``): an unchanged compile is skipped.
+"""The content cache: compile results under ``compile/`` (``--cache DIR``: an unchanged compile is
+skipped) and calibration ranges under ``calibration/`` (always; see ``CompileOptions.cache_root``).
 
-The key hashes everything that decides the artifact: the model file's bytes (or the model YAML's
-name), the expanded plan with arguments, the options, the calibration and evaluation data's bytes,
-and the versions of yolocc, of the libraries that produce the graph and of installed plugins.
+A compile key hashes everything that decides the artifact: the model file's bytes (or the model
+YAML's name), the expanded plan with arguments, the options, the calibration and evaluation data's
+bytes, and the versions of yolocc, of the libraries that produce the graph and of installed plugins.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from .errors import UsageError
 from .fileio import write_atomic, write_with
+from .options import CompileOptions
 
 LIBRARIES = ("yolocc", "torch", "torch-pruning", "onnx", "onnxruntime", "onnx-graphsurgeon", "ultralytics")
 
@@ -31,21 +34,20 @@ def _hash_path(h, path: Path) -> None:
         h.update(str(path).encode())
 
 
-def compile_key(model: Any, plan: list[dict], options: dict[str, Any], output_suffix: str,
+def compile_key(model: Any, plan: list[dict], options: CompileOptions, output_suffix: str,
                 plugin_versions: dict[str, str] | None = None) -> str:
     """The cache key of one compile (``plugin_versions``: installed third-party plugins)."""
     h = hashlib.sha256()
-    h.update(b"yolocc-cache-v1")
+    h.update(b"yolocc-cache-v2")
     if isinstance(model, (str, Path)):
         _hash_path(h, Path(model))
     else:
         raise TypeError("only models given as paths are cacheable")
     h.update(json.dumps(plan, sort_keys=True, default=str).encode())
-    h.update(json.dumps({k: v for k, v in options.items() if k not in ("calib", "data")},
-                        sort_keys=True, default=str).encode())
-    for key in ("calib", "data"):
-        if options.get(key):
-            _hash_path(h, Path(options[key]))
+    h.update(json.dumps(options.cache_settings(), sort_keys=True, default=str).encode())
+    for path in (options.calib, options.data):
+        if path:
+            _hash_path(h, Path(path))
     for lib in LIBRARIES:
         try:
             h.update(f"{lib}={metadata.version(lib)}".encode())
@@ -56,20 +58,32 @@ def compile_key(model: Any, plan: list[dict], options: dict[str, Any], output_su
     return h.hexdigest()
 
 
-def lookup(cache_dir: str | Path, key: str) -> tuple[Path, dict] | None:
-    entry = Path(cache_dir) / key
+def lookup(root: str | Path, key: str) -> tuple[Path, dict] | None:
+    entry = Path(root) / "compile" / key
     artifact, report = entry / "artifact", entry / "report.json"
-    if artifact.is_file() and report.is_file():
+    if artifact.exists() and report.is_file():
         return artifact, json.loads(report.read_text())
     return None
 
 
-def store(cache_dir: str | Path, key: str, artifact: Path, report: dict) -> None:
-    entry = Path(cache_dir) / key
-    entry.mkdir(parents=True, exist_ok=True)
-    write_with(entry / "artifact", lambda tmp: shutil.copyfile(artifact, tmp))
+def store(root: str | Path, key: str, artifact: Path, report: dict) -> None:
+    """Keep a copy of ``artifact`` (a file or a folder) and its report under ``key``."""
+    entry = Path(root) / "compile" / key
+    try:
+        entry.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"cannot use cache folder '{root}': {e.strerror or e}") from e
+    write_with(entry / "artifact", lambda tmp: copy(artifact, tmp))
     write_atomic(entry / "report.json", json.dumps(report, indent=2))
 
 
 def restore(artifact: Path, output: str | Path) -> None:
-    write_with(output, lambda tmp: shutil.copyfile(artifact, tmp))
+    """Copy a cached artifact to ``output`` (a staging path: the caller renames it into place)."""
+    copy(artifact, Path(output))
+
+
+def copy(src: Path, dest: Path) -> None:
+    if src.is_dir():
+        shutil.copytree(src, dest)
+    else:
+        shutil.copyfile(src, dest)

@@ -16,15 +16,17 @@ from typing import Sequence
 from . import __version__
 from .errors import PassError, UsageError, YoloccError
 
-SUBCOMMANDS = ("passes", "inspect")
+SUBCOMMANDS = ("passes", "targets", "inspect")
 EPILOG = """other commands:
   yolocc passes [--json]               list passes: name, stage, parameters, provider, doc
+  yolocc targets [--json]              list targets: name, quantization scheme, runtime, provider
   yolocc inspect MODEL [--imgsz N] [--json]
                                        show the IR: layers, params, MACs, coupling groups
 
 exit codes: 0 ok, 2 bad input or failed compile (one line on stderr), 1 internal error (a bug)
 examples:
   yolocc yolov8n.yaml -p prune:0.25 -o pruned.onnx --report report.json
+  yolocc model.pt --max-drop 1.0 --data data.yaml --calib images/ -o fast.onnx
   yolocc model.pt -p prune:ratio=0.3,importance=l1,round_to=8 -p fuse-bn -o model.onnx
 """
 
@@ -35,7 +37,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _compile_parser() -> argparse.ArgumentParser:
-    from .interfaces import EVAL_SPLITS
+    from .options import EVAL_SPLITS
 
     p = _Parser(prog="yolocc", description="yolocc: compress YOLO and other PyTorch CNNs into deployable ONNX.",
                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -55,7 +57,12 @@ def _compile_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-split", choices=EVAL_SPLITS,
                    help="split of --data that accuracy is measured on (default: val; training picks checkpoints "
                         "on val, so 'test' gives held-out numbers)")
-    p.add_argument("--target", help="runtime the quantized graph is for: ort-cpu (default) or tensorrt")
+    p.add_argument("--max-drop", type=float, metavar="PTS",
+                   help="accuracy budget: search for the fastest model (prune + distill + int8 with mixed "
+                        "precision) whose val metric on --data stays within PTS points of the input; needs --data "
+                        "and --calib; replaces -p (exit 2 with the best candidate if the budget cannot be met)")
+    p.add_argument("--target", help="where the model will run: ort-cpu (default), tensorrt, or a plugin's "
+                                    "target (see 'yolocc targets')")
     p.add_argument("--dry-run", "--plan", dest="dry_run", action="store_true",
                    help="print the expanded plan (macros, auto-inserted passes, lowering) and exit")
     p.add_argument("--opset", type=int, help="ONNX opset, 17 or newer (default: 17)")
@@ -63,11 +70,14 @@ def _compile_parser() -> argparse.ArgumentParser:
                    help="emit ONNX with a dynamic batch dimension")
     p.add_argument("--recipe", metavar="FILE",
                    help="passes and options from a YAML/TOML recipe or a pyproject.toml's [tool.yolocc]")
-    p.add_argument("--cache", metavar="DIR", help="content-addressed compile cache: skip an unchanged compile")
-    p.add_argument("--latency-runs", type=int, default=20,
-                   help="timed onnxruntime runs per stage for the report, 0 to skip (default: 20)")
-    p.add_argument("--threads", type=int, default=0, help="onnxruntime threads for latency (default: all cores)")
-    p.add_argument("--no-measure", action="store_true", help="skip per-stage measurements (faster)")
+    p.add_argument("--cache", dest="cache_dir", metavar="DIR",
+                   help="content cache: skip an unchanged compile; calibration ranges are kept under it too "
+                        "(default for calibration: $YOLOCC_CACHE_DIR or ~/.cache/yolocc)")
+    p.add_argument("--latency-runs", type=int,
+                   help="timed runs per stage on the target's runtime for the report, 0 to skip (default: 20)")
+    p.add_argument("--threads", type=int, help="runtime threads for latency (default: all cores)")
+    p.add_argument("--no-measure", dest="measure", action="store_const", const=False,
+                   help="skip per-stage measurements (faster)")
     p.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
     p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     p.add_argument("--version", action="version", version=f"yolocc {__version__}")
@@ -105,40 +115,35 @@ def _setup_logging(verbose: bool) -> None:
 
 def _compile_main(argv: list[str]) -> int:
     from .api import Compiler
-    from .fileio import check_writable
+    from .fileio import check_report_path
+    from .options import CompileOptions
 
     args = _compile_parser().parse_args(argv)
     _setup_logging(args.verbose)
-    if args.latency_runs < 0:
-        raise UsageError(f"--latency-runs must be >= 0, got {args.latency_runs}")
     for path in args.report:
-        if Path(path).suffix.lower() not in (".json", ".md"):
-            raise UsageError(f"--report path '{path}' must end in .json or .md")
-        check_writable(path)
-    _apply_recipe(args)
+        check_report_path(path)
+    passes, options = _options(args)
     compiler = Compiler()
+    target, _ = compiler.target(options.target)
     output = args.output
     if output is None and not args.dry_run:
-        output = f"{Path(args.model).stem}-yolocc.onnx"
+        output = f"{Path(args.model).stem}-yolocc{target.default_suffix}"
     if output is not None:
         compiler.registry.emitter_for(output)
-        check_writable(output)
-    ir = None if args.cache and not args.dry_run else compiler.load(args.model, args.imgsz)
+    ir = None if options.cache_dir and not args.dry_run else compiler.load(args.model, options.imgsz)
     if args.dry_run:
-        steps = compiler.plan(ir, args.passes)
+        steps = compiler.plan(ir, passes)
         if args.json:
             print(json.dumps({"model": ir.source, "stage": ir.stage, "plan": [s.as_dict() for s in steps]}, indent=2))
         else:
             _print_plan(ir, steps)
         return 0
-    compiler.registry.target(args.target)
-    if args.calib_n is not None and args.calib_n < 1:
-        raise UsageError(f"--calib-n must be at least 1, got {args.calib_n}")
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
 
     console = _console()
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=True) as bars:
+                  TimeRemainingColumn(), console=console, transient=True) as bars:
         tasks: dict[str, int] = {}
 
         def progress(description: str, done: int, total: int) -> None:
@@ -146,54 +151,42 @@ def _compile_main(argv: list[str]) -> int:
                 tasks[description] = bars.add_task(description, total=total)
             bars.update(tasks[description], completed=done, total=total)
 
-        def on_stage(rec):
-            console.log(f"{rec.name}: {'changed' if rec.modified else 'no change'} ({rec.time_s:.2f} s)"
-                        if rec.origin != "input" else f"loaded {args.model}")
+        def on_stage(rec):  # stage lines only with -v: an error must stay the one line on stderr
+            if args.verbose:
+                console.log(f"{rec.name}: {'changed' if rec.modified else 'no change'} ({rec.time_s:.2f} s)"
+                            if rec.origin != "input" else f"loaded {args.model}")
 
-        result = compiler.compile(ir or args.model, args.passes, output, imgsz=args.imgsz,
-                                  opset=args.opset, dynamic_batch=args.dynamic_batch,
-                                  measure=not args.no_measure, latency_runs=args.latency_runs,
-                                  threads=args.threads, calib=args.calib, calib_n=args.calib_n,
-                                  target=args.target, data=args.data, eval_split=args.eval_split,
-                                  cache_dir=args.cache,
+        result = compiler.compile(ir or args.model, passes, output, options=options, reports=args.report,
                                   on_stage=on_stage, progress=progress)
-    if result.report.cache and result.report.cache.get("hit"):
+    if result.report.cache and result.report.cache.get("hit") and args.verbose:
         console.log(f"cache hit: {result.report.cache['key'][:16]} ({result.report.cache['time_s']:.2f} s)")
-    for path in args.report:
-        result.report.write(path)
-    if args.report and any(s.metrics for s in result.report.stages):
-        from .plot import write_accuracy_latency_png
-
-        png = write_accuracy_latency_png(result.report, Path(args.report[0]).with_suffix(".png"))
-        if png:
-            args.report.append(str(png))
     if args.json:
         print(json.dumps(result.report.as_dict(), indent=2))
     else:
         _print_report(result.report)
         if result.artifact:
-            print("wrote " + ", ".join([str(result.artifact), *args.report]))
+            print("wrote " + ", ".join([str(result.artifact), *result.report.written]))
     return 0
 
 
-_OPTION_DEFAULTS = {"opset": 17, "dynamic_batch": False, "target": "ort-cpu", "eval_split": "val"}
+#: CLI destinations that are not ``CompileOptions`` fields.
+_CLI_ONLY = {"model", "passes", "output", "report", "dry_run", "recipe", "json", "verbose"}
 
 
-def _apply_recipe(args: argparse.Namespace) -> None:
-    """Fill passes and unset options from ``--recipe``; command-line flags win."""
+def _options(args: argparse.Namespace):
+    """The passes and the typed ``CompileOptions``: defaults, then the recipe, then command-line flags."""
+    from .options import CompileOptions
+
+    passes, recipe_options = list(args.passes), {}
     if args.recipe:
         from .recipe import load_recipe
 
-        specs, options = load_recipe(args.recipe)
+        specs, recipe_options = load_recipe(args.recipe)
         if specs and args.passes:
             raise UsageError("give the passes either in the recipe or with -p, not both")
-        args.passes = args.passes or [str(s) for s in specs]
-        for key, value in options.items():
-            if getattr(args, key, None) is None:
-                setattr(args, key, value)
-    for key, value in _OPTION_DEFAULTS.items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
+        passes = passes or specs
+    flags = {k: v for k, v in vars(args).items() if k not in _CLI_ONLY and v is not None}
+    return passes, CompileOptions.from_mapping(recipe_options, f"recipe '{args.recipe}'").merged(flags, "command line")
 
 
 def _console():
@@ -260,10 +253,17 @@ def _inspect_main(argv: list[str]) -> int:
     p.add_argument("model")
     p.add_argument("--imgsz", type=int)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--sensitivity", action="store_true",
+                   help="also measure each prunable group's sensitivity (needs --calib)")
+    p.add_argument("--calib", metavar="PATH", help="images for --sensitivity")
+    p.add_argument("--png", metavar="PATH", help="with --sensitivity: write the bar chart to PATH (.png)")
     args = p.parse_args(argv)
     _setup_logging(False)
-    ir = Compiler().load(args.model, args.imgsz)
+    compiler = Compiler()
+    ir = compiler.load(args.model, args.imgsz)
     info = summarize(ir)
+    if args.sensitivity:
+        info["sensitivity"] = _sensitivity(compiler, ir, args)
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -271,6 +271,15 @@ def _inspect_main(argv: list[str]) -> int:
     from rich.table import Table
 
     console = Console()
+    if args.sensitivity:
+        table = Table(title="pruning sensitivity per group (proxy: 1 - output cosine on calibration images)")
+        ratios = info["sensitivity"]["ratios"]
+        for col in ("group root", "channels", "MACs", *[f"drop @{r}" for r in ratios]):
+            table.add_column(col, justify="left" if col == "group root" else "right")
+        for g in sorted(info["sensitivity"]["groups"], key=lambda g: -g["drop"][str(ratios[-1])]):
+            table.add_row(g["root"], str(g["channels"]), f"{g['macs'] / 1e6:.1f}M",
+                          *[f"{g['drop'][str(r)]:.4f}" for r in ratios])
+        console.print(table)
     summary = Table(title=f"yolocc inspect: {ir.source}", show_header=False)
     for key in ("frontend", "task", "stage", "input", "outputs", "layers", "params", "macs",
                 "coupling_groups", "prunable_groups", "prunable_channels", "protected"):
@@ -294,4 +303,62 @@ def _inspect_main(argv: list[str]) -> int:
     return 0
 
 
-_SUBCOMMAND_MAIN = {"passes": _passes_main, "inspect": _inspect_main}
+def _targets_main(argv: list[str]) -> int:
+    from .registry import build_registry, get_plugin_manager
+
+    p = _Parser(prog="yolocc targets", description="List the registered targets.")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    reg = build_registry(get_plugin_manager())
+    entries = []
+    for name, r in sorted(reg.targets.items()):
+        t = r.obj
+        runtime = t.runtime()
+        scheme = t.scheme
+        entries.append({"name": name, "provider": r.provider, "doc": t.doc,
+                        "int8": None if scheme is None else
+                        f"{scheme.activation_dtype} {'symmetric' if scheme.activation_symmetric else 'asymmetric'} "
+                        f"activations, int8 per-channel weights",
+                        "runtime": runtime.name if runtime is not None else "default (ort-cpu's)",
+                        "default_output": t.default_suffix})
+    if args.json:
+        print(json.dumps({"targets": entries}, indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="yolocc targets")
+    for col in ("target", "int8", "runtime", "provider", "description"):
+        table.add_column(col)
+    for e in entries:
+        table.add_row(e["name"], e["int8"] or "-", e["runtime"], e["provider"], e["doc"])
+    Console().print(table)
+    return 0
+
+
+def _sensitivity(compiler, ir, args) -> dict:
+    """The sensitivity analysis of ``ir`` (canonicalized first, as prune sees it), plus its bar chart."""
+    from .options import CompileOptions
+
+    if not args.calib:
+        raise UsageError("inspect --sensitivity needs --calib IMAGES_DIR")
+    if args.png and not args.png.lower().endswith(".png"):
+        raise UsageError(f"--png path '{args.png}' must end in .png")
+    passes = ["canonicalize", "sensitivity"]
+    ctx_opts = CompileOptions(calib=args.calib)
+    from .passbase import PassContext
+    from .pipeline import run
+
+    target, runtime = compiler.target(ctx_opts.target)
+    run(ir, compiler.plan(ir, passes), PassContext(options=ctx_opts, target=target, runtime=runtime,
+                                                   frontend=compiler.frontend_of(ir)))
+    result = ir.analyses["sensitivity"]
+    if args.png:
+        from .fileio import write_with
+        from .plot import sensitivity_png
+
+        write_with(args.png, lambda tmp: sensitivity_png(result, tmp, ir.source))
+    return result
+
+
+_SUBCOMMAND_MAIN = {"passes": _passes_main, "targets": _targets_main, "inspect": _inspect_main}

@@ -2,44 +2,106 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 from .ir import ModelIR
+from .options import EVAL_SPLITS  # noqa: F401  (re-exported: the splits a frontend evaluates on)
+from .target import Runtime, Target  # noqa: F401  (Target re-exported for plugins written against API 1.0)
 
-#: The splits of --data a frontend evaluates on: ``val`` (default) or the held-out ``test``.
-EVAL_SPLITS = ("val", "test")
+
+@dataclass
+class HeadParts:
+    """A model's output head as the frontend names it, for per-layer ratios and head pruning.
+
+    ``index``: the head's position in ``Frontend.layers``; ``branches``: its prunable branches in
+    the order a per-layer file lists their ratios (e.g. box regression, then classification);
+    ``keep``: the modules that stay protected when the branches are opened to pruning.
+    """
+
+    index: int
+    module: Any
+    branches: dict[str, Any] = field(default_factory=dict)
+    keep: list[Any] = field(default_factory=list)
 
 
 class Frontend:
-    """Loads a model file into a ``ModelIR``. ``load`` returns None for files it does not handle."""
+    """Loads a model file into a ``ModelIR`` and answers what generic passes need to know about its
+    framework. ``load`` returns None for files it does not handle; the other methods have neutral
+    defaults, so a plain-torch frontend overrides only ``load``."""
 
     name: ClassVar[str] = ""
     priority: ClassVar[int] = 100  # lower is tried first
 
-    def load(self, path: str, options: dict[str, Any]) -> ModelIR | None:
+    def load(self, model: Any, options: dict[str, Any]) -> ModelIR | None:
         raise NotImplementedError
 
-    def evaluate(self, ir: ModelIR, onnx_bytes: bytes, data: str, split: str = "val") -> dict[str, float] | None:
-        """Accuracy of one stage's ONNX on the ``split`` of labelled ``data`` (None: this frontend cannot).
-
-        ``split`` is passed only when it is not ``"val"``, so frontends written for API 1.0 still work."""
+    def evaluate(self, ir: ModelIR, onnx_bytes: bytes, data: str, split: str = "val",
+                 runtime: Runtime | None = None) -> dict[str, float] | None:
+        """Accuracy of one stage's ONNX on the ``split`` of labelled ``data``, run on ``runtime``
+        (None: this frontend cannot evaluate)."""
         return None
+
+    def preprocess(self, ir: ModelIR, image: Any) -> Any:
+        """One BGR HWC uint8 image (as cv2 reads it) -> the CHW float32 input the deployed model gets.
+
+        The default resizes to the input size and scales to [0, 1] (RGB)."""
+        import cv2
+        import numpy as np
+
+        h, w = ir.input.shape[-2:]
+        rgb = cv2.resize(image, (int(w), int(h)))[..., ::-1]
+        return np.ascontiguousarray(rgb.transpose(2, 0, 1)).astype(np.float32) / 255.0
+
+    def canonicalize(self, ir: ModelIR) -> dict[str, int]:
+        """Numerically equivalent rewrites that make the model prunable; counts per rule."""
+        return {}
+
+    def layers(self, ir: ModelIR) -> list[Any] | None:
+        """Top-level layers addressed by index in per-layer ratio files (None: not supported)."""
+        return None
+
+    def head(self, ir: ModelIR) -> HeadParts | None:
+        """The output head's parts (None: no head this frontend knows of)."""
+        return None
+
+    def adopt_fused_conv(self, parent: Any, conv_attr: str, bn_attr: str, fused: Any) -> bool:
+        """Put ``fused`` (conv with the BN folded in) into ``parent`` in the framework's own fused form;
+        False leaves the generic replacement (BN becomes Identity) to the caller."""
+        return False
+
+    def check_train(self, ir: ModelIR, distill: bool) -> None:
+        """Raise ``UsageError`` before any work if ``train`` cannot train this model (or distil into it)."""
+        from .errors import UsageError
+
+        raise UsageError(f"the {self.name or 'generic'} frontend cannot train models: recovery passes "
+                         f"(finetune, distill) need a frontend with a training loop, such as Ultralytics'")
+
+    def train(self, ir: ModelIR, data: str, settings: dict[str, Any], teacher: Any = None) -> tuple[Any, dict]:
+        """Train ``ir.module`` on ``data`` (recovery); return (trained module, facts for the report).
+
+        ``teacher`` is a module (or a checkpoint path) to distil from; ``settings`` carry the pass's
+        training arguments (epochs, lr, ...)."""
+        self.check_train(ir, teacher is not None)
+        raise NotImplementedError
+
+    def checkpoint(self, ir: ModelIR, module: Any = None) -> Any:
+        """The object to ``torch.save`` for ``module`` (default: the IR's) so it reloads later."""
+        return ir.module if module is None else module
 
 
 class Emitter:
     """Writes the compiled IR as an artifact; chosen by the output path's suffix."""
 
     name: ClassVar[str] = ""
+    #: Endings of the output names this emitter writes (``.onnx``, ``_openvino_model`` ...).
     suffixes: ClassVar[tuple[str, ...]] = ()
+    #: The artifact is a folder (replaced as a whole), not a file.
+    writes_folder: ClassVar[bool] = False
 
     def emit(self, ir: ModelIR, path: Path, options: dict[str, Any]) -> dict[str, Any]:
-        """Write ``path`` (atomically) and return facts about the artifact for the report."""
+        """Write ``path`` and return facts about the artifact for the report. ``path`` is a staging
+        name the compiler renames into place when the whole compile succeeded; ``options`` holds
+        ``opset``, ``dynamic_batch``, the model's ``frontend`` and the ``target``."""
         raise NotImplementedError
-
-
-class Target:
-    """How the compiled graph will be executed; passes read its rules."""
-
-    name: ClassVar[str] = ""
-    doc: ClassVar[str] = ""

@@ -16,6 +16,7 @@ from typing import Any
 import networkx as nx
 
 from .errors import PipelineError
+from .torchgraph import CouplingGroup
 
 log = logging.getLogger(__name__)
 
@@ -32,20 +33,6 @@ class InputSpec:
     @property
     def imgsz(self) -> int:
         return int(self.shape[-1])
-
-
-@dataclass
-class CouplingGroup:
-    """Channels that must be pruned together, lifted from a torch-pruning group."""
-
-    root: str
-    channels: int
-    members: list[tuple[str, str]]  # (layer qualname, "out" | "in")
-    prunable: bool
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"root": self.root, "channels": self.channels, "prunable": self.prunable,
-                "members": [list(m) for m in self.members]}
 
 
 @dataclass

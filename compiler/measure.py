@@ -1,8 +1,7 @@
-"""Honest measurements of ONNX artifacts with onnxruntime on the CPU.
+"""Honest measurements of ONNX stages on a target's runtime.
 
 Latency: every model gets warm-up runs, then the models are timed round-robin (one run each per
 round) so that all of them see the same machine conditions; the median per model is reported.
-Sessions run with thread spinning off (see ``session``).
 Fidelity: outputs compared with a reference on the same fixed input.
 """
 
@@ -13,48 +12,40 @@ import time
 from typing import Sequence
 
 import numpy as np
-import onnxruntime as ort
+
+from .target import Runtime
 
 
-def session(model_bytes: bytes, threads: int = 0) -> ort.InferenceSession:
-    """A CPU onnxruntime session with full graph optimisation.
+def cpu_isa() -> str:
+    """The CPU's widest SIMD/int8 features, e.g. "AVX2", "AVX-512 VNNI", "AVX-512 VNNI AMX" (Linux flags).
 
-    Thread spinning is off: with several sessions alive, idle sessions' spinning threads would
-    steal the cores from the one being timed (measured here: 87 ms instead of 45 ms on 2 cores).
-    """
-    so = ort.SessionOptions()
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.log_severity_level = 3
-    if threads:
-        so.intra_op_num_threads = threads
-    return ort.InferenceSession(model_bytes, so, providers=["CPUExecutionProvider"])
+    INT8 speed-ups differ about 2x between AVX2 and AVX512-VNNI, so every speed figure names this."""
+    try:
+        flags = set(next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split(":")[1].split())
+    except (OSError, StopIteration):
+        import platform
 
-
-def feed(sess: ort.InferenceSession, x: np.ndarray) -> dict[str, np.ndarray]:
-    """``x`` as the session's input, cast to float16 for models that take float16."""
-    inp = sess.get_inputs()[0]
-    return {inp.name: x.astype(np.float16 if "float16" in inp.type else np.float32)}
+        return platform.machine() or "unknown"
+    parts = ["AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "SSE/other"]
+    if "avx512_vnni" in flags or "avx_vnni" in flags:
+        parts.append("VNNI")
+    if "amx_int8" in flags:
+        parts.append("AMX")
+    return " ".join(parts)
 
 
-def run_outputs(sess: ort.InferenceSession, x: np.ndarray) -> dict[str, np.ndarray]:
-    outs = sess.run(None, feed(sess, x))
-    return {o.name: np.asarray(v, dtype=np.float32) for o, v in zip(sess.get_outputs(), outs)}
-
-
-def latencies_ms(models: Sequence[bytes], x: np.ndarray, runs: int = 20, warmup: int = 3,
+def latencies_ms(runtime: Runtime, models: Sequence[bytes], x: np.ndarray, runs: int = 20, warmup: int = 3,
                  threads: int = 0) -> list[float]:
-    """Median latency (ms) of each model, timed round-robin in one run."""
-    sessions = [session(m, threads) for m in models]
-    feeds = [feed(s, x) for s in sessions]
-    for s, f in zip(sessions, feeds):
+    """Median latency (ms) of each model on ``runtime``, timed round-robin in one run."""
+    sessions = [runtime.load(m, threads) for m in models]
+    for s in sessions:
         for _ in range(warmup):
-            s.run(None, f)
+            s.run(x)
     times: list[list[float]] = [[] for _ in sessions]
     for _ in range(runs):
-        for i, (s, f) in enumerate(zip(sessions, feeds)):
+        for i, s in enumerate(sessions):
             t0 = time.perf_counter()
-            s.run(None, f)
+            s.run(x)
             times[i].append((time.perf_counter() - t0) * 1000.0)
     return [round(statistics.median(t), 3) for t in times]
 

@@ -6,6 +6,7 @@ names them. Unknown keys, bad types and out-of-range values are ``UsageError``s.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
@@ -21,7 +22,7 @@ class Param:
     """One typed parameter of a pass."""
 
     name: str
-    kind: str  # float | int | str | bool | choice | path
+    kind: str  # float | int | int|auto | str | bool | choice | path
     default: Any = None
     doc: str = ""
     low: float | None = None
@@ -49,6 +50,12 @@ class Param:
         elif self.kind == "int":
             value = _num(int, raw, where)
             self._check_range(value, where)
+        elif self.kind == "int|auto":  # a count, or "auto": the pass decides (e.g. epochs until recovered)
+            if isinstance(raw, str) and raw.strip().lower() == "auto":
+                value = "auto"
+            else:
+                value = _num(int, raw, f"{where} (an integer or 'auto')")
+                self._check_range(value, where)
         elif self.kind == "bool":
             if isinstance(raw, bool):
                 value = raw
@@ -81,15 +88,26 @@ class Param:
 
 
 def _num(typ: type, raw: Any, where: str) -> Any:
-    if isinstance(raw, bool):
-        raise UsageError(f"{where} must be a number, got '{raw}'")
+    """A finite float, or an integer given as an int, an integral float or its decimal text."""
+    kind = "an integer" if typ is int else "a finite number"
+    if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
+        raise UsageError(f"{where} must be {kind}, got {raw!r}")
     try:
-        value = typ(raw)
-    except (TypeError, ValueError):
-        raise UsageError(f"{where} must be {'an integer' if typ is int else 'a number'}, got '{raw}'") from None
-    if typ is float and value != value:
-        raise UsageError(f"{where} must be a number, got '{raw}'")
-    return value
+        value = float(raw)
+    except (TypeError, ValueError, OverflowError):
+        raise UsageError(f"{where} must be {kind}, got '{raw}'") from None
+    if not math.isfinite(value):
+        raise UsageError(f"{where} must be {kind}, got '{raw}'")
+    if typ is float:
+        return value
+    if isinstance(raw, int):
+        return raw
+    if not value.is_integer():
+        raise UsageError(f"{where} must be an integer, got '{raw}'")
+    try:
+        return int(raw) if isinstance(raw, str) and raw.strip().lstrip("+-").isdigit() else int(value)
+    except (ValueError, OverflowError):
+        raise UsageError(f"{where} must be an integer, got '{raw}'") from None
 
 
 @dataclass(frozen=True)

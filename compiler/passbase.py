@@ -8,6 +8,7 @@ from typing import Any, ClassVar, Sequence
 
 from .errors import PipelineError
 from .ir import ModelIR
+from .options import CompileOptions
 from .params import Param, PassSpec, bind
 
 
@@ -24,14 +25,22 @@ class PassResult:
 class PassContext:
     """Run-wide options and services a pass may use; never global state."""
 
-    options: dict[str, Any] = field(default_factory=dict)
+    options: CompileOptions = field(default_factory=CompileOptions)
     hook: Any = None  # pluggy hook relay, for event hooks
     history: list[str] = field(default_factory=list)  # passes already run
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("yolocc"))
     progress: Any = None  # callable(description, completed, total) or None
+    #: The ``Target`` the graph is compiled for (its quantization rules, verification, runtime).
+    target: Any = None
+    #: The ``Frontend`` that loaded the model: what generic passes ask about the framework.
+    frontend: Any = None
+    #: The ``Runtime`` that measures the target (its own, or the default target's).
+    runtime: Any = None
 
     def option(self, key: str, default: Any = None) -> Any:
-        return self.options.get(key, default)
+        """One run option (a ``CompileOptions`` field), or ``default`` where it is unset."""
+        value = getattr(self.options, key, None)
+        return default if value is None else value
 
     def progress_for(self, description: str):
         """A ``(done, total)`` callback for long work, or None when nobody listens."""
@@ -41,8 +50,9 @@ class PassContext:
 
 
 #: Analyses that are snapshots of an earlier model, not facts about the current one: no change to
-#: the model makes them stale (``pre_prune`` is the default distillation teacher).
-SNAPSHOTS = ("pre_prune",)
+#: the model makes them stale (``pre_prune`` is the default distillation teacher, ``pre_prune_metrics``
+#: its val accuracy, which ``epochs=auto`` recovers towards).
+SNAPSHOTS = ("pre_prune", "pre_prune_metrics")
 
 
 class Pass:
@@ -93,6 +103,10 @@ class Pass:
         if ir.stage != self.stage:
             raise PipelineError(f"pass '{self.name}' runs at the {self.stage} stage but the model is at the {ir.stage} stage")
         result = self.call(ir, ctx)
+        absent = [a for a in self.provides if a not in ir.analyses]
+        if absent:
+            raise PipelineError(f"pass '{self.name}' declares that it provides {', '.join(absent)} "
+                                f"but did not produce it (a bug in the pass)")
         if result.modified:
             for key in list(ir.analyses):
                 if key not in self.preserves and key not in self.provides and key not in SNAPSHOTS:

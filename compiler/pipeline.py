@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
 
 from . import lowering
@@ -112,28 +112,17 @@ def plan(registry: Registry, items: Iterable[str | PassSpec | Pass], start_stage
 StageCallback = Callable[[Step, PassResult, float], None]
 
 
-@dataclass
-class RunOptions:
-    opset: int = lowering.DEFAULT_OPSET
-    dynamic_batch: bool = False
-    options: dict[str, Any] = field(default_factory=dict)
-    progress: Callable[[str, int, int], None] | None = None
-
-
-def run(ir: ModelIR, steps: Sequence[Step], hook: Any, run_opts: RunOptions,
-        on_pass: StageCallback | None = None) -> PassContext:
+def run(ir: ModelIR, steps: Sequence[Step], ctx: PassContext, on_pass: StageCallback | None = None) -> PassContext:
     """Run ``steps`` on ``ir`` in place; wrap pass failures in ``PassError`` naming the history."""
-    ctx = PassContext(options=dict(run_opts.options, opset=run_opts.opset,
-                                   dynamic_batch=run_opts.dynamic_batch), hook=hook,
-                     progress=run_opts.progress)
+    opts = ctx.options
     for step in steps:
         if step.kind == "lower":
-            lowering.lower(ir, run_opts.opset, run_opts.dynamic_batch)
+            lowering.lower(ir, opts.opset, opts.dynamic_batch)
             continue
         p = step.pass_
         assert p is not None
-        if hook is not None:
-            hook.yolocc_before_pass(pass_=p, ir=ir, ctx=ctx)
+        if ctx.hook is not None:
+            ctx.hook.yolocc_before_pass(pass_=p, ir=ir, ctx=ctx)
         t0 = time.perf_counter()
         try:
             result = p(ir, ctx)
@@ -145,8 +134,8 @@ def run(ir: ModelIR, steps: Sequence[Step], hook: Any, run_opts: RunOptions,
             raise PassError(f"pass '{p.name}' failed{after}: {msg}") from e
         elapsed = time.perf_counter() - t0
         log.info("pass %s: %s in %.2fs", p.name, "changed the model" if result.modified else "no change", elapsed)
-        if hook is not None:
-            hook.yolocc_after_pass(pass_=p, ir=ir, ctx=ctx, result=result)
+        if ctx.hook is not None:
+            ctx.hook.yolocc_after_pass(pass_=p, ir=ir, ctx=ctx, result=result)
         ctx.history.append(p.name)
         if on_pass is not None:
             on_pass(step, result, elapsed)

@@ -20,21 +20,28 @@ Expose the module under the entry-point group ``yolocc`` in your ``pyproject.tom
     [project.entry-points.yolocc]
     my-plugin = "my_package.plugin"
 
+A target is one class: its ``QuantScheme``, its ``Placement`` rules for Q/DQ, ``verify`` and
+``runtime`` (see ``yolocc.compiler.target``), registered with ``registry.add_target(MyTarget())``.
 Emitters that need ONNX call ``lowering.lower(ir, opset, dynamic_batch)`` when ``ir.stage`` is
-"torch". ``API_VERSION`` changes its major number when this surface changes incompatibly.
+"torch". ``API_VERSION`` changes its major number when this surface changes incompatibly
+(2.0: targets are ``Target`` subclasses with a scheme, placement, verify and runtime; passes reach
+the framework through ``ctx.frontend``; ``Frontend.evaluate`` takes ``runtime``).
 """
 
 from . import lowering
 from .errors import ExportError, PassError, PipelineError, PluginError, UsageError, YoloccError
 from .fileio import write_atomic, write_with
 from .hookspecs import hookimpl
-from .interfaces import Emitter, Frontend, Target
+from .interfaces import Emitter, Frontend, HeadParts
 from .ir import InputSpec, ModelIR
+from .options import CompileOptions
 from .params import Param
 from .passbase import Pass, PassContext, PassResult
+from .target import Placement, QuantScheme, Runtime, Target, Verification
 
-API_VERSION = "1.0"
+API_VERSION = "2.0"
 
 __all__ = ["API_VERSION", "lowering", "hookimpl", "Pass", "PassResult", "PassContext", "Param", "ModelIR", "InputSpec",
-           "Frontend", "Emitter", "Target", "write_atomic", "write_with", "YoloccError", "UsageError",
+           "Frontend", "HeadParts", "Emitter", "Target", "QuantScheme", "Placement", "Verification", "Runtime",
+           "CompileOptions", "write_atomic", "write_with", "YoloccError", "UsageError",
            "PluginError", "PipelineError", "PassError", "ExportError"]

@@ -8,8 +8,10 @@
     calib: images/
     target: ort-cpu
 
-Keys other than ``passes`` set the options of the same name (``imgsz``, ``calib``, ``calib_n``,
-``target``, ``opset``, ``dynamic_batch``, ``data``, ``eval_split``); command-line flags override them.
+Keys other than ``passes`` are ``CompileOptions`` fields (``imgsz``, ``calib``, ``calib_n``,
+``target``, ``opset``, ``dynamic_batch``, ``data``, ``eval_split``, ``max_drop`` ...), type-checked;
+command-line flags override them. Pass entries keep their YAML/TOML types: a mapping entry is bound
+as it is, never rendered back to ``-p`` text.
 """
 
 from __future__ import annotations
@@ -18,10 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UsageError
+from .options import CompileOptions, coerce
 from .params import PassSpec, parse_pass_spec
-
-OPTION_KEYS = {"imgsz": int, "calib": str, "calib_n": int, "target": str, "opset": int,
-               "dynamic_batch": bool, "data": str, "eval_split": str}
 
 
 def load_recipe(path: str | Path) -> tuple[list[PassSpec], dict[str, Any]]:
@@ -50,21 +50,15 @@ def load_recipe(path: str | Path) -> tuple[list[PassSpec], dict[str, Any]]:
         raise UsageError(f"cannot read recipe '{p}': {type(e).__name__}: {str(e).splitlines()[0]}") from e
     if not isinstance(data, dict):
         raise UsageError(f"recipe '{p}' must be a mapping with a 'passes' list")
-    unknown = set(data) - set(OPTION_KEYS) - {"passes"}
+    unknown = set(data) - set(CompileOptions.names()) - {"passes"}
     if unknown:
         raise UsageError(f"recipe '{p}': unknown key(s) {', '.join(sorted(unknown))} "
-                         f"(known: passes, {', '.join(OPTION_KEYS)})")
+                         f"(known: passes, {', '.join(CompileOptions.names())})")
     passes = data.get("passes") or []
     if not isinstance(passes, list):
         raise UsageError(f"recipe '{p}': 'passes' must be a list")
     specs = [_spec(p, item) for item in passes]
-    options = {}
-    for key, typ in OPTION_KEYS.items():
-        if key in data:
-            value = data[key]
-            if typ is not str and not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
-                raise UsageError(f"recipe '{p}': '{key}' must be {typ.__name__}, got {value!r}")
-            options[key] = str(value) if typ is str else value
+    options = coerce({k: v for k, v in data.items() if k != "passes"}, f"recipe '{p}'")
     return specs, options
 
 

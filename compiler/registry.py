@@ -3,10 +3,16 @@
 Built-in passes and integrations register through exactly the hooks a third party uses; external
 plugins come from the ``yolocc`` entry-point group. ``YOLOCC_DISABLE_PLUGINS`` (comma-separated
 names) blocks entry-point plugins. Nothing is built at import time: call ``get_plugin_manager``.
+
+Registration hooks are called through pluggy (so hookwrappers run). Each registration hook
+implementation is wrapped once, when its plugin is registered, so that what it adds to the
+``Registry`` is attributed to its plugin and its failures name that plugin.
 """
 
 from __future__ import annotations
 
+import contextvars
+import functools
 import importlib
 import logging
 import os
@@ -19,8 +25,9 @@ import pluggy
 
 from . import hookspecs
 from .errors import PluginError, PipelineError, UsageError
-from .interfaces import Emitter, Frontend, Target
+from .interfaces import Emitter, Frontend
 from .passbase import Pass
+from .target import Target
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +53,11 @@ class Registry:
     emitters: dict[str, Registered] = field(default_factory=dict)
     targets: dict[str, Registered] = field(default_factory=dict)
     broken: dict[str, str] = field(default_factory=dict)  # plugin name -> why it failed to load
-    provider: str = "?"  # set while a plugin's hook runs
+
+    @property
+    def provider(self) -> str:
+        """The plugin whose registration hook is running."""
+        return _PROVIDER.get()
 
     def _add(self, table: dict, kind: str, name: str, obj: Any) -> None:
         if not name:
@@ -70,6 +81,8 @@ class Registry:
         self._add(self.emitters, "emitter", emitter.name, emitter)
 
     def add_target(self, target: Target) -> None:
+        if not isinstance(target, Target):
+            raise PluginError(f"plugin '{self.provider}' registered {target!r}, which is not a Target")
         self._add(self.targets, "target", target.name, target)
 
     # ------------------------------------------------------------ lookups
@@ -98,16 +111,60 @@ class Registry:
         return self.targets[name].obj
 
 
+_PROVIDER: contextvars.ContextVar[str] = contextvars.ContextVar("yolocc_provider", default="?")
+REGISTRATION_HOOKS = ("yolocc_register_passes", "yolocc_register_frontends",
+                      "yolocc_register_emitters", "yolocc_register_targets")
+
+
 def disabled_plugins() -> set[str]:
     return {n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()}
 
 
-def get_plugin_manager(load_entry_points: bool = True) -> pluggy.PluginManager:
-    """A fresh plugin manager with the hookspecs, the built-ins and the installed plugins."""
-    pm = pluggy.PluginManager(hookspecs.PROJECT)
-    pm.add_hookspecs(hookspecs)
-    pm.broken = {}  # type: ignore[attr-defined]
-    pm.versions = {}  # type: ignore[attr-defined]  # entry-point plugin -> its distribution's version
+class PluginManager(pluggy.PluginManager):
+    """yolocc's pluggy manager: the hookspecs, plus which entry-point plugins failed to load and the
+    versions of those that loaded (part of the cache key)."""
+
+    def __init__(self) -> None:
+        super().__init__(hookspecs.PROJECT)
+        self.add_hookspecs(hookspecs)
+        self.broken: dict[str, str] = {}
+        self.versions: dict[str, str] = {}
+
+    def register(self, plugin: object, name: str | None = None) -> str | None:
+        """Register ``plugin`` and attribute its registration hooks to ``name``."""
+        registered = super().register(plugin, name)
+        if registered is not None:
+            for hook_name in REGISTRATION_HOOKS:
+                for impl in getattr(self.hook, hook_name).get_hookimpls():
+                    if impl.plugin_name == registered and not getattr(impl.function, "_yolocc_attributed", False):
+                        impl.function = _attributed(impl.function, registered, hook_name)
+        return registered
+
+
+def _attributed(function, plugin_name: str, hook_name: str):
+    """``function`` run with ``plugin_name`` as the registry's provider; its errors name the plugin."""
+
+    @functools.wraps(function)
+    def call(*args, **kwargs):
+        token = _PROVIDER.set(plugin_name)
+        try:
+            return function(*args, **kwargs)
+        except PluginError:
+            raise
+        except Exception as e:
+            raise PluginError(f"plugin '{plugin_name}' failed in {hook_name}: {type(e).__name__}: {e}") from e
+        finally:
+            _PROVIDER.reset(token)
+
+    call._yolocc_attributed = True  # type: ignore[attr-defined]
+    return call
+
+
+def get_plugin_manager(load_entry_points: bool = True) -> PluginManager:
+    """A fresh plugin manager with the hookspecs, the built-ins and the installed plugins.
+
+    A plugin that implements a ``yolocc_*`` hook no spec defines (a misspelling) is an error naming it."""
+    pm = PluginManager()
     for modname in BUILTIN_MODULES:
         pm.register(importlib.import_module(modname), name=modname)
     if load_entry_points:
@@ -118,32 +175,27 @@ def get_plugin_manager(load_entry_points: bool = True) -> pluggy.PluginManager:
             try:
                 plugin = ep.load()
                 pm.register(plugin, name=ep.name)
-                pm.versions[ep.name] = ep.dist.version if ep.dist else "?"  # type: ignore[attr-defined]
-            except Exception as e:  # a broken plugin must not take down the others
+                pm.versions[ep.name] = ep.dist.version if ep.dist else "?"
+            except BaseException as e:  # a broken plugin (even one calling sys.exit) must not take down the others
+                if isinstance(e, KeyboardInterrupt):
+                    raise
                 why = f"{type(e).__name__}: {e}".splitlines()[0]
-                pm.broken[ep.name] = why  # type: ignore[attr-defined]
+                pm.broken[ep.name] = why
                 log.warning("plugin '%s' failed to load and is skipped (%s); set %s=%s to hide this",
                             ep.name, why, DISABLE_ENV, ep.name)
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as e:
+        name = pm.get_name(e.plugin) if e.plugin is not None else "?"
+        raise PluginError(f"plugin '{name}': {str(e).splitlines()[0]} (known hooks: "
+                          f"{', '.join(n for n in dir(hookspecs) if n.startswith('yolocc_'))}; "
+                          f"set {DISABLE_ENV}={name} to skip it)") from e
     return pm
 
 
-_REGISTRATION_HOOKS = ("yolocc_register_passes", "yolocc_register_frontends",
-                       "yolocc_register_emitters", "yolocc_register_targets")
-
-
 def build_registry(pm: pluggy.PluginManager) -> Registry:
-    """Call every registration hook, one plugin at a time, so each entry knows its provider."""
+    """Call every registration hook through pluggy; entries know the plugin that added them."""
     reg = Registry(broken=dict(getattr(pm, "broken", {})))
-    for hook_name in _REGISTRATION_HOOKS:
-        caller = getattr(pm.hook, hook_name)
-        for impl in caller.get_hookimpls():  # registration order: built-ins first
-            reg.provider = impl.plugin_name
-            try:
-                impl.function(registry=reg)
-            except PluginError:
-                raise
-            except Exception as e:
-                raise PluginError(f"plugin '{impl.plugin_name}' failed in {hook_name}: "
-                                  f"{type(e).__name__}: {e}") from e
-    reg.provider = "?"
+    for hook_name in REGISTRATION_HOOKS:
+        getattr(pm.hook, hook_name)(registry=reg)
     return reg

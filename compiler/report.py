@@ -57,6 +57,8 @@ class Report:
     compile_time_s: float = 0.0
     latency: dict[str, Any] = field(default_factory=dict)
     cache: dict[str, Any] | None = None
+    written: list[str] = field(default_factory=list)  # files written for this report (not serialized)
+    budget: dict[str, Any] | None = None  # --max-drop: the search's candidates and verdict
 
     def evaluate(self, evaluator, progress=None) -> None:
         """Fill ``metrics`` of every stage with ``evaluator(onnx_bytes)`` (same bytes: same result)."""
@@ -72,8 +74,8 @@ class Report:
             if progress:
                 progress("evaluating stages", i, len(with_onnx))
 
-    def finalize(self, latency_runs: int = 20, threads: int = 0, splits: dict | None = None) -> None:
-        """Fill MACs, size, latency (round-robin, same run) and fidelity from each stage's ONNX."""
+    def finalize(self, runtime, latency_runs: int = 20, threads: int = 0, splits: dict | None = None) -> None:
+        """Fill MACs, size, latency (round-robin on the target's ``runtime``) and fidelity per stage."""
         import onnx
 
         with_onnx = [s for s in self.stages if s.onnx is not None]
@@ -83,14 +85,14 @@ class Report:
         if not with_onnx:
             return
         x = np.random.default_rng(0).random(_input_shape(with_onnx[0].onnx), dtype=np.float32)
-        ref = measure.run_outputs(measure.session(with_onnx[0].onnx, threads), x)
+        ref = runtime.load(with_onnx[0].onnx, threads).run(x)
         for s in with_onnx[1:]:
-            s.fidelity = measure.fidelity(ref, measure.run_outputs(measure.session(s.onnx, threads), x), splits)
+            s.fidelity = measure.fidelity(ref, runtime.load(s.onnx, threads).run(x), splits)
         if latency_runs > 0:
-            self.latency = {"runtime": "onnxruntime CPUExecutionProvider", "runs": latency_runs,
-                            "warmup": 3, "statistic": "median", "threads": threads or "default",
-                            "order": "round-robin"}
-            for s, ms in zip(with_onnx, measure.latencies_ms([s.onnx for s in with_onnx], x,
+            self.latency = {**runtime.describe(), "isa": measure.cpu_isa(), "runs": latency_runs, "warmup": 3,
+                            "statistic": "median",
+                            "threads": threads or "default", "order": "round-robin"}
+            for s, ms in zip(with_onnx, measure.latencies_ms(runtime, [s.onnx for s in with_onnx], x,
                                                              latency_runs, threads=threads)):
                 s.latency_ms = ms
 
@@ -101,14 +103,15 @@ class Report:
                   for s in d.get("stages", [])]
         return cls(model=d["model"], task=d["task"], imgsz=d["imgsz"], plan=d.get("plan", []), stages=stages,
                    artifact=d.get("artifact"), compile_time_s=d.get("compile_time_s", 0.0),
-                   latency=d.get("latency", {}), cache=d.get("cache"))
+                   latency=d.get("latency", {}), cache=d.get("cache"), budget=d.get("budget"))
 
     def as_dict(self) -> dict[str, Any]:
         return {"schema": SCHEMA, "yolocc": __version__, "model": self.model, "task": self.task,
                 "imgsz": self.imgsz, "plan": self.plan, "stages": [s.as_dict() for s in self.stages],
                 "artifact": self.artifact, "latency": self.latency,
                 "compile_time_s": round(self.compile_time_s, 3),
-                **({"cache": self.cache} if self.cache else {})}
+                **({"cache": self.cache} if self.cache else {}),
+                **({"budget": self.budget} if self.budget else {})}
 
     def rows(self) -> list[dict[str, str]]:
         """Table rows (strings) with deltas against the input stage."""
@@ -139,22 +142,57 @@ class Report:
         for r in rows:
             lines.append("| " + " | ".join(r.values()) + " |")
         if self.latency:
-            lines += ["", f"Latency: {self.latency['runtime']}, median of {self.latency['runs']} runs "
+            lines += ["", f"Latency: {self.latency['runtime']} on {self.latency.get('isa', '?')}, median of "
+                          f"{self.latency['runs']} runs "
                           f"after {self.latency['warmup']} warm-up runs, stages timed round-robin in one run."]
         lines += ["", "Fidelity: cosine similarity of the outputs with the input model's on one fixed input."]
+        if self.budget:
+            lines += ["", *budget_markdown(self.budget)]
         if self.artifact:
             lines += ["", f"Artifact: `{self.artifact.get('path')}` ({_bytes(self.artifact.get('size_bytes', 0))}, "
                           f"sha256 {self.artifact.get('sha256', '')[:16]}...)"]
         return "\n".join(lines) + "\n"
 
+    def render(self, path: str | Path) -> str:
+        """The report as JSON, or as Markdown for a ``.md`` path."""
+        suffix = Path(path).suffix.lower()
+        if suffix == ".md":
+            return self.to_markdown()
+        if suffix == ".json":
+            return json.dumps(self.as_dict(), indent=2) + "\n"
+        raise UsageError(f"report path '{path}' must end in .json or .md")
+
     def write(self, path: str | Path) -> Path:
         """Write JSON, or Markdown for a ``.md`` path, atomically."""
-        p = Path(path)
-        if p.suffix.lower() == ".md":
-            return write_atomic(p, self.to_markdown())
-        if p.suffix.lower() != ".json":
-            raise UsageError(f"report path '{p}' must end in .json or .md")
-        return write_atomic(p, json.dumps(self.as_dict(), indent=2) + "\n")
+        written = write_atomic(path, self.render(path))
+        self.written.append(str(written))
+        return written
+
+
+def budget_markdown(b: dict[str, Any]) -> list[str]:
+    """The --max-drop section: verdict, then every candidate (val, test, drop, latency, MACs, size)."""
+    m = b["metric"]
+    lines = [f"## Accuracy budget: --max-drop {b['max_drop']} pt ({m}; chosen on val, test reported)", ""]
+    if b.get("final"):
+        f = b["final"]
+        test_drop = "" if f["drop_pts_test"] is None else f" ({-f['drop_pts_test']:+.2f} pt)"
+        passes = " ".join(f"-p {p}" for p in f["passes"])
+        lines.append(f"Chosen: **{f['name']}** (`{passes}`): val {f['val']:.4f} ({-f['drop_pts_val']:+.2f} pt), "
+                     f"test {_opt(f['test'])}{test_drop}; {_opt(f['speedup_vs_input'])}x faster than the input, "
+                     f"{_opt(f['speedup_vs_int8'])}x than int8 alone.")
+    else:
+        lines.append("No candidate met the budget.")
+    lines += ["", "| candidate | val | test | drop (val) | within | latency | MACs | size |", "|---|---|---|---|---|---|---|---|"]
+    for c in b["candidates"]:
+        lines.append(f"| {c['name']} | {c['val']:.4f} | {_opt(c['test'])} | {c['drop_pts']:+.2f} pt | "
+                     f"{'yes' if c['within'] else 'no'} | {_opt(c['latency_ms'])} ms | {_count(c['macs'] or 0)} | "
+                     f"{_bytes(c['size_bytes'] or 0)} |")
+    lines += ["", f"Search wall time: {b['wall_s']:.0f} s."]
+    return lines
+
+
+def _opt(v) -> str:
+    return "-" if v is None else (f"{v:.4f}" if isinstance(v, float) and v < 10 else str(v))
 
 
 def _input_shape(model_bytes: bytes) -> list[int]:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from typing import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, Iterable, Iterator
 
 import networkx as nx
 import torch
@@ -17,6 +18,20 @@ TORCH_GLOBAL_LOCK = threading.RLock()
 
 #: Layer types whose output channels root a coupling group.
 ROOT_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.Linear)
+
+
+@dataclass
+class CouplingGroup:
+    """Channels that must be pruned together, lifted from a torch-pruning group."""
+
+    root: str
+    channels: int
+    members: list[tuple[str, str]]  # (layer qualname, "out" | "in")
+    prunable: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"root": self.root, "channels": self.channels, "prunable": self.prunable,
+                "members": [list(m) for m in self.members]}
 
 
 @contextlib.contextmanager
@@ -130,8 +145,6 @@ def coupling_groups(dg, module: nn.Module, protected: list[nn.Module]):
 
     A group is prunable unless it would also cut the output channels of a protected layer.
     """
-    from .ir import CouplingGroup
-
     ignored = expand_modules(protected)
     ignored_ids = {id(m) for m in ignored}
     named = dict(module.named_modules())

@@ -10,10 +10,12 @@ from .fuse_bn import FuseBN
 from .int8 import Int8
 from .prune import Prune
 from .qdq import QDQ
+from .sensitivity import Sensitivity
 from .simplify import Simplify
 
 
-@hookimpl
+# tryfirst: built-ins register before any third-party plugin (pluggy calls later plugins first otherwise).
+@hookimpl(tryfirst=True)
 def yolocc_register_passes(registry):
-    for cls in (Canonicalize, Prune, FuseBN, Finetune, Distill, Simplify, Calibrate, QDQ, Int8, FP16):
+    for cls in (Canonicalize, Sensitivity, Prune, FuseBN, Finetune, Distill, Simplify, Calibrate, QDQ, Int8, FP16):
         registry.add_pass(cls)

@@ -1,8 +1,8 @@
 """Calibration inputs: an image folder, an Ultralytics data YAML (its train images), or .npy/.npz.
 
-Images get exactly the preprocessing the deployed model receives: Ultralytics' letterbox (pad 114,
-BGR->RGB, HWC->CHW, /255) for detection-type models, Ultralytics' classify transforms for
-classifiers. Images are picked deterministically (sorted paths, evenly spaced).
+Images get exactly the preprocessing the deployed model receives, which the model's frontend
+defines (``Frontend.preprocess``; Ultralytics: letterbox, pad 114, RGB, /255, or its classify
+transforms). Images are picked deterministically (sorted paths, evenly spaced).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 DEFAULT_N = 128
 
 Progress = Callable[[int, int], None]
+Preprocess = Callable[[np.ndarray], np.ndarray]
 
 
 def image_paths(source: str) -> list[Path]:
@@ -75,38 +76,27 @@ def pick(paths: Sequence[Path], n: int) -> list[Path]:
     return [paths[i] for i in idx]
 
 
-def preprocess(path: Path, imgsz: int, task: str) -> np.ndarray | None:
-    """One CHW float32 image in [0, 1] as the deployed model sees it, or None if unreadable."""
+def read_image(path: Path) -> np.ndarray | None:
+    """One image as cv2 reads it (BGR, HWC, uint8), or None if unreadable."""
     import cv2
 
-    im = cv2.imread(str(path))
-    if im is None:
-        return None
-    if task == "classify":
-        from PIL import Image
-        from ultralytics.data.augment import classify_transforms
-
-        rgb = Image.fromarray(cv2.cvtColor(im, cv2.COLOR_BGR2RGB))
-        return classify_transforms(imgsz)(rgb).numpy().astype(np.float32)
-    from ultralytics.data.augment import LetterBox
-
-    boxed = LetterBox((imgsz, imgsz), auto=False, stride=32)(image=im)
-    return np.ascontiguousarray(boxed[..., ::-1].transpose(2, 0, 1)).astype(np.float32) / 255.0
+    return cv2.imread(str(path))
 
 
-def load_calibration(source: str, n: int, input_shape: Sequence[int], task: str,
+def load_calibration(source: str, n: int, input_shape: Sequence[int], preprocess: Preprocess,
                      progress: Progress | None = None) -> np.ndarray:
-    """An (N, C, H, W) float32 array of calibration inputs for a model with ``input_shape``."""
+    """An (N, C, H, W) float32 array of calibration inputs for a model with ``input_shape``;
+    ``preprocess`` turns one BGR image into the model's input (the frontend's deployed preprocessing)."""
     if n < 1:
         raise UsageError(f"--calib-n must be at least 1, got {n}")
     p = Path(source)
     if p.suffix.lower() in (".npy", ".npz"):
         return _load_array(p, n, input_shape)
     paths = pick(image_paths(source), n)
-    imgsz = int(input_shape[-1])
     arrays, bad = [], []
     for i, path in enumerate(paths, 1):
-        arr = preprocess(path, imgsz, task)
+        image = read_image(path)
+        arr = None if image is None else preprocess(image)
         if arr is None:
             bad.append(path)
         else:

@@ -19,6 +19,7 @@ import numpy as np
 
 from yolocc.compiler.errors import PassError, UsageError
 from yolocc.compiler.fileio import write_atomic
+from yolocc.compiler.interfaces import Frontend
 from yolocc.compiler.ir import ModelIR
 from yolocc.compiler.params import Param
 from yolocc.compiler.passbase import Pass, PassContext, PassResult
@@ -36,9 +37,8 @@ CHUNK = 16  # samples per calibrator call: bounds the memory of intermediate out
 
 
 def cache_dir(ctx: PassContext) -> Path:
-    """Where calibration results are cached (``YOLOCC_CACHE_DIR``, default ~/.cache/yolocc)."""
-    root = ctx.option("cache_dir") or os.environ.get("YOLOCC_CACHE_DIR") or Path.home() / ".cache" / "yolocc"
-    return Path(root) / "calibration"
+    """Where calibration results are cached: ``calibration/`` under the run's content cache."""
+    return ctx.options.cache_root() / "calibration"
 
 
 class Calibrate(Pass):
@@ -59,7 +59,9 @@ class Calibrate(Pass):
             raise UsageError("int8/calibrate needs calibration data: pass --calib IMAGES_DIR "
                              "(or a data YAML, or a .npy/.npz of preprocessed inputs)")
         n = self.args["n"] or ctx.option("calib_n") or DEFAULT_N
-        data = load_calibration(str(source), int(n), ir.input.shape, ir.task, ctx.progress_for("calibration images"))
+        frontend = ctx.frontend or Frontend()
+        data = load_calibration(str(source), int(n), ir.input.shape, lambda image: frontend.preprocess(ir, image),
+                                ctx.progress_for("calibration images"))
         model_bytes = ir.onnx_model.SerializeToString()
         key = hashlib.sha256(b"|".join([
             hashlib.sha256(model_bytes).digest(), fingerprint(data).encode(),

@@ -3,21 +3,25 @@
 ``finetune`` trains on hard labels only: the baseline a distillation pass has to beat. ``distill``
 adds a teacher (the pre-prune model by default): neck-feature distillation through a learned
 projector (Ultralytics' DistillationModel) plus class-logit and DFL output distillation with a
-temperature. Both use Ultralytics' dataset, augmentation, detection loss and trainer.
+temperature. Both run the frontend's training loop (Ultralytics: its dataset, augmentation, loss and trainer).
 """
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-
 from yolocc.compiler.errors import UsageError
+from yolocc.compiler.interfaces import Frontend
 from yolocc.compiler.ir import ModelIR
 from yolocc.compiler.params import Param
 from yolocc.compiler.passbase import Pass, PassContext, PassResult
 
 TRAIN_PARAMS = (
-    Param("epochs", "int", 10, "training epochs", low=1, high=10000),
+    Param("epochs", "int|auto", "auto", "training epochs, or auto: until the val metric is back within "
+          "`within` points of the unpruned model, or stops improving for `patience` epochs", low=1, high=10000),
+    Param("max_epochs", "int", 30, "epochs=auto: the most epochs it may take", low=1, high=10000),
+    Param("patience", "int", 5, "epochs=auto: stop after this many epochs without a better val metric",
+          low=1, high=10000),
+    Param("within", "float", 1.0, "epochs=auto: points of the val metric below the unpruned model that count "
+          "as recovered (default: 1.0, or what the --max-drop budget leaves)", low=0.0, high=100.0),
     Param("lr", "float", 0.001, "initial learning rate", low=1e-7, high=1.0),
     Param("optimizer", "choice", None, "optimizer (default: Adam for classify, AdamW otherwise)",
           choices=("AdamW", "Adam", "SGD")),
@@ -29,57 +33,62 @@ TRAIN_PARAMS = (
 )
 
 
-#: Default (optimizer, gradient-clipping norm) per task: the seed paper's Adam with clipping at 1.0
-#: for classifiers (digits classifier, distill, 3 seeds on the test split: 0.713 top-1, AdamW/10 0.714,
-#: i.e. equal), Ultralytics' own AdamW/10 for detection and the other tasks.
-TASK_OPTIMIZER = {"classify": ("Adam", 1.0), "detect": ("AdamW", 10.0)}
+def reference_metric(ir: ModelIR, ctx: PassContext, frontend: Frontend, data: str) -> tuple[str, float]:
+    """The val metric of the model before pruning (or of this model, if it was never pruned): what
+    ``epochs=auto`` recovers towards. Measured the way the report measures every stage."""
+    from yolocc.compiler import lowering
+
+    reference = ir.snapshot()
+    if "pre_prune" in ir.analyses:
+        reference.module = ir.analyses["pre_prune"]
+    cached = ir.analyses.get("pre_prune_metrics")
+    if cached is None:
+        runtime = ctx.target.runtime() if ctx.target is not None else None
+        cached = frontend.evaluate(reference, lowering.onnx_bytes(reference, ctx.options.opset), data,
+                                   split="val", runtime=runtime)
+        if not cached:
+            raise UsageError(f"epochs=auto needs the {ir.frontend or 'model'}'s frontend to evaluate accuracy; "
+                             f"give a fixed epochs=N")
+    metric = next(iter(cached))
+    return metric, float(cached[metric])
 
 
 class Finetune(Pass):
-    """Train the (pruned) model on --data with Ultralytics' trainer, hard labels only."""
+    """Train the (pruned) model on --data with its frontend's training loop, hard labels only."""
 
     name = "finetune"
     stage = "torch"
     preserves = ("canonical",)
     params = TRAIN_PARAMS
 
-    def teacher(self, ir: ModelIR, folder: str) -> str | None:
+    def teacher(self, ir: ModelIR):
         return None
 
     def call(self, ir: ModelIR, ctx: PassContext) -> PassResult:
-        if "ultralytics" not in ir.meta:
-            raise UsageError(f"{self.name} needs an Ultralytics model (the training loop is Ultralytics')")
         data = ctx.option("data")
         if not data:
             raise UsageError(f"{self.name} needs labelled data: pass --data DATA.yaml (or a classify folder)")
-        from yolocc.plugins.ultralytics_frontend import set_export_mode
-        from yolocc.plugins.ultralytics_training import train
-
+        frontend = ctx.frontend or Frontend()
         a = self.args
-        optimizer, clip = TASK_OPTIMIZER.get(ir.task, TASK_OPTIMIZER["detect"])
-        module = ir.module
-        set_export_mode(module, False)
-        for p in module.parameters():
-            p.requires_grad_(True)
-        overrides = dict(**self.extra_overrides(), epochs=a["epochs"], imgsz=a["imgsz"] or ir.input.imgsz, batch=a["batch"], lr0=a["lr"],
-                         optimizer=a["optimizer"] or optimizer, seed=a["seed"], close_mosaic=max(1, a["epochs"] // 2),
-                         warmup_epochs=0, name=self.name,
-                         model=ir.source if Path(ir.source).is_file() else "yolov8n.yaml")  # replaced by module
-        with tempfile.TemporaryDirectory(prefix="yolocc-teacher-") as folder:
-            teacher = self.teacher(ir, folder)
-            trained, facts = train(module, ir.task, data, overrides, teacher, max_grad_norm=a["clip"] or clip,
-                                   **self.kd_options())
-        for p in trained.parameters():
-            p.requires_grad_(False)
-        set_export_mode(trained, True)
+        settings = {**{k: a[k] for k in ("epochs", "lr", "optimizer", "clip", "batch", "seed")},
+                    "imgsz": a["imgsz"] or ir.input.imgsz, "name": self.name, "kd": self.kd_options(),
+                    "progress": ctx.progress_for(f"{self.name}: epochs")}
+        teacher = self.teacher(ir)
+        frontend.check_train(ir, teacher is not None)
+        facts: dict = {}
+        if a["epochs"] == "auto":
+            metric, reference = reference_metric(ir, ctx, frontend, str(data))
+            target = reference - a["within"] / 100.0
+            settings["auto"] = {"max_epochs": a["max_epochs"], "patience": a["patience"], "metric": metric,
+                                "target": target}
+            facts = {"reference": {metric: reference}, "target": {metric: round(target, 4)}}
+        trained, trained_facts = frontend.train(ir, str(data), settings, teacher)
         ir.set_module(trained)
-        return PassResult(True, {"epochs": a["epochs"], **facts, **({"teacher": "given"} if teacher else {})})
+        return PassResult(True, {"epochs": a["epochs"], **facts, **trained_facts,
+                                 **({"teacher": "given"} if teacher else {})})
 
-    def kd_options(self) -> dict:
-        return {}
-
-    def extra_overrides(self) -> dict:
-        return {}
+    def kd_options(self) -> dict | None:
+        return None
 
 
 class Distill(Finetune):
@@ -105,30 +114,16 @@ class Distill(Finetune):
               "(logit standardization)"),
     )
 
-    def teacher(self, ir: ModelIR, folder: str) -> str:
-        if ir.task not in ("detect", "classify"):
-            raise UsageError(f"distill supports detect and classify models; '{ir.task}' distillation is not "
-                             f"built yet (use finetune)")
+    def teacher(self, ir: ModelIR):
         if self.args["teacher"]:
             return self.args["teacher"]
         if "pre_prune" not in ir.analyses:
             raise UsageError("distill needs a teacher: run it after prune (the pre-prune model is the default "
                              "teacher) or pass distill:teacher=PATH")
-        import torch
-
-        from yolocc.plugins.ultralytics_frontend import checkpoint_dict
-
-        snapshot = ir.snapshot()
-        snapshot.module = ir.analyses["pre_prune"]
-        path = str(Path(folder) / "teacher.pt")
-        torch.save(checkpoint_dict(snapshot), path)
-        return path
+        return ir.analyses["pre_prune"]
 
     def kd_options(self) -> dict:
         a = self.args
-        return {"kd_weight": a["kd"], "temperature": a["T"],
+        return {"feat": a["feat"], "kd_weight": a["kd"], "temperature": a["T"],
                 "classify_kd": {"alpha": a["alpha"], "t0": a["T0"], "gamma": a["gamma"],
                                 "standardize": a["standardize"]}}
-
-    def extra_overrides(self) -> dict:
-        return {"dis": self.args["feat"]}

@@ -5,11 +5,12 @@ from __future__ import annotations
 import torch.nn as nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from yolocc.compiler.interfaces import Frontend
 from yolocc.compiler.ir import ModelIR
 from yolocc.compiler.passbase import Pass, PassContext, PassResult
 from yolocc.compiler.torchgraph import node_name
 
-from .modutil import parent_and_attr, replace_module
+from yolocc.compiler.modutil import parent_and_attr, replace_module
 
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d)
 
@@ -35,18 +36,15 @@ class FuseBN(Pass):
 
     def call(self, ir: ModelIR, ctx: PassContext) -> PassResult:
         root = ir.module
+        frontend = ctx.frontend or Frontend()
         pairs = conv_bn_pairs(ir)
         for conv_name, bn_name in pairs:
             conv, bn = root.get_submodule(conv_name), root.get_submodule(bn_name)
             fused = fuse_conv_bn_eval(conv.eval(), bn.eval(), transpose=isinstance(conv, nn.ConvTranspose2d))
             parent, conv_attr = parent_and_attr(root, conv_name)
             bn_parent, bn_attr = parent_and_attr(root, bn_name)
-            if bn_parent is parent and hasattr(parent, "forward_fuse") and (conv_attr, bn_attr) == ("conv", "bn"):
-                # Ultralytics Conv: its fused form has no ``bn`` (so Ultralytics' own fuse() skips it).
-                parent.conv = fused
-                delattr(parent, "bn")
-                parent.forward = parent.forward_fuse
-            else:
+            # The framework's own fused form where it has one (Ultralytics' Conv drops ``bn``).
+            if not (bn_parent is parent and frontend.adopt_fused_conv(parent, conv_attr, bn_attr, fused)):
                 replace_module(root, conv_name, fused)
                 replace_module(root, bn_name, nn.Identity())
         if pairs:

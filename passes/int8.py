@@ -23,6 +23,8 @@ class Int8(Pass):
         Param("exclude", "str", "", "node names/patterns kept float, separated by '|'"),
         Param("keep_tail_float", "bool", True, "keep the YOLO decode/DFL/concat/sigmoid tail float"),
         Param("float_head_convs", "bool", False, "also keep the head's last convolutions float"),
+        Param("max_drop", "float", None, "mixed precision: keep the most sensitive layers float until the val "
+              "metric (--data) is within this many points of the float model", low=0.0, high=100.0),
     )
 
     def expand(self, stage: str) -> list[Pass]:
@@ -33,4 +35,4 @@ class Int8(Pass):
         return torch_part + [
                 Calibrate(method=a["method"], n=a["n"], percentile=a["percentile"]),
                 QDQ(exclude=a["exclude"], keep_tail_float=a["keep_tail_float"],
-                    float_head_convs=a["float_head_convs"])]
+                    float_head_convs=a["float_head_convs"], max_drop=a["max_drop"])]

@@ -15,8 +15,8 @@ import yaml
 from yolocc.compiler.errors import UsageError
 
 
-def load_layer_ratios(path: str, n_layers: int, head_index: int | None) -> dict[int, float | tuple[float, float]]:
-    """Read and validate the file; keys are layer indices, values ratios in [0, 1)."""
+def load_layer_ratios(path: str, n_layers: int, head_index: int | None) -> dict[int | str, float | tuple[float, float]]:
+    """Read and validate the file; keys are layer indices (or layer qualnames), values ratios in [0, 1)."""
     where = f"layer-ratio file '{path}'"
     try:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
@@ -28,10 +28,13 @@ def load_layer_ratios(path: str, n_layers: int, head_index: int | None) -> dict[
         raise UsageError(f"{where} must map layer indices to ratios, e.g. '4: 0.3'")
     out: dict[int, float | tuple[float, float]] = {}
     for key, value in data.items():
+        if isinstance(key, str) and "." in key and not key.replace(".", "").isdigit():
+            out[key] = _ratio(where, key, value)  # a layer's qualname (as prune:macs=...,save= writes them)
+            continue
         try:
             idx = int(key)
         except (TypeError, ValueError):
-            raise UsageError(f"{where}: key '{key}' is not a layer index") from None
+            raise UsageError(f"{where}: key '{key}' is not a layer index or a layer name") from None
         if not 0 <= idx < n_layers:
             raise UsageError(f"{where}: layer {idx} does not exist (the model has layers 0-{n_layers - 1})")
         if isinstance(value, (list, tuple)):

@@ -6,6 +6,7 @@ import torch
 import torch.nn as nn
 
 from yolocc.compiler.errors import PassError, UsageError
+from yolocc.compiler.interfaces import Frontend, HeadParts
 from yolocc.compiler.ir import ModelIR
 from yolocc.compiler.params import Param
 from yolocc.compiler.passbase import Pass, PassContext, PassResult
@@ -14,13 +15,89 @@ from yolocc.compiler.torchgraph import ROOT_TYPES, TORCH_GLOBAL_LOCK, all_params
 from .layer_ratios import load_layer_ratios
 
 
-def _importance(name: str):
-    import torch_pruning as tp
+def ignored_layers(ir: ModelIR, ctx: PassContext, protect_head: bool = True) -> list[nn.Module]:
+    """The layers pruning must leave alone: the protected ones, minus the head's inner convs when
+    ``protect_head`` is off (the frontend says which parts of the head always stay)."""
+    ignored = ir.protected_modules()
+    if protect_head:
+        return ignored
+    frontend = ctx.frontend or Frontend()
+    head = frontend.head(ir)
+    if head is None:
+        raise UsageError("prune: protect_head=false needs a model whose frontend names its head "
+                         "(e.g. an Ultralytics model)")
+    return [m for m in ignored if m is not head.module] + list(head.keep)
 
-    return {"l1": lambda: tp.importance.GroupMagnitudeImportance(p=1),
-            "l2": lambda: tp.importance.GroupMagnitudeImportance(p=2),
-            "bn": lambda: tp.importance.BNScaleImportance(),
-            "random": lambda: tp.importance.RandomImportance()}[name]()
+
+def total_macs(ir: ModelIR) -> float:
+    from .sensitivity import layer_macs
+
+    return sum(layer_macs(ir.module, ir.example_inputs()).values())
+
+
+def allocate(groups: list[dict], fraction: float, layer_macs: dict[str, float]) -> tuple[dict[str, float], float]:
+    """Per-group ratios that remove about ``fraction`` of the MACs at the least proxy cost.
+
+    Greedy on the marginal cost: each step raises one group to its next measured ratio, choosing the
+    step with the smallest increase of the proxy drop per MAC removed. MACs follow the layers: a layer
+    keeps (1 - cut of the group on its outputs) x (1 - cut of the group on its inputs) of its MACs.
+    Returns (ratios, predicted fraction of the MACs removed)."""
+    total = sum(layer_macs.values())
+    keep = {name: {"out": 1.0, "in": 1.0} for name in layer_macs}
+    level = {g["root"]: 0.0 for g in groups}
+
+    def removed_by(g: dict, ratio: float) -> float:
+        """MACs removed if ``g`` went to ``ratio``, with every other group where it is."""
+        cut = g["cut"].get(str(ratio), ratio) if ratio else 0.0
+        delta = 0.0
+        for name, dim in g["members"]:
+            if name not in keep:
+                continue
+            other = keep[name]["in" if dim == "out" else "out"]
+            delta += layer_macs[name] * other * (keep[name][dim] - (1 - cut))
+        return delta
+
+    removed, need = 0.0, fraction * total
+    while removed < need:
+        best, best_cost, best_gain = None, float("inf"), 0.0
+        for g in groups:
+            steps = sorted(float(r) for r in g["drop"] if float(r) > level[g["root"]])
+            if not steps:
+                continue
+            nxt = steps[0]
+            gain = removed_by(g, nxt)
+            if gain <= 0:
+                continue
+            prev = g["drop"].get(str(level[g["root"]]), 0.0) if level[g["root"]] else 0.0
+            cost = (max(g["drop"][str(nxt)] - prev, 0.0) + 1e-9) / gain
+            if cost < best_cost:
+                best, best_cost, best_gain = (g, nxt), cost, gain
+        if best is None:
+            break
+        g, nxt = best
+        removed += best_gain
+        level[g["root"]] = nxt
+        cut = g["cut"].get(str(nxt), nxt)
+        for name, dim in g["members"]:
+            if name in keep:
+                keep[name][dim] = 1 - cut
+    return {r: v for r, v in level.items() if v > 0}, removed / total if total else 0.0
+
+
+def save_ratios(path: str, ratios: dict[str, float]) -> None:
+    """The chosen ratios as a per-layer file (layer qualname: ratio) that ``layers=`` reads back."""
+    import yaml
+
+    from yolocc.compiler.fileio import write_atomic
+
+    write_atomic(path, "# per-group pruning ratios chosen by prune:macs= (qualname of the group's root: ratio)\n"
+                 + yaml.safe_dump({k: float(v) for k, v in ratios.items()}, sort_keys=True))
+
+
+def _importance(name: str):
+    from .sensitivity import importance
+
+    return importance(name)
 
 
 def _pruner_class():
@@ -64,6 +141,10 @@ class Prune(Pass):
         Param("layers", "path", None, "YAML of per-layer ratios (layer index -> ratio; head: [reg, cls])"),
         Param("global", "bool", False, "rank channels across layers instead of per layer"),
         Param("protect_head", "bool", True, "never prune the detection/classification head"),
+        Param("macs", "float", None, "remove this fraction of the MACs instead of a uniform ratio; per-group "
+              "ratios come from the sensitivity analysis (groups that matter least give most)",
+              low=0.0, high=0.95),
+        Param("save", "str", None, "write the chosen per-layer ratios to this YAML (reusable with layers=)"),
     )
 
     def call(self, ir: ModelIR, ctx: PassContext) -> PassResult:
@@ -71,19 +152,30 @@ class Prune(Pass):
 
         a = self.args
         module = ir.module
-        ignored = ir.protected_modules()
         ratio_dict: dict[nn.Module, float] = {}
+        ratio = a["ratio"]
+        allocation: dict = {}
         if a["layers"]:
-            ignored = self._apply_layer_file(ir, ignored, ratio_dict)
-        elif not a["protect_head"]:
-            ignored = self._unprotect_head(ir, ignored)
-        if a["ratio"] == 0.0 and not any(ratio_dict.values()):
-            return PassResult(False, {"reason": "ratio is 0: nothing to prune"})
-
+            ignored = self._apply_layer_file(ctx, ir, ir.protected_modules(), ratio_dict)
+        else:
+            ignored = ignored_layers(ir, ctx, a["protect_head"])
         if "pre_prune" not in ir.analyses:  # the teacher for distillation: the model before any pruning
             import copy
 
             ir.analyses["pre_prune"] = copy.deepcopy(module)
+        if a["macs"] is not None and not a["layers"]:
+            from .sensitivity import cached_analysis
+
+            analysis = ir.analyses.get("sensitivity") or cached_analysis(ir, ctx, ignored, round_to=a["round_to"])
+            chosen, predicted = allocate(analysis["groups"], a["macs"], analysis["layer_macs"])
+            named = dict(module.named_modules())
+            ratio_dict = {named[root]: r for root, r in chosen.items() if root in named}
+            ratio = 0.0
+            allocation = {"target_macs_reduction": a["macs"], "predicted_macs_reduction": round(predicted, 4),
+                          "ratios": {root: r for root, r in sorted(chosen.items())}}
+        if ratio == 0.0 and not any(ratio_dict.values()):
+            return PassResult(False, {"reason": "nothing to prune (ratio 0)", **allocation})
+        macs_before = total_macs(ir)
         x = ir.example_inputs()
         shapes_before = _output_shapes(module, x)
         params_before = ir.param_count()
@@ -91,7 +183,7 @@ class Prune(Pass):
         with TORCH_GLOBAL_LOCK, all_params_require_grad(module), torch.random.fork_rng():
             torch.manual_seed(0)
             pruner = _pruner_class()(
-                module, x, importance=_importance(a["importance"]), pruning_ratio=a["ratio"],
+                module, x, importance=_importance(a["importance"]), pruning_ratio=ratio,
                 pruning_ratio_dict=ratio_dict or None, ignored_layers=ignored, round_to=a["round_to"],
                 global_pruning=a["global"])
             pruner.step()
@@ -105,7 +197,12 @@ class Prune(Pass):
                      if n in channels_after and channels_after[n] != c}
         params_after = ir.param_count()
         pruned = sum(b - a_ for b, a_ in per_layer.values())
+        if allocation:
+            allocation["macs_reduction"] = round(1 - total_macs(ir) / macs_before, 4) if macs_before else 0.0
+            if a["save"]:
+                save_ratios(a["save"], allocation["ratios"])
         return PassResult(bool(per_layer), {
+            **({"allocation": allocation} if allocation else {}),
             "params_before": params_before, "params_after": params_after,
             "param_reduction": round(1 - params_after / params_before, 4) if params_before else 0.0,
             "layers_pruned": len(per_layer), "channels_removed": pruned,
@@ -113,33 +210,35 @@ class Prune(Pass):
         })
 
     # ------------------------------------------------------------------ head handling
-    def _head(self, ir: ModelIR) -> tuple[int, nn.Module]:
-        ul = ir.meta.get("ultralytics")
-        if not ul:
-            raise UsageError("prune: per-layer ratios (layers=) and protect_head=false need an Ultralytics model")
-        idx = ul["head_index"]
-        return idx, ir.module.model[idx]
+    def _head(self, ctx: PassContext, ir: ModelIR) -> tuple[HeadParts, list]:
+        frontend = ctx.frontend or Frontend()
+        head, layers = frontend.head(ir), frontend.layers(ir)
+        if head is None or layers is None:
+            raise UsageError("prune: per-layer ratios (layers=) and protect_head=false need a model whose "
+                             "frontend names its layers and head (e.g. an Ultralytics model)")
+        return head, layers
 
-    def _unprotect_head(self, ir: ModelIR, ignored: list[nn.Module]) -> list[nn.Module]:
-        """Let the head's inner convs be pruned; its output layers stay protected."""
-        _, head = self._head(ir)
-        keep = [m for m in ignored if m is not head]
-        for branch_name in ("cv2", "cv3"):
-            for branch in getattr(head, branch_name, None) or []:
-                keep.append(branch[-1])
-        keep += [child for name, child in head.named_children() if name not in ("cv2", "cv3")]
-        return keep
+    def _unprotect_head(self, head: HeadParts, ignored: list[nn.Module]) -> list[nn.Module]:
+        return [m for m in ignored if m is not head.module] + list(head.keep)
 
-    def _apply_layer_file(self, ir: ModelIR, ignored: list[nn.Module], ratio_dict: dict) -> list[nn.Module]:
-        head_index, head = self._head(ir)
-        ratios = load_layer_ratios(self.args["layers"], len(ir.module.model), head_index)
-        for idx, r in sorted(ratios.items()):
-            if idx == head_index:
-                reg, cls = r if isinstance(r, tuple) else (r, r)
-                ignored = self._unprotect_head(ir, ignored)
-                for branch_name, value in (("cv2", reg), ("cv3", cls)):
-                    if getattr(head, branch_name, None) is not None:
-                        ratio_dict[getattr(head, branch_name)] = value
+    def _apply_layer_file(self, ctx: PassContext, ir: ModelIR, ignored: list[nn.Module],
+                          ratio_dict: dict) -> list[nn.Module]:
+        head, layers = self._head(ctx, ir)
+        ratios = load_layer_ratios(self.args["layers"], len(layers), head.index)
+        named = dict(ir.module.named_modules())
+        head_name = next(n for n, m in named.items() if m is head.module)
+        for idx, r in sorted(ratios.items(), key=lambda kv: str(kv[0])):
+            if isinstance(idx, str):
+                if idx not in named:
+                    raise UsageError(f"prune: layer '{idx}' in '{self.args['layers']}' is not in this model")
+                if idx.startswith(head_name + "."):  # a layer inside the head opens the head's inner convs
+                    ignored = self._unprotect_head(head, ignored)
+                ratio_dict[named[idx]] = r
+            elif idx == head.index:
+                per_branch = r if isinstance(r, tuple) else (r,) * len(head.branches)
+                ignored = self._unprotect_head(head, ignored)
+                for branch, value in zip(head.branches.values(), per_branch):
+                    ratio_dict[branch] = value
             else:
-                ratio_dict[ir.module.model[idx]] = r
+                ratio_dict[layers[idx]] = r
         return ignored

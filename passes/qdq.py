@@ -65,32 +65,51 @@ class QDQ(Pass):
     name = "qdq"
     stage = "onnx"
     requires = ("calibration",)
+    provides = ("quantized",)
     params = (
         Param("exclude", "str", "", "node names/patterns kept float, separated by '|' (e.g. '/model.0/*')"),
         Param("keep_tail_float", "bool", True, "keep the output tail (YOLO decode, DFL, concat, sigmoid) float"),
         Param("float_head_convs", "bool", False, "also keep the head's last convolutions float"),
+        Param("max_drop", "float", None, "mixed precision: keep the most sensitive layers float until the val "
+              "metric (--data) is within this many points of the float model, checked after the fact",
+              low=0.0, high=100.0),
     )
 
     def call(self, ir: ModelIR, ctx: PassContext) -> PassResult:
-        target = ctx.option("target_obj")
-        if target is None:
-            from yolocc.plugins.targets import ORT_CPU
+        target = ctx.target
+        if target is None or target.scheme is None or target.placement is None:
+            name = target.name if target is not None else "(none)"
+            raise UsageError(f"target '{name}' has no integer quantization rules; choose a target that "
+                             f"quantizes (see 'yolocc targets')")
+        if "quantized" in ir.analyses or _has_qdq(ir.onnx_model):
+            raise UsageError("the model is already quantized (it has Q/DQ nodes); quantize it once")
+        if self.args["max_drop"] is None:
+            model, facts, diagnostics = self.build(ir, target, set())
+        else:
+            from .mixed_precision import quantize_within
 
-            target = ORT_CPU
-        if not hasattr(target, "input_ops"):
-            raise UsageError(f"target '{target.name}' has no quantization rules; use ort-cpu or tensorrt for int8")
+            model, facts, diagnostics = quantize_within(ir, ctx, lambda extra: self.build(ir, target, extra),
+                                                        self.args["max_drop"])
+        ir.set_onnx(model)
+        ir.analyses["quantized"] = {"target": target.name}
+        return PassResult(True, facts, diagnostics)
+
+    def build(self, ir: ModelIR, target, extra_float: set[str]) -> tuple[onnx.ModelProto, dict, list[str]]:
+        """The Q/DQ model of ``ir``'s graph for ``target`` with the nodes in ``extra_float`` kept float;
+        returns (model, facts for the report, diagnostics)."""
+        scheme, placement = target.scheme, target.placement
         calib = dict(ir.analyses["calibration"]["activations"])
         graph = gs.import_onnx(folded(ir.onnx_model))  # weights behind Identity/Shape ops become constants
         patterns = [p.strip() for p in self.args["exclude"].split("|") if p.strip()]
         float_nodes = output_tail(graph, self.args["float_head_convs"]) if self.args["keep_tail_float"] else set()
-        thin = thin_convs(graph, getattr(target, "float_below_channels", 0)) - float_nodes
-        float_nodes |= thin
-        candidates = [n for n in graph.nodes if n.op in target.input_ops or n.op in target.passthrough_ops]
+        thin = (thin_convs(graph, placement.float_below_channels) | target.extra_float_nodes(graph)) - float_nodes
+        float_nodes |= thin | extra_float
+        candidates = [n for n in graph.nodes if n.op in placement.input_ops or n.op in placement.passthrough_ops]
         quant = [n for n in candidates if n.name not in float_nodes and not matches(n.name, patterns)]
         if not quant:
             raise UsageError(f"qdq: every one of the {len(candidates)} quantizable layers is excluded; "
                              f"nothing to quantize (check exclude=)")
-        if target.name == "ort-cpu":
+        if placement.share_concat_ranges:
             _share_concat_ranges(quant, calib)
         missing: list[str] = []
         qdq_of: dict[str, gs.Variable] = {}
@@ -108,7 +127,7 @@ class QDQ(Pass):
                 dq = like.inputs[0]
                 scale, zp = dq.inputs[1].values, dq.inputs[2].values
             elif t.name in calib:
-                scale, zp = activation_qparams(*calib[t.name], target.activation_dtype, target.activation_symmetric)
+                scale, zp = activation_qparams(*calib[t.name], scheme.activation_dtype, scheme.activation_symmetric)
             else:
                 missing.append(t.name)
                 return None
@@ -120,9 +139,9 @@ class QDQ(Pass):
                 x_dq = act(node.inputs[0])
                 if x_dq is None:
                     continue
-                _quantize_weights(graph, node, x_dq, target.quantize_bias)
+                _quantize_weights(graph, node, x_dq, scheme.quantize_bias)
                 n_weights += 1
-            elif node.op in target.passthrough_ops:
+            elif node.op in placement.passthrough_ops:
                 x_dq = act(node.inputs[0])
                 if x_dq is not None:
                     for t in node.outputs:
@@ -131,7 +150,7 @@ class QDQ(Pass):
             else:
                 for t in [t for t in node.inputs if isinstance(t, gs.Variable)]:
                     act(t)
-            if node.op in target.output_ops:
+            if node.op in placement.output_ops:
                 for t in node.outputs:
                     act(t)
         graph.cleanup().toposort()
@@ -141,19 +160,15 @@ class QDQ(Pass):
             onnx.checker.check_model(model)
         except onnx.checker.ValidationError as e:
             raise PassError(f"Q/DQ graph fails onnx.checker: {str(e).splitlines()[0]}") from e
-        ir.set_onnx(model)
-        ir.analyses["quantized"] = {"target": target.name}
-        changes_extra = _verify(model, target)
-        problems = changes_extra.pop("problems", [])
+        check = target.verify(model)
         diagnostics = []
         if missing:
             diagnostics.append(f"{len(missing)} tensors had no calibration range and stay float (first: {missing[0]})")
-        return PassResult(True, {"target": target.name, "quantized_nodes": len(quant), "weights": n_weights,
-                                 "activations": len(qdq_of), "float_tail_nodes": len(float_nodes) - len(thin),
-                                 "float_thin_conv_nodes": len(thin),
-                                 "excluded_by_pattern": sum(1 for n in candidates if matches(n.name, patterns)),
-                                 **changes_extra},
-                          diagnostics + problems)
+        facts = {"target": target.name, "quantized_nodes": len(quant), "weights": n_weights,
+                 "activations": len(qdq_of), "float_tail_nodes": len(float_nodes - thin - extra_float),
+                 "float_thin_conv_nodes": len(thin),
+                 "excluded_by_pattern": sum(1 for n in candidates if matches(n.name, patterns)), **check.facts}
+        return model, facts, diagnostics + check.problems
 
 
 def _share_concat_ranges(nodes, calib: dict) -> None:
@@ -182,18 +197,8 @@ def _share_concat_ranges(nodes, calib: dict) -> None:
             calib[m] = [lo, hi]
 
 
-def _verify(model: onnx.ModelProto, target) -> dict:
-    """Target checks: onnxruntime's integer fusion (ort-cpu) or TensorRT's Q/DQ rules (tensorrt)."""
-    if target.name == "tensorrt":
-        from yolocc.plugins.tensorrt_check import check_tensorrt_qdq
-
-        problems = check_tensorrt_qdq(model)
-        return {"tensorrt_rule_violations": len(problems), "problems": problems[:5]}
-    if target.name == "ort-cpu":
-        from yolocc.plugins.ort_fusion import fusion_summary
-
-        return {"ort_fusion": fusion_summary(model)}
-    return {}
+def _has_qdq(model) -> bool:
+    return any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node)
 
 
 def _insert_qdq(graph: gs.Graph, t: gs.Variable, scale: np.ndarray, zp: np.ndarray,

@@ -1,7 +1,8 @@
 """Emitter for ``.pt``: the torch-stage model, saved so that it reloads in a fresh process.
 
-Ultralytics models are saved as an Ultralytics checkpoint (``YOLO(path)`` loads it, and so does
-yolocc); other models as a full-module pickle (``torch.load(path, weights_only=False)``).
+The model's frontend says what to save (``Frontend.checkpoint``): Ultralytics models become an
+Ultralytics checkpoint (``YOLO(path)`` loads it, and so does yolocc); plain torch models a
+full-module pickle (``torch.load(path, weights_only=False)``).
 """
 
 from __future__ import annotations
@@ -25,11 +26,8 @@ class TorchEmitter(Emitter):
         if ir.stage != "torch":
             last = next((p["pass"] for p in reversed(ir.provenance) if p["pass"] != "lower"), "lowering")
             raise ExportError(f"cannot write '{path}': the model is ONNX after '{last}'; write a .onnx file instead")
-        if "ultralytics" in ir.meta:
-            from .ultralytics_frontend import checkpoint_dict
-
-            obj, kind = checkpoint_dict(ir), "ultralytics-checkpoint"
-        else:
-            obj, kind = ir.module, "torch-module"
+        frontend = options.get("frontend")
+        obj = frontend.checkpoint(ir) if frontend is not None else ir.module
+        kind = "torch-module" if obj is ir.module else f"{frontend.name}-checkpoint"
         write_with(path, lambda tmp: torch.save(obj, tmp))
         return {"format": kind}

@@ -16,8 +16,11 @@ log = logging.getLogger(__name__)
 
 
 def evaluate_onnx(model_bytes: bytes, data: str, imgsz: int, task: str, batch: int = 16,
-                  split: str = "val") -> dict[str, float]:
-    """Validate ONNX ``model_bytes`` on the ``split`` of ``data`` (a data YAML, or a classify folder)."""
+                  split: str = "val", runtime=None, ir=None) -> dict[str, float]:
+    """Validate ONNX ``model_bytes`` on the ``split`` of ``data`` (a data YAML, or a classify folder).
+
+    The model runs where ``runtime.write_for_eval`` puts it (a runtime that has one, such as
+    OpenVINO's, writes its own format that Ultralytics loads); otherwise as ONNX in onnxruntime."""
     from ultralytics import YOLO
 
     if not Path(data).exists():
@@ -26,6 +29,8 @@ def evaluate_onnx(model_bytes: bytes, data: str, imgsz: int, task: str, batch: i
     with tempfile.TemporaryDirectory(prefix="yolocc-eval-") as tmp:
         path = os.path.join(tmp, "model.onnx")
         Path(path).write_bytes(model_bytes)
+        if runtime is not None and hasattr(runtime, "write_for_eval"):
+            path = str(runtime.write_for_eval(model_bytes, Path(tmp), ir))
         logger = logging.getLogger("ultralytics")
         level = logger.level
         logger.setLevel(logging.ERROR)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from yolocc.compiler.errors import UsageError
-from yolocc.compiler.interfaces import Frontend
+from yolocc.compiler.interfaces import Frontend, HeadParts
 from yolocc.compiler.ir import InputSpec, ModelIR
 
 from .torchfile import count_outputs, is_torch_path, read_torch_file
@@ -68,10 +68,68 @@ class UltralyticsFrontend(Frontend):
             return build_ir(model, "<module>", imgsz or DEFAULT_IMGSZ, {})
         return None
 
-    def evaluate(self, ir: ModelIR, onnx_bytes: bytes, data: str, split: str = "val") -> dict[str, float] | None:
+    def evaluate(self, ir: ModelIR, onnx_bytes: bytes, data: str, split: str = "val",
+                 runtime=None) -> dict[str, float] | None:
         from .ultralytics_eval import evaluate_onnx
 
-        return evaluate_onnx(onnx_bytes, data, ir.input.imgsz, ir.task, split=split)
+        return evaluate_onnx(onnx_bytes, data, ir.input.imgsz, ir.task, split=split, runtime=runtime, ir=ir)
+
+    def preprocess(self, ir: ModelIR, image):
+        """Ultralytics' letterbox (pad 114, RGB, /255), or its classify transforms for classifiers."""
+        import numpy as np
+
+        imgsz = ir.input.imgsz
+        if ir.task == "classify":
+            import cv2
+            from PIL import Image
+            from ultralytics.data.augment import classify_transforms
+
+            rgb = Image.fromarray(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+            return classify_transforms(imgsz)(rgb).numpy().astype(np.float32)
+        from ultralytics.data.augment import LetterBox
+
+        boxed = LetterBox((imgsz, imgsz), auto=False, stride=32)(image=image)
+        return np.ascontiguousarray(boxed[..., ::-1].transpose(2, 0, 1)).astype(np.float32) / 255.0
+
+    def canonicalize(self, ir: ModelIR) -> dict[str, int]:
+        from .ultralytics_canonical import canonicalize
+
+        return canonicalize(ir.module)
+
+    def layers(self, ir: ModelIR):
+        return list(ir.module.model)
+
+    def head(self, ir: ModelIR) -> HeadParts:
+        """Detect-type heads: box branch ``cv2`` then class branch ``cv3``; their last convs and
+        every other child (DFL, ...) stay protected."""
+        index = len(ir.module.model) - 1
+        head = ir.module.model[index]
+        branches = {name: getattr(head, name) for name in ("cv2", "cv3") if getattr(head, name, None) is not None}
+        keep = [branch[-1] for branch in branches.values()]
+        keep += [child for name, child in head.named_children() if name not in branches]
+        return HeadParts(index=index, module=head, branches=branches, keep=keep)
+
+    def adopt_fused_conv(self, parent, conv_attr: str, bn_attr: str, fused) -> bool:
+        """Ultralytics' Conv: its fused form has no ``bn`` and runs ``forward_fuse``."""
+        if not (hasattr(parent, "forward_fuse") and (conv_attr, bn_attr) == ("conv", "bn")):
+            return False
+        parent.conv = fused
+        delattr(parent, "bn")
+        parent.forward = parent.forward_fuse
+        return True
+
+    def check_train(self, ir: ModelIR, distill: bool) -> None:
+        from .ultralytics_training import check_task
+
+        check_task(ir.task, distill)
+
+    def train(self, ir: ModelIR, data: str, settings: dict[str, Any], teacher=None):
+        from .ultralytics_training import recover
+
+        return recover(ir, data, settings, teacher)
+
+    def checkpoint(self, ir: ModelIR, module=None):
+        return checkpoint_dict(ir, module)
 
     def _from_yaml(self, cfg: str, imgsz: int | None) -> ModelIR:
         tasks = _import_ultralytics()
@@ -173,20 +231,20 @@ def build_ir(module, source: str, imgsz: int, train_args: dict) -> ModelIR:
     if task == "pose":
         meta["kpt_shape"] = list(head.kpt_shape)
     nc = int(getattr(head, "nc", 0) or 0)
-    ir.meta = {"onnx_metadata": meta, "ultralytics": {"train_args": train_args, "head_index": head_index},
+    ir.meta = {"onnx_metadata": meta, "ultralytics": {"train_args": train_args},
                "names": dict(names)}
     if task in ("detect", "segment", "pose", "obb") and nc:
         ir.meta["output_splits"] = {"output0": {"boxes": slice(0, 4), "scores": slice(4, 4 + nc)}}
     return ir
 
 
-def checkpoint_dict(ir: ModelIR) -> dict[str, Any]:
-    """An Ultralytics-style checkpoint of the IR's module that ``YOLO(path)`` reloads."""
+def checkpoint_dict(ir: ModelIR, module=None) -> dict[str, Any]:
+    """An Ultralytics-style checkpoint of ``module`` (default: the IR's) that ``YOLO(path)`` reloads."""
     import copy
 
     import ultralytics
 
-    module = copy.deepcopy(ir.module)
+    module = copy.deepcopy(ir.module if module is None else module)
     set_export_mode(module, False)
     return {"model": module, "ema": None, "train_args": ir.meta.get("ultralytics", {}).get("train_args", {}),
             "version": ultralytics.__version__, "yolocc": {"source": ir.source, "passes": ir.provenance}}

@@ -21,6 +21,12 @@ from ultralytics.nn.distill_model import DistillationModel
 
 from yolocc.compiler.errors import UsageError
 
+#: Default (optimizer, gradient-clipping norm) per task: the seed paper's Adam with clipping at 1.0
+#: for classifiers (equal to AdamW/10 on the digits classifier's test split, see the README), and
+#: Ultralytics' own AdamW/10 for detection and the other tasks.
+TASK_OPTIMIZER = {"classify": ("Adam", 1.0), "detect": ("AdamW", 10.0)}
+DISTILL_TASKS = ("detect", "classify")
+
 
 def trainer_class(task: str, max_grad_norm: float = 10.0):
     """Ultralytics' trainer for ``task``, clipping gradients at ``max_grad_norm`` (Ultralytics: 10)."""
@@ -126,14 +132,47 @@ class ClassifyKDLoss:
         return loss, {"loss": loss.detach()}
 
 
+#: The trainer's val metric that matches the first metric ``evaluate`` reports, per task.
+TRAINER_METRIC = {"classify": "metrics/accuracy_top1", "detect": "metrics/mAP50-95(B)",
+                  "segment": "metrics/mAP50-95(B)", "pose": "metrics/mAP50-95(B)", "obb": "metrics/mAP50-95(B)"}
+
+
+class RecoveryWatch:
+    """Records the val metric after every epoch and stops training once it reaches ``target``
+    (``epochs=auto``); Ultralytics' own patience rule stops it when it no longer improves."""
+
+    def __init__(self, task: str, stop_at: dict | None, progress=None):
+        self.key = TRAINER_METRIC.get(task, TRAINER_METRIC["detect"])
+        self.target = stop_at["target"] if stop_at else None
+        self.curve: list[float] = []
+        self.reason = "max_epochs" if stop_at else "epochs"
+        self.progress = progress
+
+    def on_fit_epoch_end(self, trainer) -> None:
+        value = float((trainer.metrics or {}).get(self.key, float("nan")))
+        self.curve.append(round(value, 4))
+        if self.progress is not None:
+            self.progress(len(self.curve), trainer.epochs)
+        if self.target is not None and value >= self.target:
+            trainer.stop = True
+            self.reason = "recovered"
+
+    def facts(self, trainer) -> dict[str, Any]:
+        if self.reason == "max_epochs" and len(self.curve) < trainer.epochs:
+            self.reason = "no improvement (patience)"
+        return {"epochs_run": len(self.curve), "val_curve": self.curve, "stopped": self.reason}
+
+
 def train(module, task: str, data: str, overrides: dict[str, Any], teacher: str | None = None,
           kd_weight: float = 1.0, temperature: float = 2.0, classify_kd: dict | None = None,
-          max_grad_norm: float = 10.0):
+          max_grad_norm: float = 10.0, stop_at: dict | None = None, progress=None):
     """Train ``module`` (an Ultralytics model in train mode); return (best module, trainer facts).
 
     Detection with ``teacher``: OutputKDDistillation. Classification with ``teacher`` and
     ``classify_kd`` (alpha, t0, gamma, standardize): ClassifyKDLoss as the student's criterion.
+    ``stop_at`` (``{"target": metric}``) ends training once the val metric reaches the target.
     """
+    watch = RecoveryWatch(task, stop_at, progress)
     with tempfile.TemporaryDirectory(prefix="yolocc-train-") as tmp, _output_to_stderr():
         args = dict(data=str(data), workers=0, amp=False, plots=False, pretrained=False, project=tmp,
                     exist_ok=True, patience=0, verbose=False, deterministic=True,
@@ -141,6 +180,7 @@ def train(module, task: str, data: str, overrides: dict[str, Any], teacher: str 
         if teacher and task != "classify":
             args["distill_model"] = teacher
         trainer = trainer_class(task, max_grad_norm)(overrides=args)
+        trainer.add_callback("on_fit_epoch_end", watch.on_fit_epoch_end)
         if teacher and task == "classify":
             from ultralytics.nn.tasks import load_checkpoint
 
@@ -160,4 +200,51 @@ def train(module, task: str, data: str, overrides: dict[str, Any], teacher: str 
         ckpt = torch.load(best, map_location="cpu", weights_only=False)
         trained = ckpt.get("ema") or ckpt["model"]
         trained = getattr(trained, "student_model", trained).float().eval()
-        return trained, {"checkpoint": best.name, "best_fitness": round(float(trainer.best_fitness or 0.0), 4)}
+        return trained, {"checkpoint": best.name, "best_fitness": round(float(trainer.best_fitness or 0.0), 4),
+                         **watch.facts(trainer)}
+
+
+def check_task(task: str, distill: bool) -> None:
+    if distill and task not in DISTILL_TASKS:
+        raise UsageError(f"distill supports {' and '.join(DISTILL_TASKS)} models; '{task}' distillation "
+                         f"is not built yet (use finetune)")
+
+
+def recover(ir, data: str, settings: dict[str, Any], teacher=None):
+    """``Frontend.train`` for Ultralytics models: the finetune/distill passes' training run.
+
+    ``teacher`` is a module (the pre-prune snapshot) or a checkpoint path; ``settings`` hold the
+    pass's arguments (epochs, lr, optimizer, clip, batch, imgsz, seed, name, kd)."""
+    from .ultralytics_frontend import checkpoint_dict, set_export_mode
+
+    kd = settings.get("kd") or {}
+    check_task(ir.task, teacher is not None)
+    optimizer, clip = TASK_OPTIMIZER.get(ir.task, TASK_OPTIMIZER["detect"])
+    module = ir.module
+    set_export_mode(module, False)
+    for p in module.parameters():
+        p.requires_grad_(True)
+    auto = settings.get("auto")
+    epochs = auto["max_epochs"] if auto else settings["epochs"]
+    overrides = dict(epochs=epochs, imgsz=settings["imgsz"], batch=settings["batch"], lr0=settings["lr"],
+                     optimizer=settings["optimizer"] or optimizer, seed=settings["seed"],
+                     close_mosaic=max(1, epochs // 2), warmup_epochs=0, name=settings["name"],
+                     model=ir.source if Path(ir.source).is_file() else "yolov8n.yaml")  # replaced by module
+    if teacher is not None and "feat" in kd:
+        overrides["dis"] = kd["feat"]
+    with tempfile.TemporaryDirectory(prefix="yolocc-teacher-") as folder:
+        teacher_path = teacher
+        if teacher is not None and not isinstance(teacher, (str, Path)):
+            teacher_path = str(Path(folder) / "teacher.pt")
+            torch.save(checkpoint_dict(ir, teacher), teacher_path)
+        if auto:
+            overrides["patience"] = auto["patience"]
+        trained, facts = train(module, ir.task, data, overrides, teacher_path,
+                               max_grad_norm=settings["clip"] or clip,
+                               kd_weight=kd.get("kd_weight", 1.0), temperature=kd.get("temperature", 2.0),
+                               classify_kd=kd.get("classify_kd"), stop_at=auto,
+                               progress=settings.get("progress"))
+    for p in trained.parameters():
+        p.requires_grad_(False)
+    set_export_mode(trained, True)
+    return trained, facts

@@ -70,6 +70,38 @@ def load_ir():
     return load
 
 
+_COMPILER: list = []
+
+
+def pass_ctx(ir, **options):
+    """A ``PassContext`` as the pipeline builds it: ``ir``'s frontend, the default target, ``options``."""
+    from yolocc.compiler.api import Compiler
+    from yolocc.compiler.options import CompileOptions
+    from yolocc.compiler.passbase import PassContext
+
+    if not _COMPILER:
+        _COMPILER.append(Compiler())
+    compiler = _COMPILER[0]
+    opts = CompileOptions(**options)
+    target, runtime = compiler.target(opts.target)
+    return PassContext(options=opts, target=target, runtime=runtime, frontend=compiler.frontend_of(ir))
+
+
+@pytest.fixture(scope="session")
+def calib_dir(tmp_path_factory):
+    """Eight small real-ish images (PNG) written with OpenCV."""
+    import cv2
+    import numpy as np
+
+    folder = tmp_path_factory.mktemp("calib")
+    rng = np.random.default_rng(0)
+    for i in range(8):
+        img = (rng.random((120, 200, 3)) * 255).astype(np.uint8)
+        cv2.circle(img, (60 + 10 * i, 60), 25, (255, 255, 255), -1)
+        cv2.imwrite(str(folder / f"im{i}.png"), img)
+    return folder
+
+
 @pytest.fixture
 def cnn_path(tmp_path):
     path = tmp_path / "cnn.pt"

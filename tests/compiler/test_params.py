@@ -24,8 +24,8 @@ def test_defaults_and_bool():
 @pytest.mark.parametrize("text, message", [
     ("prune:1.5", "must be < 1.0"),
     ("prune:-0.1", "must be >= 0.0"),
-    ("prune:abc", "must be a number"),
-    ("prune:nan", "must be a number"),
+    ("prune:abc", "must be a finite number"),
+    ("prune:nan", "must be a finite number"),
     ("prune:importance=l9", "must be one of l1, l2"),
     ("prune:round_to=2.5", "must be an integer"),
     ("prune:bogus=1", "has no argument 'bogus'"),

@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from yolocc.compiler.passbase import PassContext
-from yolocc.passes.canonicalize import C2fSplit, Canonicalize
-from tests.conftest import IMGSZ, small_cnn
+from yolocc.passes.canonicalize import Canonicalize
+from yolocc.plugins.ultralytics_canonical import C2fSplit
+from tests.conftest import IMGSZ, pass_ctx, small_cnn
 
 
 def _max_rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -17,7 +17,7 @@ def test_c2f_split_is_exact(compiler, cfg, expected):
     ir.module.double()
     with torch.no_grad():
         before = ir.module(x)
-    result = Canonicalize()(ir, PassContext())
+    result = Canonicalize()(ir, pass_ctx(ir))
     assert result.modified and result.changes["rewrites"]["C2f->C2fSplit"] == expected
     assert result.changes["rewrites"]["DFL->DFLLastAxis"] == 1
     assert sum(isinstance(m, C2fSplit) for m in ir.module.modules()) == expected
@@ -34,7 +34,7 @@ def test_float32_error_is_small(compiler):
     x = ir.example_inputs()
     with torch.no_grad():
         before = ir.module(x)
-    Canonicalize()(ir, PassContext())
+    Canonicalize()(ir, pass_ctx(ir))
     with torch.no_grad():
         after = ir.module(x)
     assert _max_rel_err(before, after) < 1e-4
@@ -42,7 +42,7 @@ def test_float32_error_is_small(compiler):
 
 def test_noop_on_plain_cnn(compiler):
     ir = compiler.load(small_cnn(), 32)
-    result = Canonicalize()(ir, PassContext())
+    result = Canonicalize()(ir, pass_ctx(ir))
     assert not result.modified and result.changes == {"rewrites": {}}
     assert ir.analyses["canonical"] is True
 

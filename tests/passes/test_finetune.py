@@ -4,7 +4,7 @@ import pytest
 
 from yolocc.compiler.errors import PassError, UsageError
 from yolocc.passes.finetune import Finetune
-from tests.conftest import IMGSZ
+from tests.conftest import IMGSZ, pass_ctx
 
 DIGITS = "examples/digits/data/digits.yaml"
 DETECTOR = "examples/digits/weights/yolov8n-digits.pt"
@@ -44,7 +44,6 @@ def test_trainer_clips_gradients_at_the_given_norm(max_norm):
     ("yolov8n-cls.yaml", {"optimizer": "SGD", "clip": 3.0}, ("SGD", 3.0)),
 ])
 def test_optimizer_defaults_follow_the_task(load_ir, monkeypatch, model, spec, expected):
-    from yolocc.compiler.passbase import PassContext
     from yolocc.plugins import ultralytics_training
 
     seen = []
@@ -54,7 +53,8 @@ def test_optimizer_defaults_follow_the_task(load_ir, monkeypatch, model, spec, e
         return module, {}
 
     monkeypatch.setattr(ultralytics_training, "train", fake_train)
-    Finetune(epochs=1, **spec).call(load_ir(model, 64), PassContext(options={"data": "d.yaml"}))
+    ir = load_ir(model, 64)
+    Finetune(epochs=1, **spec).call(ir, pass_ctx(ir, data="d.yaml"))
     assert seen == [expected]
 
 
@@ -65,7 +65,7 @@ def test_needs_data(compiler, tmp_path):
 
 def test_needs_ultralytics_model(compiler, tmp_path, cnn_path):
     (tmp_path / "d.yaml").write_text("train: x\nval: x\nnames: {0: a}\n")
-    with pytest.raises(PassError, match="finetune needs an Ultralytics model"):
+    with pytest.raises(PassError, match="frontend cannot train models"):
         compiler.compile(cnn_path, ["finetune"], tmp_path / "x.onnx", imgsz=64, data=str(tmp_path / "d.yaml"))
 
 
@@ -127,16 +127,15 @@ def test_classify_kd_loss_terms():
 
 
 def test_pre_prune_snapshot_survives_later_passes(load_ir):
-    from yolocc.compiler.passbase import PassContext
     from yolocc.passes.canonicalize import Canonicalize
     from yolocc.passes.fuse_bn import FuseBN
     from yolocc.passes.prune import Prune
 
     ir = load_ir("yolov8n.yaml")
-    Canonicalize()(ir, PassContext())
+    Canonicalize()(ir, pass_ctx(ir))
     before = ir.param_count()
     for p in (Prune(ratio=0.5), FuseBN()):
-        p(ir, PassContext())
+        p(ir, pass_ctx(ir))
     teacher = ir.analyses["pre_prune"]
     assert sum(t.numel() for t in teacher.parameters()) == before > ir.param_count()
 

@@ -2,9 +2,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from yolocc.compiler.passbase import PassContext
 from yolocc.passes.fuse_bn import FuseBN
-from tests.conftest import IMGSZ, small_cnn
+from tests.conftest import IMGSZ, pass_ctx, small_cnn
 
 
 @pytest.mark.parametrize("source, imgsz", [("cnn", 64), ("yolov8n.yaml", IMGSZ)])
@@ -14,7 +13,7 @@ def test_fold_is_equivalent_and_removes_bn(compiler, source, imgsz):
     x = ir.example_inputs()
     with torch.no_grad():
         before = ir.module(x)
-    result = FuseBN()(ir, PassContext())
+    result = FuseBN()(ir, pass_ctx(ir))
     assert result.modified and result.changes["folded"] == n_bn
     assert not any(isinstance(m, nn.BatchNorm2d) for m in ir.module.modules())
     with torch.no_grad():
@@ -26,7 +25,7 @@ def test_noop_without_batchnorm(compiler):
     model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.LazyLinear(4))
     model(torch.rand(1, 3, 16, 16))
     ir = compiler.load(model, 16)
-    assert not FuseBN()(ir, PassContext()).modified
+    assert not FuseBN()(ir, pass_ctx(ir)).modified
 
 
 def test_bn_with_two_consumers_is_left_alone(compiler):
@@ -40,7 +39,7 @@ def test_bn_with_two_consumers_is_left_alone(compiler):
             return self.bn(y) + self.other(y)
 
     ir = compiler.load(Branchy().eval(), 16)
-    assert not FuseBN()(ir, PassContext()).modified
+    assert not FuseBN()(ir, pass_ctx(ir)).modified
 
 
 def test_rejects_arguments():

@@ -11,20 +11,6 @@ from yolocc.compiler.errors import PassError, UsageError
 from tests.conftest import IMGSZ
 
 
-@pytest.fixture(scope="module")
-def calib_dir(tmp_path_factory):
-    """Eight small real-ish images (PNG) written with OpenCV."""
-    import cv2
-
-    folder = tmp_path_factory.mktemp("calib")
-    rng = np.random.default_rng(0)
-    for i in range(8):
-        img = (rng.random((120, 200, 3)) * 255).astype(np.uint8)
-        cv2.circle(img, (60 + 10 * i, 60), 25, (255, 255, 255), -1)
-        cv2.imwrite(str(folder / f"im{i}.png"), img)
-    return folder
-
-
 @pytest.fixture(autouse=True)
 def _cache(tmp_path, monkeypatch):
     monkeypatch.setenv("YOLOCC_CACHE_DIR", str(tmp_path / "cache"))

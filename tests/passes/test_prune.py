@@ -3,17 +3,16 @@ import torch
 import torch.nn as nn
 
 from yolocc.compiler.errors import UsageError
-from yolocc.compiler.passbase import PassContext
 from yolocc.passes.canonicalize import Canonicalize
 from yolocc.passes.prune import Prune
-from tests.conftest import IMGSZ
+from tests.conftest import IMGSZ, pass_ctx
 
 
 @pytest.fixture
 def prepared(load_ir):
     def prep(source, imgsz=IMGSZ):
         ir = load_ir(source, imgsz)
-        Canonicalize()(ir, PassContext())
+        Canonicalize()(ir, pass_ctx(ir))
         return ir
     return prep
 
@@ -35,7 +34,7 @@ def _conv_out(ir):
 def test_prune_reduces_params_keeps_outputs(prepared, source, min_reduction):
     ir = prepared(source, 64 if source == "cnn" else IMGSZ)
     shapes = _outputs(ir)
-    result = Prune(ratio=0.25)(ir, PassContext())
+    result = Prune(ratio=0.25)(ir, pass_ctx(ir))
     assert result.modified
     assert result.changes["param_reduction"] >= min_reduction
     assert result.changes["params_after"] == ir.param_count()
@@ -45,7 +44,7 @@ def test_prune_reduces_params_keeps_outputs(prepared, source, min_reduction):
 def test_head_is_protected_and_round_to_holds(prepared):
     ir = prepared("yolov8n.yaml")
     head_before = {n: c for n, c in _conv_out(ir).items() if n.startswith("model.22.")}
-    Prune(ratio=0.25, round_to=8)(ir, PassContext())
+    Prune(ratio=0.25, round_to=8)(ir, pass_ctx(ir))
     after = _conv_out(ir)
     assert {n: after[n] for n in head_before} == head_before
     pruned = [c for n, c in after.items() if not n.startswith("model.22.") and c > 8]
@@ -55,7 +54,7 @@ def test_head_is_protected_and_round_to_holds(prepared):
 def test_unprotected_head_prunes_inner_convs_only(prepared):
     ir = prepared("yolov8n.yaml")
     before = _conv_out(ir)
-    Prune(ratio=0.25, protect_head=False)(ir, PassContext())
+    Prune(ratio=0.25, protect_head=False)(ir, pass_ctx(ir))
     after = _conv_out(ir)
     assert after["model.22.cv3.0.0.conv"] < before["model.22.cv3.0.0.conv"]
     assert after["model.22.cv3.0.2"] == before["model.22.cv3.0.2"]  # class logits stay
@@ -65,14 +64,14 @@ def test_unprotected_head_prunes_inner_convs_only(prepared):
 @pytest.mark.parametrize("importance", ["l1", "l2", "bn", "random"])
 def test_importance_choices_run_and_differ_from_noop(prepared, importance):
     ir = prepared("yolov8n.yaml")
-    assert Prune(ratio=0.25, importance=importance)(ir, PassContext()).changes["layers_pruned"] > 0
+    assert Prune(ratio=0.25, importance=importance)(ir, pass_ctx(ir)).changes["layers_pruned"] > 0
 
 
 def test_importance_changes_which_channels_are_kept(prepared):
     kept = {}
     for imp in ("l1", "random"):
         ir = prepared("yolov8n.yaml")
-        Prune(ratio=0.5, importance=imp)(ir, PassContext())
+        Prune(ratio=0.5, importance=imp)(ir, pass_ctx(ir))
         kept[imp] = ir.module.model[0].conv.weight.detach().clone()
     assert kept["l1"].shape == kept["random"].shape and not torch.equal(kept["l1"], kept["random"])
 
@@ -80,7 +79,7 @@ def test_importance_changes_which_channels_are_kept(prepared):
 def test_ratio_zero_is_noop(prepared):
     ir = prepared("yolov8n.yaml")
     before = ir.param_count()
-    result = Prune(ratio=0.0)(ir, PassContext())
+    result = Prune(ratio=0.0)(ir, pass_ctx(ir))
     assert not result.modified and ir.param_count() == before
 
 
@@ -89,7 +88,7 @@ def test_per_layer_yaml(prepared, tmp_path):
     layers.write_text("# layer index: ratio\n2: 0.5\n22: [0.0, 0.5]\n")
     ir = prepared("yolov8n.yaml")
     before = _conv_out(ir)
-    result = Prune(ratio=0.0, layers=str(layers))(ir, PassContext())
+    result = Prune(ratio=0.0, layers=str(layers))(ir, pass_ctx(ir))
     after = _conv_out(ir)
     assert result.modified
     assert after["model.2.cv2.conv"] == before["model.2.cv2.conv"] // 2
@@ -112,15 +111,15 @@ def test_bad_layer_yaml(prepared, tmp_path, text, message):
     layers.write_text(text)
     ir = prepared("yolov8n.yaml")
     with pytest.raises(UsageError, match=message):
-        Prune(layers=str(layers))(ir, PassContext())
+        Prune(layers=str(layers))(ir, pass_ctx(ir))
 
 
 def test_layer_yaml_needs_ultralytics_model(prepared, tmp_path):
     layers = tmp_path / "ratios.yaml"
     layers.write_text("0: 0.5\n")
     ir = prepared("cnn", 64)
-    with pytest.raises(UsageError, match="need an Ultralytics model"):
-        Prune(layers=str(layers))(ir, PassContext())
+    with pytest.raises(UsageError, match="frontend names its layers and head"):
+        Prune(layers=str(layers))(ir, pass_ctx(ir))
 
 
 @pytest.mark.parametrize("kwargs", [{"ratio": 1.0}, {"ratio": "abc"}, {"importance": "l7"},
@@ -135,4 +134,4 @@ def test_requires_canonical_form(load_ir):
 
     ir = load_ir("yolov8n.yaml")
     with pytest.raises(PipelineError, match="requires analysis canonical"):
-        Prune()(ir, PassContext())
+        Prune()(ir, pass_ctx(ir))

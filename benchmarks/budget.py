@@ -1,0 +1,97 @@
+"""The accuracy budget on the digits detector: `--max-drop` end to end, then the chosen model, `-p int8`
+alone and the FP32 export timed side by side.
+
+    .venv/bin/python benchmarks/budget.py                   # --max-drop 1.0, writes runs/bench/budget.json
+
+The search picks its model on the val split; `baseline`, `final` and `drop_pts` are on the held-out
+test split. Latencies: the three ONNX files in one onnxruntime process, round-robin, thread spinning
+off, `--repeat` times; the CPU's ISA is printed with them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("YOLO_OFFLINE", "1")
+
+from yolocc.compiler import lowering, measure  # noqa: E402
+from yolocc.compiler.api import Compiler  # noqa: E402
+from yolocc.compiler.budget import BudgetSearch  # noqa: E402
+from yolocc.compiler.options import CompileOptions  # noqa: E402
+
+DIGITS = ROOT / "examples/digits"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default=str(DIGITS / "weights/yolov8n-digits.pt"))
+    ap.add_argument("--data", default=str(DIGITS / "data/digits.yaml"))
+    ap.add_argument("--calib", default=str(DIGITS / "data/calib/images"))
+    ap.add_argument("--max-drop", type=float, default=1.0)
+    ap.add_argument("--runs", type=int, default=100, help="timed rounds per repeat")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--out", default=str(ROOT / "runs/bench/budget.json"))
+    ap.add_argument("--onnx", default=str(ROOT / "runs/bench/budget.onnx"), help="the chosen model")
+    args = ap.parse_args()
+
+    t0 = time.perf_counter()
+    compiler = Compiler()
+    opts = CompileOptions(data=args.data, calib=args.calib, max_drop=args.max_drop, latency_runs=args.runs)
+
+    def progress(what: str, done: int, total: int) -> None:
+        print(f"[{time.perf_counter() - t0:7.0f} s] {what}: {done}/{total}", file=sys.stderr, flush=True)
+
+    ir, report = BudgetSearch(compiler, opts, progress).search(args.model)
+    wall = time.perf_counter() - t0
+    Path(args.onnx).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.onnx).write_bytes(lowering.onnx_bytes(ir))
+    b = report.budget
+    by_name = {s.name: s for s in report.stages}
+    models = {"fp32": by_name["input"].onnx, "int8": by_name["int8 only (reference)"].onnx,
+              "final": lowering.onnx_bytes(ir)}
+    _, runtime = compiler.target(opts.target)
+    shape = [1, 3, ir.input.imgsz, ir.input.imgsz]
+    import numpy as np
+
+    x = np.random.default_rng(0).random(shape, dtype=np.float32)
+    repeats = [measure.latencies_ms(runtime, list(models.values()), x, runs=args.runs) for _ in range(args.repeat)]
+    ms = {k: statistics.median(r[i] for r in repeats) for i, k in enumerate(models)}
+    final = b["final"]
+    result = {
+        "isa": measure.cpu_isa(), "max_drop": args.max_drop, "split": "test",
+        "baseline": b["baseline"]["test"], "final": final["test"],
+        "drop_pts": round((b["baseline"]["test"] - final["test"]) * 100, 3),
+        "val": {"baseline": b["baseline"]["val"], "final": final["val"], "drop_pts": final["drop_pts_val"]},
+        "latency_ms": ms, "speedup_vs_fp32": round(ms["fp32"] / ms["final"], 3),
+        "speedup_vs_int8": round(ms["int8"] / ms["final"], 3),
+        "speedup_vs_int8_per_repeat": [round(r[1] / r[2], 3) for r in repeats],
+        "macs_ratio": final["macs_ratio"], "chosen": final["passes"], "wall_s": round(wall, 1),
+        "candidates": b["candidates"],
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(f"CPU ISA: {result['isa']}; onnxruntime, {args.repeat}x{args.runs} round-robin rounds")
+    print(f"chosen: {' '.join('-p ' + p for p in final['passes'])}")
+    print(f"test mAP50-95: baseline {result['baseline']:.4f} -> final {result['final']:.4f} "
+          f"({-result['drop_pts']:+.2f} pt; val {-final['drop_pts_val']:+.2f} pt, budget {args.max_drop})")
+    print(f"latency: fp32 {ms['fp32']:.2f} ms, int8 alone {ms['int8']:.2f} ms, final {ms['final']:.2f} ms -> "
+          f"{result['speedup_vs_fp32']:.2f}x vs fp32, {result['speedup_vs_int8']:.2f}x vs int8 "
+          f"(per repeat {result['speedup_vs_int8_per_repeat']})")
+    print(f"MACs ratio {result['macs_ratio']}, wall {wall / 60:.1f} min, {len(b['candidates'])} candidates")
+    for c in b["candidates"]:
+        print(f"  {c['name']:<40} val {c['val']:.4f} test {c['test'] if c['test'] is not None else '-'} "
+              f"drop {c['drop_pts']:+.2f} pt  {c['latency_ms']} ms  within={c['within']}")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

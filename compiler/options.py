@@ -1,0 +1,111 @@
+"""``CompileOptions``: every run option in one typed object, with its default defined once.
+
+The CLI, the Python API and recipes all build one of these; the cache key hashes it; passes read
+it through ``PassContext.option``. Recipe keys and CLI flags use the field names.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+from .errors import UsageError
+
+#: The splits of --data accuracy is measured on: ``val`` (default) or the held-out ``test``.
+EVAL_SPLITS = ("val", "test")
+DEFAULT_OPSET = 17
+DEFAULT_TARGET = "ort-cpu"
+
+
+@dataclass(frozen=True)
+class CompileOptions:
+    """How to compile: input size, export, target, data, measurement and cache settings."""
+
+    imgsz: int | None = None  # None: from the checkpoint, else the frontend's default
+    opset: int = DEFAULT_OPSET
+    dynamic_batch: bool = False
+    target: str = DEFAULT_TARGET
+    calib: str | None = None  # image folder, data YAML or .npy/.npz for calibration
+    calib_n: int | None = None  # None: the calibrate pass's default
+    data: str | None = None  # labelled data: accuracy per stage, training data for recovery
+    eval_split: str = "val"
+    measure: bool = True
+    latency_runs: int = 20
+    threads: int = 0  # 0: the runtime's default
+    cache_dir: str | None = None  # --cache: the content cache (compile results, calibration)
+    max_drop: float | None = None  # --max-drop: the accuracy budget in points (see budget)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ``UsageError`` naming the option for any out-of-range value."""
+        if self.imgsz is not None and not 1 <= self.imgsz <= 8192:
+            raise UsageError(f"imgsz must be between 1 and 8192, got {self.imgsz}")
+        if self.opset < DEFAULT_OPSET:
+            raise UsageError(f"opset {self.opset} is too old: yolocc emits opset {DEFAULT_OPSET} or newer")
+        if self.calib_n is not None and self.calib_n < 1:
+            raise UsageError(f"calib_n must be at least 1, got {self.calib_n}")
+        if self.latency_runs < 0:
+            raise UsageError(f"latency_runs must be >= 0, got {self.latency_runs}")
+        if self.threads < 0:
+            raise UsageError(f"threads must be >= 0, got {self.threads}")
+        if self.eval_split not in EVAL_SPLITS:
+            raise UsageError(f"unknown evaluation split '{self.eval_split}' (choose from: {', '.join(EVAL_SPLITS)})")
+        if self.max_drop is not None and not (math.isfinite(self.max_drop) and 0 <= self.max_drop <= 100):
+            raise UsageError(f"max_drop must be between 0 and 100 points, got {self.max_drop}")
+
+    # ------------------------------------------------------------------ building
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any], source: str = "options") -> "CompileOptions":
+        """Typed options from a mapping (a recipe, CLI flags); unknown keys and wrong types are errors."""
+        return cls(**coerce(values, source))
+
+    def merged(self, values: Mapping[str, Any], source: str = "options") -> "CompileOptions":
+        """A copy with ``values`` (checked like ``from_mapping``) replacing these."""
+        return replace(self, **coerce(values, source))
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def cache_settings(self) -> dict[str, Any]:
+        """What decides the artifact and report, for the cache key (data paths are hashed by content)."""
+        return {k: v for k, v in self.as_dict().items() if k not in ("cache_dir", "calib", "data")}
+
+    def cache_root(self) -> Path:
+        """The content cache: ``cache_dir``, else ``YOLOCC_CACHE_DIR``, else ~/.cache/yolocc."""
+        return Path(self.cache_dir or os.environ.get("YOLOCC_CACHE_DIR") or Path.home() / ".cache" / "yolocc")
+
+
+_TYPES = {"imgsz": int, "opset": int, "dynamic_batch": bool, "target": str, "calib": str, "calib_n": int,
+          "data": str, "eval_split": str, "measure": bool, "latency_runs": int, "threads": int,
+          "cache_dir": str, "max_drop": float}
+
+
+def coerce(values: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """Check each value's type (paths may be ``Path``; floats may be given as ints); None means unset."""
+    out: dict[str, Any] = {}
+    unknown = set(values) - set(_TYPES)
+    if unknown:
+        raise UsageError(f"{source}: unknown option(s) {', '.join(sorted(unknown))} "
+                         f"(known: {', '.join(_TYPES)})")
+    for key, value in values.items():
+        typ = _TYPES[key]
+        if value is None:
+            continue  # unset: the default applies
+        if typ is str and isinstance(value, (str, os.PathLike)):
+            out[key] = str(value)
+        elif typ is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[key] = float(value)
+        elif typ in (int, bool) and isinstance(value, typ) and (typ is bool or not isinstance(value, bool)):
+            out[key] = value
+        else:
+            raise UsageError(f"{source}: '{key}' must be {typ.__name__}, got {value!r}")
+    return out

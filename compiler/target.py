@@ -1,0 +1,95 @@
+"""Targets: how the compiled graph will run, and every rule that follows from it.
+
+A target owns its quantization scheme, where Q/DQ go (``Placement``), which ranges are shared,
+the check of a finished graph (``verify``), the runtime that measures latency and accuracy, and
+its default emitter. The ``qdq`` pass, the report and the measurements ask the target; nothing
+outside a target's own plugin tests its name. A new target is one class registered with
+``registry.add_target(...)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class QuantScheme:
+    """Number formats: activations U8/S8 (asymmetric or symmetric), S8 per-channel weights."""
+
+    activation_dtype: str  # "uint8" | "int8"
+    activation_symmetric: bool
+    #: Conv/Gemm bias as int32 behind DequantizeLinear (onnxruntime's QLinearConv wants it).
+    quantize_bias: bool = True
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where Q/DQ go. ``qdq`` applies these rules; a target adds its own float nodes on top."""
+
+    #: Ops whose float activation inputs get Q/DQ.
+    input_ops: tuple[str, ...]
+    #: Ops whose outputs also get Q/DQ (so the runtime fuses DQ -> op -> Q into an integer kernel).
+    output_ops: tuple[str, ...] = ()
+    #: Data-movement ops whose output reuses the input's scale/zero point (their Q/DQ drop away).
+    passthrough_ops: tuple[str, ...] = ()
+    #: The inputs and output of a Concat share one range, so the concat needs no requantization.
+    share_concat_ranges: bool = False
+    #: Convolutions with fewer input channels than this (and their activation) stay float.
+    float_below_channels: int = 0
+
+
+@dataclass
+class Verification:
+    """A target's check of a quantized graph: facts for the report and rule violations."""
+
+    facts: dict[str, Any] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+
+class Session(Protocol):
+    """One loaded model on a runtime."""
+
+    def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Outputs by name, as float32 arrays."""
+
+
+class Runtime:
+    """Runs ONNX bytes the way the target will: latency, output fidelity and accuracy."""
+
+    name: ClassVar[str] = ""
+
+    def load(self, model_bytes: bytes, threads: int = 0) -> Session:
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        """Facts about the runtime for the report (name, version, device)."""
+        return {"runtime": self.name}
+
+
+class Target:
+    """An execution target. Subclasses set the class attributes and override what differs."""
+
+    name: ClassVar[str] = ""
+    doc: ClassVar[str] = ""
+    #: None: this target has no integer path (``int8``/``qdq`` refuse it with a clear error).
+    scheme: ClassVar[QuantScheme | None] = None
+    placement: ClassVar[Placement | None] = None
+    #: The emitter used when ``-o`` is not given.
+    default_emitter: ClassVar[str] = "onnx"
+    #: The output suffix of ``default_emitter`` (for the default output name).
+    default_suffix: ClassVar[str] = ".onnx"
+
+    def extra_float_nodes(self, graph: Any) -> set[str]:
+        """Names of nodes (onnx-graphsurgeon graph) this target keeps float beyond the YOLO tail."""
+        return set()
+
+    def verify(self, model: Any) -> Verification:
+        """Check a quantized ``onnx.ModelProto`` against this target's rules."""
+        return Verification()
+
+    def runtime(self) -> Runtime | None:
+        """The runtime that measures this target (None: the default target's runtime)."""
+        return None

@@ -1,0 +1,235 @@
+"""``sensitivity``: how much each prunable channel group matters, measured, for budget-driven pruning.
+
+For every prunable coupling group (torch-pruning's, the same groups ``prune`` cuts), the group's
+least important channels at a few ratios are silenced: forward hooks zero them in every layer of the
+group whose *output* channels the group removes. With activations that map 0 to 0 (SiLU, ReLU) this
+is exactly what removing them does, so no re-tracing and no copies are needed. The proxy metric is
+how far the model's output moves on calibration images: ``1 - cosine`` of the class scores plus
+``1 - cosine`` of the boxes (detectors), or of the whole output. ``benchmarks/budget.py`` measures
+how well this proxy ranks groups against the real mAP (rank correlation).
+
+The result is cached by content (weights, images, ratios, importance) under the content cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from yolocc.compiler.errors import UsageError
+from yolocc.compiler.fileio import write_atomic
+from yolocc.compiler.interfaces import Frontend
+from yolocc.compiler.ir import ModelIR
+from yolocc.compiler.params import Param
+from yolocc.compiler.passbase import Pass, PassContext, PassResult
+from yolocc.compiler.torchgraph import ROOT_TYPES, TORCH_GLOBAL_LOCK, flatten_outputs
+
+from .calib_data import fingerprint, load_calibration
+
+log = logging.getLogger(__name__)
+
+RATIOS = (0.25, 0.5, 0.75)
+DEFAULT_IMAGES = 8
+VERSION = b"sensitivity-v2"
+
+
+@dataclass
+class GroupSensitivity:
+    """One prunable group: its root layer, channel count, the Conv/Linear layers whose input or output
+    channels it cuts, the fraction actually cut at each ratio (after rounding), and the proxy drop."""
+
+    root: str
+    channels: int
+    members: list[tuple[str, str]]  # (layer qualname, "out" | "in")
+    cut: dict[float, float]
+    drop: dict[float, float]
+
+    def as_dict(self) -> dict:
+        return {"root": self.root, "channels": self.channels, "members": [list(m) for m in self.members],
+                "cut": {str(r): round(c, 6) for r, c in self.cut.items()},
+                "drop": {str(r): round(d, 6) for r, d in self.drop.items()}}
+
+
+def keep_channels(n: int, ratio: float, round_to: int) -> int:
+    """Channels kept at ``ratio``, rounded to the nearest multiple of ``round_to`` (as ``prune`` does)."""
+    keep = n * (1 - ratio)
+    return min(n, max(round_to, int(keep / round_to + 0.5) * round_to))
+
+
+def importance(name: str):
+    import torch_pruning as tp
+
+    return {"l1": lambda: tp.importance.GroupMagnitudeImportance(p=1),
+            "l2": lambda: tp.importance.GroupMagnitudeImportance(p=2),
+            "bn": lambda: tp.importance.BNScaleImportance(),
+            "random": lambda: tp.importance.RandomImportance()}[name]()
+
+
+def prunable_groups(ir: ModelIR, ignored: list[nn.Module]):
+    """torch-pruning's groups rooted outside ``ignored`` (the layers ``prune`` may cut)."""
+    from yolocc.compiler.torchgraph import expand_modules
+
+    dg = ir.dependency_graph()
+    return dg, list(dg.get_all_groups(ignored_layers=expand_modules(ignored), root_module_types=ROOT_TYPES))
+
+
+def layer_macs(module: nn.Module, x: torch.Tensor) -> dict[nn.Module, float]:
+    """Multiply-accumulates of every Conv/Linear layer for input ``x`` (one forward with hooks)."""
+    macs: dict[nn.Module, float] = {}
+
+    def hook(m, inp, out):
+        if isinstance(m, nn.Linear):
+            macs[m] = float(m.in_features * m.out_features * (out.numel() // out.shape[-1]))
+        else:
+            k = int(np.prod(m.kernel_size))
+            macs[m] = float(out.numel() * k * m.in_channels // m.groups)
+
+    handles = [m.register_forward_hook(hook) for m in module.modules() if isinstance(m, ROOT_TYPES)]
+    try:
+        with torch.no_grad():
+            module(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return macs
+
+
+def _silence(members: list[tuple[nn.Module, list[int]]]):
+    """Forward hooks that zero the given output channels of each module."""
+    def make(idxs):
+        index = torch.tensor(idxs, dtype=torch.long)
+
+        def hook(m, inp, out):
+            out = out.clone()
+            out[:, index] = 0
+            return out
+        return hook
+
+    return [m.register_forward_hook(make(idxs)) for m, idxs in members]
+
+
+def _proxy(ref: list[torch.Tensor], out: list[torch.Tensor], scores: slice | None) -> float:
+    """1 - cosine of the outputs (class scores and boxes separately for detectors)."""
+    def dist(a: torch.Tensor, b: torch.Tensor) -> float:
+        a, b = a.flatten(1).double(), b.flatten(1).double()
+        cos = torch.nn.functional.cosine_similarity(a, b, dim=1)
+        return float((1 - cos).mean())
+
+    total = 0.0
+    for r, o in zip(ref, out):
+        if scores is not None and r.ndim == 3:
+            total += dist(r[:, scores], o[:, scores]) + dist(r[:, :scores.start], o[:, :scores.start])
+        else:
+            total += dist(r, o)
+    return total
+
+
+def analyse(ir: ModelIR, images: np.ndarray, ignored: list[nn.Module], ratios=RATIOS, round_to: int = 8,
+            importance_name: str = "l2", progress=None) -> list[GroupSensitivity]:
+    """The proxy drop of every prunable group at every ratio (see the module docstring)."""
+    module = ir.module
+    dg, groups = prunable_groups(ir, ignored)
+    x = torch.from_numpy(images)
+    splits = ir.meta.get("output_splits", {})
+    scores = next(iter(splits.values()), {}).get("scores") if splits else None
+    imp = importance(importance_name)
+    names = {m: n for n, m in module.named_modules()}
+    with TORCH_GLOBAL_LOCK, torch.no_grad():
+        ref = flatten_outputs(module(x))
+        results = []
+        for i, group in enumerate(groups, 1):
+            root = group[0].dep.target.module
+            n = int(dg.get_out_channels(root) or 0)
+            if n <= round_to:
+                continue
+            score = imp(group)
+            if score is None:
+                continue
+            order = torch.argsort(score.cpu()).tolist()
+            members = sorted({(names[dep.target.module], "out" if dg.is_out_channel_pruning_fn(dep.handler) else "in")
+                              for dep, _ in group if isinstance(dep.target.module, ROOT_TYPES)})
+            drop, cuts = {}, {}
+            for r in ratios:
+                cut = n - keep_channels(n, r, round_to)
+                cuts[r] = cut / n
+                if cut <= 0:
+                    drop[r] = 0.0
+                    continue
+                sub = dg.get_pruning_group(root, group[0].dep.handler, sorted(order[:cut]))
+                silenced = [(dep.target.module, [int(j) for j in idxs]) for dep, idxs in sub
+                            if isinstance(dep.target.module, nn.Module) and dg.is_out_channel_pruning_fn(dep.handler)]
+                handles = _silence(silenced)
+                try:
+                    drop[r] = _proxy(ref, flatten_outputs(module(x)), scores)
+                finally:
+                    for h in handles:
+                        h.remove()
+            results.append(GroupSensitivity(names.get(root, str(root)), n, members, cuts, drop))
+            if progress:
+                progress(i, len(groups))
+    return results
+
+
+def cached_analysis(ir: ModelIR, ctx: PassContext, ignored: list[nn.Module], n_images: int = DEFAULT_IMAGES,
+                    importance_name: str = "l2", round_to: int = 8) -> dict:
+    """``analyse`` on calibration images, through the content cache; stored as ``ir.analyses['sensitivity']``."""
+    source = ctx.option("calib") or ctx.option("data")
+    if not source:
+        raise UsageError("sensitivity needs images: pass --calib IMAGES_DIR (or --data)")
+    frontend = ctx.frontend or Frontend()
+    images = load_calibration(str(source), n_images, ir.input.shape, lambda im: frontend.preprocess(ir, im))
+    h = hashlib.sha256(VERSION)
+    for name, t in sorted(ir.module.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().numpy().tobytes())
+    h.update(fingerprint(images).encode())
+    h.update(json.dumps([sorted(str(m) for m in ignored), list(RATIOS), importance_name, round_to]).encode())
+    cache_file = ctx.options.cache_root() / "sensitivity" / f"{h.hexdigest()}.json"
+    try:
+        groups = json.loads(cache_file.read_text())
+        hit = True
+    except (OSError, ValueError):
+        found = analyse(ir, images, ignored, RATIOS, round_to, importance_name,
+                        ctx.progress_for("sensitivity: groups"))
+        groups = [g.as_dict() for g in found]
+        hit = False
+        try:
+            cache_file.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(cache_file, json.dumps(groups))
+        except OSError as e:  # a read-only cache is not fatal
+            log.warning("cannot write sensitivity cache %s: %s", cache_file, e)
+    names = {m: n for n, m in ir.module.named_modules()}
+    per_layer = {names[m]: v for m, v in layer_macs(ir.module, ir.example_inputs()).items()}
+    result = {"groups": groups, "ratios": list(RATIOS), "images": int(len(images)), "proxy": "output cosine",
+              "layer_macs": per_layer, "cache": "hit" if hit else "miss"}
+    ir.analyses["sensitivity"] = result
+    return result
+
+
+class Sensitivity(Pass):
+    """Measure how much each prunable channel group matters (proxy: output change on calibration images)."""
+
+    name = "sensitivity"
+    stage = "torch"
+    requires = ("canonical",)
+    provides = ("sensitivity",)
+    preserves = ("canonical",)
+    params = (
+        Param("n", "int", DEFAULT_IMAGES, "calibration images the proxy is measured on", low=1, high=10000),
+        Param("protect_head", "bool", True, "leave the head's inner convolutions out (as prune does)"),
+    )
+
+    def call(self, ir: ModelIR, ctx: PassContext) -> PassResult:
+        from .prune import ignored_layers
+
+        result = cached_analysis(ir, ctx, ignored_layers(ir, ctx, self.args["protect_head"]), self.args["n"])
+        worst = sorted(result["groups"], key=lambda g: -g["drop"][str(RATIOS[-1])])[:3]
+        return PassResult(False, {"groups": len(result["groups"]), "images": result["images"],
+                                  "cache": result["cache"], "most_sensitive": [g["root"] for g in worst],
+                                  "analysis": {"ratios": result["ratios"], "groups": result["groups"]}})
