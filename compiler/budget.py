@@ -84,7 +84,8 @@ class BudgetSearch:
         if not opts.calib:
             raise UsageError("--max-drop needs --calib IMAGES_DIR (INT8 calibration and the sensitivity analysis)")
         self.compiler, self.opts, self.progress = compiler, opts, progress
-        self.ladder = tuple(LADDER if ladder is None else ladder)
+        ladder = tuple(LADDER if ladder is None else ladder)
+        self.ladder = tuple(m for m in ladder if opts.max_macs is None or m <= opts.max_macs + 1e-9)
         self.max_epochs, self.patience = max_epochs, patience
         self.target, self.runtime = compiler.target(opts.target)
 
@@ -134,6 +135,7 @@ class BudgetSearch:
         self._apply(int8_only.ir, ["int8"])
         int8_only.val = self._metric(int8_only.ir, "val")
         int8_only.test = self._metric(int8_only.ir, "test") if with_test else None
+        int8_only.accepted = (base.val - int8_only.val) * 100 <= budget  # for reference; not chosen from here
         prune_budget = budget * (1 - INT8_SHARE)
         candidates = [base, int8_only]
         accepted = [base]

@@ -61,6 +61,9 @@ def _compile_parser() -> argparse.ArgumentParser:
                    help="accuracy budget: search for the fastest model (prune + distill + int8 with mixed "
                         "precision) whose val metric on --data stays within PTS points of the input; needs --data "
                         "and --calib; replaces -p (exit 2 with the best candidate if the budget cannot be met)")
+    p.add_argument("--max-macs", type=float, metavar="F",
+                   help="with --max-drop: the deepest MAC reduction the search tries, a fraction (default: 0.65; "
+                        "smaller is faster to search)")
     p.add_argument("--target", help="where the model will run: ort-cpu (default), tensorrt, or a plugin's "
                                     "target (see 'yolocc targets')")
     p.add_argument("--dry-run", "--plan", dest="dry_run", action="store_true",
@@ -214,6 +217,12 @@ def _print_report(report) -> None:
     for r in rows:
         table.add_row(*r.values())
     Console().print(table)
+    if report.budget and report.budget.get("final"):
+        b, f = report.budget, report.budget["final"]
+        test = "" if f["test"] is None else f", test {f['test']:.4f} ({-f['drop_pts_test']:+.2f} pt)"
+        print(f"budget {b['max_drop']} pt met: {f['name']}: val {f['val']:.4f} ({-f['drop_pts_val']:+.2f} pt){test}; "
+              f"{f['speedup_vs_input']}x faster than the input, {f['speedup_vs_int8']}x than int8 alone "
+              f"({report.latency.get('runtime', '')}, {report.latency.get('isa', '')})")
 
 
 def _passes_main(argv: list[str]) -> int:

@@ -37,6 +37,7 @@ class CompileOptions:
     threads: int = 0  # 0: the runtime's default
     cache_dir: str | None = None  # --cache: the content cache (compile results, calibration)
     max_drop: float | None = None  # --max-drop: the accuracy budget in points (see budget)
+    max_macs: float | None = None  # --max-macs: the deepest MAC reduction the budget search tries
 
     def __post_init__(self) -> None:
         self.validate()
@@ -57,6 +58,8 @@ class CompileOptions:
             raise UsageError(f"unknown evaluation split '{self.eval_split}' (choose from: {', '.join(EVAL_SPLITS)})")
         if self.max_drop is not None and not (math.isfinite(self.max_drop) and 0 <= self.max_drop <= 100):
             raise UsageError(f"max_drop must be between 0 and 100 points, got {self.max_drop}")
+        if self.max_macs is not None and not (math.isfinite(self.max_macs) and 0 <= self.max_macs < 1):
+            raise UsageError(f"max_macs must be a fraction in [0, 1), got {self.max_macs}")
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -86,7 +89,7 @@ class CompileOptions:
 
 _TYPES = {"imgsz": int, "opset": int, "dynamic_batch": bool, "target": str, "calib": str, "calib_n": int,
           "data": str, "eval_split": str, "measure": bool, "latency_runs": int, "threads": int,
-          "cache_dir": str, "max_drop": float}
+          "cache_dir": str, "max_drop": float, "max_macs": float}
 
 
 def coerce(values: Mapping[str, Any], source: str) -> dict[str, Any]:

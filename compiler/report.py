@@ -178,21 +178,23 @@ def budget_markdown(b: dict[str, Any]) -> list[str]:
         test_drop = "" if f["drop_pts_test"] is None else f" ({-f['drop_pts_test']:+.2f} pt)"
         passes = " ".join(f"-p {p}" for p in f["passes"])
         lines.append(f"Chosen: **{f['name']}** (`{passes}`): val {f['val']:.4f} ({-f['drop_pts_val']:+.2f} pt), "
-                     f"test {_opt(f['test'])}{test_drop}; {_opt(f['speedup_vs_input'])}x faster than the input, "
-                     f"{_opt(f['speedup_vs_int8'])}x than int8 alone.")
+                     f"test {_opt(f['test'])}{test_drop}; {f['speedup_vs_input']:.2f}x faster than the input, "
+                     f"{f['speedup_vs_int8']:.2f}x than int8 alone.")
     else:
         lines.append("No candidate met the budget.")
-    lines += ["", "| candidate | val | test | drop (val) | within | latency | MACs | size |", "|---|---|---|---|---|---|---|---|"]
+    lines += ["", "| candidate | val | test | change (val) | within | latency | MACs | size |",
+              "|---|---|---|---|---|---|---|---|"]
     for c in b["candidates"]:
-        lines.append(f"| {c['name']} | {c['val']:.4f} | {_opt(c['test'])} | {c['drop_pts']:+.2f} pt | "
-                     f"{'yes' if c['within'] else 'no'} | {_opt(c['latency_ms'])} ms | {_count(c['macs'] or 0)} | "
+        latency = "-" if c["latency_ms"] is None else f"{c['latency_ms']:.2f} ms"
+        lines.append(f"| {c['name']} | {c['val']:.4f} | {_opt(c['test'])} | {-c['drop_pts']:+.2f} pt | "
+                     f"{'yes' if c['within'] else 'no'} | {latency} | {_count(c['macs'] or 0)} | "
                      f"{_bytes(c['size_bytes'] or 0)} |")
     lines += ["", f"Search wall time: {b['wall_s']:.0f} s."]
     return lines
 
 
 def _opt(v) -> str:
-    return "-" if v is None else (f"{v:.4f}" if isinstance(v, float) and v < 10 else str(v))
+    return "-" if v is None else f"{v:.4f}"
 
 
 def _input_shape(model_bytes: bytes) -> list[int]:

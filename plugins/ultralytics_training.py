@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -85,16 +86,21 @@ class OutputKDDistillation(DistillationModel):
 
 
 @contextlib.contextmanager
-def _output_to_stderr():
-    """Ultralytics prints and logs to stdout, which belongs to --json output: send it to stderr."""
+def _trainer_output():
+    """Ultralytics prints and logs to stdout, which belongs to --json output: its training log goes to
+    stderr when yolocc logs verbosely (-v), and nowhere otherwise, so that the CLI's progress display
+    (epochs, ETA) is the one thing on the terminal."""
+    sink = sys.stderr if logging.getLogger("yolocc").isEnabledFor(logging.INFO) else open(os.devnull, "w")
     handlers = [h for h in logging.getLogger("ultralytics").handlers if isinstance(h, logging.StreamHandler)]
-    old = [h.setStream(sys.stderr) for h in handlers]
+    old = [h.setStream(sink) for h in handlers]
     try:
-        with contextlib.redirect_stdout(sys.stderr):
+        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
             yield
     finally:
         for h, stream in zip(handlers, old):
             h.setStream(stream)
+        if sink is not sys.stderr:
+            sink.close()
 
 
 class ClassifyKDLoss:
@@ -173,10 +179,11 @@ def train(module, task: str, data: str, overrides: dict[str, Any], teacher: str 
     ``stop_at`` (``{"target": metric}``) ends training once the val metric reaches the target.
     """
     watch = RecoveryWatch(task, stop_at, progress)
-    with tempfile.TemporaryDirectory(prefix="yolocc-train-") as tmp, _output_to_stderr():
+    with tempfile.TemporaryDirectory(prefix="yolocc-train-") as tmp, _trainer_output():
         args = dict(data=str(data), workers=0, amp=False, plots=False, pretrained=False, project=tmp,
                     exist_ok=True, patience=0, verbose=False, deterministic=True,
-                    device="0" if torch.cuda.is_available() else "cpu", **overrides)
+                    device="0" if torch.cuda.is_available() else "cpu")
+        args.update(overrides)
         if teacher and task != "classify":
             args["distill_model"] = teacher
         trainer = trainer_class(task, max_grad_norm)(overrides=args)
