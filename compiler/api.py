@@ -42,11 +42,13 @@ class Compiler:
         self.registry: Registry = build_registry(self.pm)
 
     # ------------------------------------------------------------------ steps
-    def load(self, model: Any, imgsz: int | None = None) -> ModelIR:
-        """Load a model path (or an in-memory module) with the first frontend that accepts it."""
+    def load(self, model: Any, imgsz: int | None = None, trust_model: bool = False) -> ModelIR:
+        """Load a model path (or an in-memory module) with the first frontend that accepts it.
+
+        ``.pt`` files load with the safe unpickler; ``trust_model`` allows a full pickle (it can run code)."""
         if imgsz is not None:
             CompileOptions(imgsz=imgsz)  # range check
-        options = {"imgsz": imgsz}
+        options = {"imgsz": imgsz, "trust_model": trust_model}
         frontends = sorted(self.registry.frontends.values(), key=lambda r: r.obj.priority)
         for reg in frontends:
             ir = reg.obj.load(model, options)
@@ -59,7 +61,8 @@ class Compiler:
         raise UsageError(f"cannot load '{model}': no frontend recognises it (frontends: {names})")
 
     def plan(self, ir: ModelIR, passes: Iterable[str | PassSpec | Pass]) -> list[Step]:
-        return plan(self.registry, passes, ir.stage, ir.analyses.keys(), source=f"'{ir.source}'")
+        return plan(self.registry, passes, ir.stage, ir.analyses.keys(), source=f"'{ir.source}'",
+                    start_states=ir.meta.get("states"))
 
     def target(self, name: str):
         """The registered target ``name`` and the runtime that measures it (a target without its own
@@ -83,14 +86,15 @@ class Compiler:
         t_start = time.perf_counter()
         opts = (options or CompileOptions()).merged(settings, "compile")
         emitter = None
+        target, runtime = self.target(opts.target)
         if output is not None:
             emitter = self.registry.emitter_for(output)
             check_writable(output, emitter.writes_folder)
             refuse_input_overwrite(model, output)
+            emitter.check(self._emit_options(opts, None, target))
         for path in reports:
             check_report_path(path)
             refuse_input_overwrite(model, path)
-        target, runtime = self.target(opts.target)
         if opts.data is not None and not Path(opts.data).exists():
             raise UsageError(f"--data '{opts.data}' does not exist")
         if opts.data is not None and not opts.measure:
@@ -113,7 +117,7 @@ class Compiler:
                 return CompileResult(Path(output), report, None, [])
         if opts.max_drop is not None:
             return self._budget(model, passes, output, emitter, opts, reports, progress, t_start)
-        ir = model if isinstance(model, ModelIR) else self.load(model, opts.imgsz)
+        ir = model if isinstance(model, ModelIR) else self.load(model, opts.imgsz, opts.trust_model)
         steps = self.plan(ir, passes)
         if not opts.calib and any(s.pass_ is not None and "calibration" in s.pass_.provides for s in steps):
             raise UsageError("int8 needs calibration data: pass --calib IMAGES_DIR (an image folder, "
@@ -148,8 +152,7 @@ class Compiler:
                 _stage_reports(report, reports, stack)
                 return CompileResult(None, report, ir, steps)
             tmp = stack.enter_context(staged(output, emitter.writes_folder))
-            info = emitter.emit(ir, tmp, {"opset": opts.opset, "dynamic_batch": opts.dynamic_batch,
-                                          "frontend": frontend, "target": target})
+            info = emitter.emit(ir, tmp, self._emit_options(opts, frontend, target))
             report.artifact = {"path": str(output), "emitter": emitter.name, **artifact_facts(tmp), **info}
             report.compile_time_s = time.perf_counter() - t_start
             if key is not None:
@@ -172,11 +175,15 @@ class Compiler:
         with contextlib.ExitStack() as stack:
             if emitter is not None:
                 tmp = stack.enter_context(staged(output, emitter.writes_folder))
-                info = emitter.emit(ir, tmp, {"opset": opts.opset, "dynamic_batch": opts.dynamic_batch,
-                                              "frontend": self.frontend_of(ir), "target": self.target(opts.target)[0]})
+                info = emitter.emit(ir, tmp, self._emit_options(opts, self.frontend_of(ir), self.target(opts.target)[0]))
                 report.artifact = {"path": str(output), "emitter": emitter.name, **artifact_facts(tmp), **info}
             _stage_reports(report, reports, stack)
         return CompileResult(Path(output) if emitter is not None else None, report, ir, [])
+
+    @staticmethod
+    def _emit_options(opts: CompileOptions, frontend, target) -> dict[str, Any]:
+        return {"opset": opts.opset, "dynamic_batch": opts.dynamic_batch, "frontend": frontend, "target": target,
+                "cache_dir": str(opts.cache_root())}
 
     def evaluator(self, ir: ModelIR, opts: CompileOptions, runtime):
         """``onnx_bytes -> metrics`` on ``opts.data`` with the model's frontend, run on ``runtime``."""

@@ -124,7 +124,8 @@ class BudgetSearch:
     def search(self, model: Any) -> tuple[ModelIR, Report]:
         t0 = time.perf_counter()
         budget = self.opts.max_drop
-        base_ir = model if isinstance(model, ModelIR) else self.compiler.load(model, self.opts.imgsz)
+        base_ir = model if isinstance(model, ModelIR) else \
+            self.compiler.load(model, self.opts.imgsz, self.opts.trust_model)
         with_test = self._has_test()
         n_steps = len(self.ladder) + 3
         self._tell("measuring the input model", 1, n_steps)

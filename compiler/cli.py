@@ -57,6 +57,9 @@ def _compile_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-split", choices=EVAL_SPLITS,
                    help="split of --data that accuracy is measured on (default: val; training picks checkpoints "
                         "on val, so 'test' gives held-out numbers)")
+    p.add_argument("--trust-model", action="store_const", const=True,
+                   help="load a .pt that is a full pickle (e.g. torch.save(model)); unpickling can run any code, so "
+                        "only for files you trust (default: refused; Ultralytics checkpoints load safely without it)")
     p.add_argument("--max-drop", type=float, metavar="PTS",
                    help="accuracy budget: search for the fastest model (prune + distill + int8 with mixed "
                         "precision) whose val metric on --data stays within PTS points of the input; needs --data "
@@ -94,13 +97,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _SUBCOMMAND_MAIN[argv[0]](argv[1:])
         return _compile_main(argv)
     except YoloccError as e:
-        if isinstance(e, PassError) and e.__cause__ is not None and not isinstance(e.__cause__, YoloccError):
+        if isinstance(e, PassError) and e.internal:
             return _bug(e)
         print(f"yolocc: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("yolocc: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # stdout closed early (e.g. piped into head): not an error of ours
+        sys.stderr.close()
+        return 0
     except Exception as e:  # anything else is a bug
         return _bug(e)
 
@@ -118,8 +124,7 @@ def _setup_logging(verbose: bool) -> None:
 
 def _compile_main(argv: list[str]) -> int:
     from .api import Compiler
-    from .fileio import check_report_path
-    from .options import CompileOptions
+    from .fileio import check_report_path, refuse_input_overwrite
 
     args = _compile_parser().parse_args(argv)
     _setup_logging(args.verbose)
@@ -133,7 +138,11 @@ def _compile_main(argv: list[str]) -> int:
         output = f"{Path(args.model).stem}-yolocc{target.default_suffix}"
     if output is not None:
         compiler.registry.emitter_for(output)
-    ir = None if options.cache_dir and not args.dry_run else compiler.load(args.model, options.imgsz)
+    for path in [output, *args.report]:
+        if path is not None:
+            refuse_input_overwrite(args.model, path)
+    ir = None if options.cache_dir and not args.dry_run else compiler.load(args.model, options.imgsz,
+                                                                           options.trust_model)
     if args.dry_run:
         steps = compiler.plan(ir, passes)
         if args.json:
@@ -266,10 +275,11 @@ def _inspect_main(argv: list[str]) -> int:
                    help="also measure each prunable group's sensitivity (needs --calib)")
     p.add_argument("--calib", metavar="PATH", help="images for --sensitivity")
     p.add_argument("--png", metavar="PATH", help="with --sensitivity: write the bar chart to PATH (.png)")
+    p.add_argument("--trust-model", action="store_true", help="load a .pt full pickle (it can run code)")
     args = p.parse_args(argv)
     _setup_logging(False)
     compiler = Compiler()
-    ir = compiler.load(args.model, args.imgsz)
+    ir = compiler.load(args.model, args.imgsz, args.trust_model)
     info = summarize(ir)
     if args.sensitivity:
         info["sensitivity"] = _sensitivity(compiler, ir, args)
@@ -322,13 +332,18 @@ def _targets_main(argv: list[str]) -> int:
     entries = []
     for name, r in sorted(reg.targets.items()):
         t = r.obj
-        runtime = t.runtime()
+        try:
+            runtime = t.runtime()
+            runtime_name = runtime.name if runtime is not None else "default (ort-cpu's)"
+        except YoloccError as e:  # e.g. an optional runtime that is not installed
+            runtime_name = f"unavailable: {e}"
         scheme = t.scheme
         entries.append({"name": name, "provider": r.provider, "doc": t.doc,
                         "int8": None if scheme is None else
-                        f"{scheme.activation_dtype} {'symmetric' if scheme.activation_symmetric else 'asymmetric'} "
-                        f"activations, int8 per-channel weights",
-                        "runtime": runtime.name if runtime is not None else "default (ort-cpu's)",
+                        f"{'S8 sym' if scheme.activation_dtype == 'int8' else 'U8'}"
+                        f"{'' if scheme.activation_dtype == 'int8' or scheme.activation_symmetric else ' asym'} "
+                        f"act, S8/channel weights",
+                        "runtime": runtime_name,
                         "default_output": t.default_suffix})
     if args.json:
         print(json.dumps({"targets": entries}, indent=2))
@@ -336,11 +351,11 @@ def _targets_main(argv: list[str]) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="yolocc targets")
-    for col in ("target", "int8", "runtime", "provider", "description"):
+    table = Table(title="yolocc targets (descriptions: --json)")
+    for col in ("target", "int8", "runtime", "provider"):
         table.add_column(col)
     for e in entries:
-        table.add_row(e["name"], e["int8"] or "-", e["runtime"], e["provider"], e["doc"])
+        table.add_row(e["name"], e["int8"] or "-", e["runtime"], e["provider"])
     Console().print(table)
     return 0
 

@@ -18,7 +18,12 @@ class PipelineError(YoloccError):
 
 
 class PassError(YoloccError):
-    """A pass failed while running."""
+    """A pass failed while running. ``provider``: the plugin of the pass; ``internal``: the failure is
+    an unexpected exception in a built-in pass (a yolocc bug: the CLI shows the traceback, exit 1)."""
+
+    def __init__(self, message: str, provider: str = "", internal: bool = False):
+        super().__init__(message)
+        self.provider, self.internal = provider, internal
 
 
 class ExportError(YoloccError):

@@ -50,7 +50,9 @@ def check_report_path(path: str | os.PathLike) -> Path:
 
 
 def refuse_input_overwrite(model: Any, output: str | os.PathLike) -> None:
-    """An output that resolves to the input model (or inside it) would destroy it: refuse."""
+    """An output that resolves to the input model (or inside it) would destroy it: refuse. ``model``
+    is a path, or a loaded ``ModelIR`` (its ``source``)."""
+    model = getattr(model, "source", model)
     if not isinstance(model, (str, os.PathLike)) or not Path(model).exists():
         return
     src, dest = Path(model).resolve(), Path(output).resolve()

@@ -54,8 +54,9 @@ class Frontend:
         rgb = cv2.resize(image, (int(w), int(h)))[..., ::-1]
         return np.ascontiguousarray(rgb.transpose(2, 0, 1)).astype(np.float32) / 255.0
 
-    def canonicalize(self, ir: ModelIR) -> dict[str, int]:
-        """Numerically equivalent rewrites that make the model prunable; counts per rule."""
+    def canonicalize(self, ir: ModelIR, skip: frozenset[str] = frozenset()) -> dict[str, int]:
+        """Numerically equivalent rewrites that make the model prunable (rules named in ``skip`` left
+        out); counts per rule."""
         return {}
 
     def layers(self, ir: ModelIR) -> list[Any] | None:
@@ -99,6 +100,10 @@ class Emitter:
     suffixes: ClassVar[tuple[str, ...]] = ()
     #: The artifact is a folder (replaced as a whole), not a file.
     writes_folder: ClassVar[bool] = False
+
+    def check(self, options: dict[str, Any]) -> None:
+        """Raise ``UsageError`` before any pass runs if this emitter cannot write here (a missing optional
+        runtime, a target it cannot build for); ``options`` as for ``emit``."""
 
     def emit(self, ir: ModelIR, path: Path, options: dict[str, Any]) -> dict[str, Any]:
         """Write ``path`` and return facts about the artifact for the report. ``path`` is a staging

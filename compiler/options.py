@@ -38,6 +38,7 @@ class CompileOptions:
     cache_dir: str | None = None  # --cache: the content cache (compile results, calibration)
     max_drop: float | None = None  # --max-drop: the accuracy budget in points (see budget)
     max_macs: float | None = None  # --max-macs: the deepest MAC reduction the budget search tries
+    trust_model: bool = False  # --trust-model: allow a full pickle (.pt) to run code while loading
 
     def __post_init__(self) -> None:
         self.validate()
@@ -89,7 +90,7 @@ class CompileOptions:
 
 _TYPES = {"imgsz": int, "opset": int, "dynamic_batch": bool, "target": str, "calib": str, "calib_n": int,
           "data": str, "eval_split": str, "measure": bool, "latency_runs": int, "threads": int,
-          "cache_dir": str, "max_drop": float, "max_macs": float}
+          "cache_dir": str, "max_drop": float, "max_macs": float, "trust_model": bool}
 
 
 def coerce(values: Mapping[str, Any], source: str) -> dict[str, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
 from .errors import PipelineError
 from .ir import ModelIR
@@ -61,7 +61,8 @@ class Pass:
     Subclasses set ``name`` (the CLI name), ``stage`` (``torch`` or ``onnx``), ``params`` and a
     one-line docstring, and implement ``call``. ``requires`` names IR analyses that must exist
     first (the pipeline inserts the pass that ``provides`` one, where it can); analyses not in
-    ``preserves`` are dropped when the pass modifies the model.
+    ``preserves`` are dropped when the pass modifies the model. ``makes``/``rejects`` let the planner
+    refuse an order that cannot work (e.g. pruning a BN-folded model, int8 on an fp16 graph).
     """
 
     name: ClassVar[str] = ""
@@ -70,6 +71,10 @@ class Pass:
     requires: ClassVar[tuple[str, ...]] = ()
     provides: ClassVar[tuple[str, ...]] = ()
     preserves: ClassVar[tuple[str, ...]] = ()
+    #: States this pass makes true of the model (``bn_folded``, ``fp16``, ``quantized``), which the
+    #: planner tracks, and states it cannot run on, each with the fix the plan error suggests.
+    makes: ClassVar[tuple[str, ...]] = ()
+    rejects: ClassVar[dict[str, str]] = {}
 
     def __init__(self, *positional: Any, **kwargs: Any):
         self.args = bind(self.name, self.params, kwargs, positional)

@@ -17,7 +17,7 @@ from .errors import PassError, PipelineError, YoloccError
 from .ir import ModelIR, ONNX, TORCH
 from .params import PassSpec, parse_pass_spec
 from .passbase import Pass, PassContext, PassResult
-from .registry import Registry
+from .registry import BUILTIN_MODULES, Registry
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +29,7 @@ class Step:
     kind: str  # "pass" | "lower"
     pass_: Pass | None = None
     origin: str = "user"  # user | auto (why) | macro name
+    provider: str = ""  # the plugin that registered the pass
 
     def describe(self) -> str:
         if self.kind == "lower":
@@ -74,15 +75,25 @@ def _provider(registry: Registry, analysis: str, needed_by: str) -> type[Pass]:
 
 
 def plan(registry: Registry, items: Iterable[str | PassSpec | Pass], start_stage: str = TORCH,
-         start_analyses: Iterable[str] = (), source: str = "the model") -> list[Step]:
-    """Build the ordered list of steps; raise ``PipelineError`` for an impossible order."""
+         start_analyses: Iterable[str] = (), source: str = "the model",
+         start_states: dict[str, str] | None = None) -> list[Step]:
+    """Build the ordered list of steps; raise ``PipelineError`` for an impossible order.
+
+    Besides stages and analyses, the plan tracks what passes make true of the model (``Pass.makes``:
+    BN folded, fp16, quantized) and refuses a pass that ``rejects`` such a state, naming the pass that
+    made it and the fix. ``start_states`` are those of the input (e.g. a quantized ONNX)."""
     steps: list[Step] = []
     stage = start_stage
     available = set(start_analyses)
     last_onnx: str | None = None
+    states = dict(start_states or {})  # state -> who made it
 
     def add(p: Pass, origin: str, chain: tuple[str, ...] = ()) -> None:
         nonlocal stage, available, last_onnx
+        for state, fix in p.rejects.items():
+            if state in states:
+                raise PipelineError(f"pass '{p.name}' cannot run after {states[state]}: the model is "
+                                    f"{STATE_WORDS.get(state, state)}; {fix}")
         if p.stage == TORCH and stage == ONNX:
             if last_onnx is None:
                 raise PipelineError(f"pass '{p.name}' works on a PyTorch model, but {source} is ONNX; "
@@ -98,9 +109,12 @@ def plan(registry: Registry, items: Iterable[str | PassSpec | Pass], start_stage
         if p.stage == ONNX and stage == TORCH:
             steps.append(Step("lower", origin=f"auto: before {p.name}"))
             stage = ONNX
-        steps.append(Step("pass", p, origin))
+        reg = registry.passes.get(p.name)
+        steps.append(Step("pass", p, origin, reg.provider if reg is not None and reg.obj is type(p) else "?"))
         if p.stage == ONNX:
             last_onnx = p.name
+        who = f"'{origin.split()[-1]}' ({p.name})" if origin.startswith("macro") else f"'{p.name}'"
+        states.update({state: who for state in p.makes})
         available = {a for a in available if a in p.preserves} | set(p.provides)
 
     for user_pass in resolve(registry, items):
@@ -108,6 +122,9 @@ def plan(registry: Registry, items: Iterable[str | PassSpec | Pass], start_stage
             add(p, origin)
     return steps
 
+
+#: How plan errors describe a model state.
+STATE_WORDS = {"bn_folded": "BatchNorm-folded", "fp16": "float16", "quantized": "already quantized (Q/DQ)"}
 
 StageCallback = Callable[[Step, PassResult, float], None]
 
@@ -126,12 +143,15 @@ def run(ir: ModelIR, steps: Sequence[Step], ctx: PassContext, on_pass: StageCall
         t0 = time.perf_counter()
         try:
             result = p(ir, ctx)
-        except Exception as e:
+        except (Exception, SystemExit) as e:  # a plugin's pass calling sys.exit is a failure, not an exit
             after = f" after [{', '.join(ctx.history)}]" if ctx.history else ""
             msg = str(e).splitlines()[0] if str(e) else type(e).__name__
             if not isinstance(e, YoloccError):
                 msg = f"{type(e).__name__}: {msg}"
-            raise PassError(f"pass '{p.name}' failed{after}: {msg}") from e
+            third_party = step.provider not in BUILTIN_MODULES
+            who = f" (plugin '{step.provider}')" if third_party else ""
+            raise PassError(f"pass '{p.name}'{who} failed{after}: {msg}", provider=step.provider,
+                            internal=not third_party and not isinstance(e, YoloccError)) from e
         elapsed = time.perf_counter() - t0
         log.info("pass %s: %s in %.2fs", p.name, "changed the model" if result.modified else "no change", elapsed)
         if ctx.hook is not None:

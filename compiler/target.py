@@ -39,6 +39,11 @@ class Placement:
     share_concat_ranges: bool = False
     #: Convolutions with fewer input channels than this (and their activation) stay float.
     float_below_channels: int = 0
+    #: Ops the runtime runs on quantized data by moving the dequantization through them (OpenVINO's
+    #: precision-preserving Concat, Split, MaxPool, nearest Resize, Reshape ...): their float inputs get
+    #: Q/DQ on one shared range (with ``share_concat_ranges``) and their outputs none; consumers read the
+    #: outputs as already quantized, so no requantization is inserted around them.
+    transparent_ops: tuple[str, ...] = ()
 
 
 @dataclass
@@ -81,6 +86,9 @@ class Target:
     default_emitter: ClassVar[str] = "onnx"
     #: The output suffix of ``default_emitter`` (for the default output name).
     default_suffix: ClassVar[str] = ".onnx"
+    #: Names of the frontend's canonical rewrites that make this target slower (``canonicalize`` skips
+    #: them), e.g. a rewrite tuned for another runtime's kernels.
+    skip_rewrites: ClassVar[frozenset[str]] = frozenset()
 
     def extra_float_nodes(self, graph: Any) -> set[str]:
         """Names of nodes (onnx-graphsurgeon graph) this target keeps float beyond the YOLO tail."""

@@ -125,7 +125,11 @@ def _load_array(path: Path, n: int, input_shape: Sequence[int]) -> np.ndarray:
             data = data[data.files[0]]
     except (OSError, ValueError) as e:
         raise UsageError(f"cannot read calibration file '{path}': {type(e).__name__}") from e
-    data = np.asarray(data, dtype=np.float32)
+    try:
+        data = np.asarray(data, dtype=np.float32)
+    except (TypeError, ValueError) as e:
+        raise UsageError(f"calibration array '{path}' does not hold numbers ({data.dtype}): "
+                         f"{str(e).splitlines()[0]}") from e
     want = tuple(int(d) for d in input_shape[1:])
     if data.ndim == len(want):
         data = data[None]

@@ -47,6 +47,8 @@ class Calibrate(Pass):
     name = "calibrate"
     stage = "onnx"
     provides = ("calibration",)
+    rejects = {"fp16": "int8 quantizes the float32 graph: choose one of int8 and fp16 (or put int8 first)",
+               "quantized": "quantize once (drop the second int8/qdq)"}
     params = (
         Param("method", "choice", "minmax", "range estimator", choices=METHODS),
         Param("n", "int", None, f"calibration images (default: --calib-n, else {DEFAULT_N})", low=1, high=100000),

@@ -20,7 +20,8 @@ class Canonicalize(Pass):
     provides = ("canonical",)
 
     def call(self, ir: ModelIR, ctx: PassContext) -> PassResult:
-        counts = (ctx.frontend or Frontend()).canonicalize(ir)
+        skip = ctx.target.skip_rewrites if ctx.target is not None else frozenset()
+        counts = (ctx.frontend or Frontend()).canonicalize(ir, skip)
         ir.analyses["canonical"] = True
         if counts:
             ir.invalidate()

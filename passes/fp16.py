@@ -13,6 +13,8 @@ class FP16(Pass):
 
     name = "fp16"
     stage = "onnx"
+    makes = ("fp16",)
+    rejects = {"quantized": "choose one of int8 and fp16"}
     params = (Param("keep_io", "bool", True, "keep the model's inputs and outputs in float32"),)
 
     def call(self, ir: ModelIR, ctx: PassContext) -> PassResult:

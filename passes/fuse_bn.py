@@ -33,6 +33,7 @@ class FuseBN(Pass):
     name = "fuse-bn"
     stage = "torch"
     preserves = ("canonical",)
+    makes = ("bn_folded",)
 
     def call(self, ir: ModelIR, ctx: PassContext) -> PassResult:
         root = ir.module

@@ -134,6 +134,7 @@ class Prune(Pass):
     requires = ("canonical",)
     preserves = ("canonical",)
     provides = ("pre_prune",)
+    rejects = {"bn_folded": "prune before folding BatchNorm (put 'prune' before 'fuse-bn' or 'int8')"}
     params = (
         Param("ratio", "float", 0.25, "fraction of channels removed per layer", low=0.0, high=1.0, high_open=True),
         Param("importance", "choice", "l2", "channel importance criterion", choices=("l1", "l2", "bn", "random")),
@@ -148,8 +149,6 @@ class Prune(Pass):
     )
 
     def call(self, ir: ModelIR, ctx: PassContext) -> PassResult:
-        import torch_pruning as tp
-
         a = self.args
         module = ir.module
         ratio_dict: dict[nn.Module, float] = {}

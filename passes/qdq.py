@@ -66,6 +66,9 @@ class QDQ(Pass):
     stage = "onnx"
     requires = ("calibration",)
     provides = ("quantized",)
+    makes = ("quantized",)
+    rejects = {"fp16": "int8 quantizes the float32 graph: choose one of int8 and fp16 (or put int8 first)",
+               "quantized": "quantize once (drop the second int8/qdq)"}
     params = (
         Param("exclude", "str", "", "node names/patterns kept float, separated by '|' (e.g. '/model.0/*')"),
         Param("keep_tail_float", "bool", True, "keep the output tail (YOLO decode, DFL, concat, sigmoid) float"),
@@ -104,15 +107,18 @@ class QDQ(Pass):
         float_nodes = output_tail(graph, self.args["float_head_convs"]) if self.args["keep_tail_float"] else set()
         thin = (thin_convs(graph, placement.float_below_channels) | target.extra_float_nodes(graph)) - float_nodes
         float_nodes |= thin | extra_float
-        candidates = [n for n in graph.nodes if n.op in placement.input_ops or n.op in placement.passthrough_ops]
+        transparent = placement.transparent_ops
+        candidates = [n for n in graph.nodes
+                      if n.op in placement.input_ops or n.op in placement.passthrough_ops or n.op in transparent]
         quant = [n for n in candidates if n.name not in float_nodes and not matches(n.name, patterns)]
         if not quant:
             raise UsageError(f"qdq: every one of the {len(candidates)} quantizable layers is excluded; "
                              f"nothing to quantize (check exclude=)")
         if placement.share_concat_ranges:
-            _share_concat_ranges(quant, calib)
+            _share_concat_ranges(quant, calib, transparent)
         missing: list[str] = []
         qdq_of: dict[str, gs.Variable] = {}
+        grid: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # scale and zero point of each dequantized tensor
 
         def act(t: gs.Tensor, like: gs.Variable | None = None) -> gs.Variable | None:
             """The dequantized twin of activation ``t`` (inserting Q/DQ once per tensor); ``like``
@@ -124,14 +130,15 @@ class QDQ(Pass):
             if any(id(t) == id(dq) for dq in qdq_of.values()):
                 return t  # already the output of an inserted DequantizeLinear
             if like is not None:
-                dq = like.inputs[0]
-                scale, zp = dq.inputs[1].values, dq.inputs[2].values
+                scale, zp = grid[like.name]
             elif t.name in calib:
                 scale, zp = activation_qparams(*calib[t.name], scheme.activation_dtype, scheme.activation_symmetric)
             else:
                 missing.append(t.name)
                 return None
-            return _insert_qdq(graph, t, scale, zp, qdq_of)
+            dq = _insert_qdq(graph, t, scale, zp, qdq_of)
+            grid[dq.name] = grid[t.name] = (scale, zp)
+            return dq
 
         n_weights = 0
         for node in quant:
@@ -139,8 +146,20 @@ class QDQ(Pass):
                 x_dq = act(node.inputs[0])
                 if x_dq is None:
                     continue
-                _quantize_weights(graph, node, x_dq, scheme.quantize_bias)
+                _quantize_weights(graph, node, float(grid[x_dq.name][0]), scheme.quantize_bias)
                 n_weights += 1
+            elif node.op in transparent:
+                # The runtime moves the dequantization through this op: quantize its inputs (one shared
+                # range) and let consumers read its outputs as dequantized, with no Q/DQ of their own.
+                ins = [act(t) for t in node.inputs
+                       if isinstance(t, gs.Variable) and t.name and t.dtype in (np.float32, None)]
+                grids = [grid.get(t.name) if t is not None else None for t in ins]
+                if ins and all(g is not None for g in grids) and all(
+                        np.array_equal(g[0], grids[0][0]) and np.array_equal(g[1], grids[0][1]) for g in grids):
+                    for t in node.outputs:
+                        qdq_of[t.name] = t
+                        grid[t.name] = grids[0]
+                continue
             elif node.op in placement.passthrough_ops:
                 x_dq = act(node.inputs[0])
                 if x_dq is not None:
@@ -165,15 +184,17 @@ class QDQ(Pass):
         if missing:
             diagnostics.append(f"{len(missing)} tensors had no calibration range and stay float (first: {missing[0]})")
         facts = {"target": target.name, "quantized_nodes": len(quant), "weights": n_weights,
-                 "activations": len(qdq_of), "float_tail_nodes": len(float_nodes - thin - extra_float),
+                 "activations": sum(1 for k, v in qdq_of.items() if v.name != k),
+                 "float_tail_nodes": len(float_nodes - thin - extra_float),
                  "float_thin_conv_nodes": len(thin),
                  "excluded_by_pattern": sum(1 for n in candidates if matches(n.name, patterns)), **check.facts}
         return model, facts, diagnostics + check.problems
 
 
-def _share_concat_ranges(nodes, calib: dict) -> None:
+def _share_concat_ranges(nodes, calib: dict, transparent: tuple[str, ...] = ()) -> None:
     """Give a Concat's inputs and output one range (their union), so the concatenation needs no
-    requantization. Tensors linked through several concats end up in one group."""
+    requantization; likewise the inputs and outputs of ``transparent`` ops. Tensors linked through
+    several of them end up in one group."""
     parent: dict[str, str] = {}
 
     def find(x: str) -> str:
@@ -182,7 +203,7 @@ def _share_concat_ranges(nodes, calib: dict) -> None:
         return x
 
     for node in nodes:
-        if node.op != "Concat":
+        if node.op != "Concat" and node.op not in transparent:
             continue
         names = [t.name for t in list(node.inputs) + list(node.outputs) if isinstance(t, gs.Variable) and t.name in calib]
         for other in names[1:]:
@@ -216,13 +237,12 @@ def _insert_qdq(graph: gs.Graph, t: gs.Variable, scale: np.ndarray, zp: np.ndarr
     return dq_out
 
 
-def _quantize_weights(graph: gs.Graph, node: gs.Node, x_dq: gs.Variable, quantize_bias: bool) -> None:
+def _quantize_weights(graph: gs.Graph, node: gs.Node, x_scale: float, quantize_bias: bool) -> None:
     """int8 per-channel weights (and, if asked, int32 bias for Conv/Gemm) behind DequantizeLinear."""
     w = node.inputs[1]
     axis = _weight_axis(node)
     w_values = np.asarray(w.values, np.float32)
     bias = node.inputs[2] if len(node.inputs) > 2 and isinstance(node.inputs[2], gs.Constant) else None
-    x_scale = float(x_dq.inputs[0].inputs[1].values)
     need = None
     if quantize_bias and bias is not None:
         # int32 bias uses scale x_scale * w_scale: widen a channel's weight scale where its bias

@@ -219,6 +219,7 @@ class Sensitivity(Pass):
     stage = "torch"
     requires = ("canonical",)
     provides = ("sensitivity",)
+    rejects = {"bn_folded": "measure sensitivity before folding BatchNorm (before 'fuse-bn')"}
     preserves = ("canonical",)
     params = (
         Param("n", "int", DEFAULT_IMAGES, "calibration images the proxy is measured on", low=1, high=10000),

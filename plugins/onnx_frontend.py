@@ -37,4 +37,17 @@ class OnnxFrontend(Frontend):
         ir = ModelIR(source=str(p), task=task, input=InputSpec(inp.name, shape),
                      output_names=[o.name for o in proto.graph.output], onnx_model=proto)
         ir.meta["onnx_metadata"] = meta
+        ir.meta["states"] = input_states(proto)
         return ir
+
+
+def input_states(proto) -> dict[str, str]:
+    """What the planner must know about an ONNX input: already quantized, or float16."""
+    import onnx
+
+    states = {}
+    if any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in proto.graph.node):
+        states["quantized"] = "the input model"
+    if any(t.data_type == onnx.TensorProto.FLOAT16 for t in proto.graph.initializer):
+        states["fp16"] = "the input model"
+    return states

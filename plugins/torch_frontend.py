@@ -23,7 +23,7 @@ class TorchFrontend(Frontend):
         source = "<module>"
         if is_torch_path(model):
             source = str(model)
-            model = read_torch_file(model)
+            model = read_torch_file(model, bool(options.get("trust_model")))
             if not isinstance(model, nn.Module):
                 raise UsageError(f"'{source}' holds a {type(model).__name__}, not a model: save the whole "
                                  f"module with torch.save(model, path) (a state_dict has no architecture)")

@@ -131,12 +131,41 @@ REWRITES = [("C2f->C2fSplit", _is_splittable_c2f, C2fSplit), ("DFL->DFLLastAxis"
 
 
 
-def canonicalize(module: nn.Module) -> dict[str, int]:
-    """Apply every rewrite in place; return how often each rule fired."""
+def canonicalize(module: nn.Module, skip: frozenset[str] = frozenset()) -> dict[str, int]:
+    """Apply every rewrite not named in ``skip`` in place; return how often each rule fired."""
     counts: dict[str, int] = {}
     for qualname, sub in list(module.named_modules()):
         for rule, match, rewrite in REWRITES:
-            if qualname and match(sub):
+            if qualname and rule not in skip and match(sub):
                 replace_module(module, qualname, rewrite(sub))
                 counts[rule] = counts.get(rule, 0) + 1
     return counts
+
+
+def _fused_classes() -> dict[type, type]:
+    """Ultralytics conv blocks -> subclasses whose ``forward`` is their BN-free ``forward_fuse``."""
+    from ultralytics.nn.modules.conv import Conv, DWConv
+
+    return {Conv: FusedConv, DWConv: FusedDWConv} if FusedConv is not None else {}
+
+
+def fused_class(cls: type) -> type | None:
+    return _fused_classes().get(cls)
+
+
+try:  # defined at import so that checkpoints name an importable class
+    from ultralytics.nn.modules.conv import Conv as _Conv, DWConv as _DWConv
+
+    class FusedConv(_Conv):
+        """Ultralytics' Conv with its BatchNorm folded into the convolution."""
+
+        def forward(self, x):
+            return self.forward_fuse(x)
+
+    class FusedDWConv(_DWConv):
+        """Ultralytics' DWConv with its BatchNorm folded into the convolution."""
+
+        def forward(self, x):
+            return self.forward_fuse(x)
+except ImportError:  # Ultralytics not installed: no Ultralytics models to fuse either
+    FusedConv = FusedDWConv = None

@@ -59,7 +59,7 @@ class UltralyticsFrontend(Frontend):
             if suffix in YAML_SUFFIXES:
                 return self._from_yaml(str(model), imgsz)
             if is_torch_path(model):
-                obj = read_torch_file(model)
+                obj = read_torch_file(model, bool(options.get("trust_model")))
                 return self._from_checkpoint(obj, str(model), imgsz)
             return None
         if type(model).__name__ == "YOLO" and hasattr(model, "model"):
@@ -91,10 +91,10 @@ class UltralyticsFrontend(Frontend):
         boxed = LetterBox((imgsz, imgsz), auto=False, stride=32)(image=image)
         return np.ascontiguousarray(boxed[..., ::-1].transpose(2, 0, 1)).astype(np.float32) / 255.0
 
-    def canonicalize(self, ir: ModelIR) -> dict[str, int]:
+    def canonicalize(self, ir: ModelIR, skip: frozenset[str] = frozenset()) -> dict[str, int]:
         from .ultralytics_canonical import canonicalize
 
-        return canonicalize(ir.module)
+        return canonicalize(ir.module, skip)
 
     def layers(self, ir: ModelIR):
         return list(ir.module.model)
@@ -110,12 +110,20 @@ class UltralyticsFrontend(Frontend):
         return HeadParts(index=index, module=head, branches=branches, keep=keep)
 
     def adopt_fused_conv(self, parent, conv_attr: str, bn_attr: str, fused) -> bool:
-        """Ultralytics' Conv: its fused form has no ``bn`` and runs ``forward_fuse``."""
+        """Ultralytics' Conv: its fused form has no ``bn`` and runs ``forward_fuse``. The module becomes
+        a ``FusedConv`` (a class, so the saved checkpoint loads with the safe unpickler; Ultralytics'
+        own ``fuse()`` assigns a bound method, which only a full pickle can restore)."""
+        from .ultralytics_canonical import fused_class
+
         if not (hasattr(parent, "forward_fuse") and (conv_attr, bn_attr) == ("conv", "bn")):
             return False
         parent.conv = fused
         delattr(parent, "bn")
-        parent.forward = parent.forward_fuse
+        cls = fused_class(type(parent))
+        if cls is not None:
+            parent.__class__ = cls
+        else:
+            parent.forward = parent.forward_fuse
         return True
 
     def check_train(self, ir: ModelIR, distill: bool) -> None:

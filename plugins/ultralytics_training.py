@@ -94,7 +94,7 @@ def _trainer_output():
     handlers = [h for h in logging.getLogger("ultralytics").handlers if isinstance(h, logging.StreamHandler)]
     old = [h.setStream(sink) for h in handlers]
     try:
-        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+        with contextlib.redirect_stdout(sink):  # its progress bars write to stdout
             yield
     finally:
         for h, stream in zip(handlers, old):

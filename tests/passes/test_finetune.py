@@ -66,7 +66,7 @@ def test_needs_data(compiler, tmp_path):
 def test_needs_ultralytics_model(compiler, tmp_path, cnn_path):
     (tmp_path / "d.yaml").write_text("train: x\nval: x\nnames: {0: a}\n")
     with pytest.raises(PassError, match="frontend cannot train models"):
-        compiler.compile(cnn_path, ["finetune"], tmp_path / "x.onnx", imgsz=64, data=str(tmp_path / "d.yaml"))
+        compiler.compile(cnn_path, ["finetune"], tmp_path / "x.onnx", imgsz=64, trust_model=True, data=str(tmp_path / "d.yaml"))
 
 
 @pytest.mark.slow

@@ -19,7 +19,7 @@ def test_mixed_precision_leaves_named_layers_float(compiler, cnn_path, calib_dir
     fake_metric(TorchFrontend, monkeypatch)
     out = tmp_path / "m.onnx"
     result = compiler.compile(str(cnn_path), ["int8:max_drop=1.5"], out, imgsz=32, calib=str(calib_dir),
-                              data=str(calib_dir), latency_runs=2, cache_dir=str(tmp_path / "cache"))
+                              data=str(calib_dir), latency_runs=2, cache_dir=str(tmp_path / "cache"), trust_model=True)
     qdq = next(s for s in result.report.stages if s.name == "qdq")
     mp = qdq.changes["mixed_precision"]
     assert mp["met"] and mp["steps"][0]["drop_pts"] > 1.5 and mp["steps"][-1]["drop_pts"] <= 1.5
@@ -36,6 +36,6 @@ def test_within_budget_from_the_start_keeps_everything_int8(compiler, cnn_path, 
     fake_metric(TorchFrontend, monkeypatch)
     result = compiler.compile(str(cnn_path), ["int8:max_drop=50"], tmp_path / "m.onnx", imgsz=32,
                               calib=str(calib_dir), data=str(calib_dir), latency_runs=2,
-                              cache_dir=str(tmp_path / "cache"))
+                              cache_dir=str(tmp_path / "cache"), trust_model=True)
     mp = next(s for s in result.report.stages if s.name == "qdq").changes["mixed_precision"]
     assert mp["met"] and mp["float_layers"] == [] and len(mp["steps"]) == 1

@@ -71,7 +71,7 @@ def test_plain_torch_model_reloads(compiler, tmp_path, cnn_path):
     import torch
 
     out = tmp_path / "pruned_cnn.pt"
-    compiler.compile(cnn_path, ["prune:0.5"], out, imgsz=64, measure=False)
+    compiler.compile(cnn_path, ["prune:0.5"], out, imgsz=64, measure=False, trust_model=True)
     model = torch.load(out, weights_only=False)
     assert model(torch.rand(1, 3, 64, 64)).shape == (1, 10)
     assert model.stem[0].out_channels == 16

@@ -110,7 +110,7 @@ def test_registry_has_emitter_and_target_from_plugin():
 
 def test_cli_compile_reaches_requested_sparsity(cli, cnn_path, tmp_path):
     out, rj = tmp_path / "out.onnx", tmp_path / "r.json"
-    code, _, err = cli(cnn_path, "--imgsz", IMGSZ, "-p", "sparsify:0.5", "-o", out, "--report", rj,
+    code, _, err = cli(cnn_path, "--trust-model", "--imgsz", IMGSZ, "-p", "sparsify:0.5", "-o", out, "--report", rj,
                        "--no-measure")
     assert code == 0, err
     report = json.loads(rj.read_text())
@@ -159,7 +159,8 @@ def test_python_api_with_string_and_pass_object(tmp_path):
                                            ("sparsify:-0.1", "ratio must be >= 0.0"),
                                            ("sparsify:min_size=x", "min_size must be an integer")])
 def test_bad_arguments_are_usage_errors(cli, cnn_path, tmp_path, spec, message):
-    code, _, err = cli(cnn_path, "--imgsz", IMGSZ, "-p", spec, "-o", tmp_path / "x.onnx", "--no-measure")
+    code, _, err = cli(cnn_path, "--trust-model", "--imgsz", IMGSZ, "-p", spec, "-o", tmp_path / "x.onnx",
+                       "--no-measure")
     assert code == 2 and message in err and "Traceback" not in err
 
 
@@ -186,14 +187,64 @@ def test_onnx_gz_emitter_writes_loadable_deterministic_gzip(tmp_path):
 
 
 def test_gz_output_that_is_not_onnx_gz_is_refused(cli, cnn_path, tmp_path):
-    code, _, err = cli(cnn_path, "--imgsz", IMGSZ, "-o", tmp_path / "model.gz", "--no-measure")
+    code, _, err = cli(cnn_path, "--trust-model", "--imgsz", IMGSZ, "-o", tmp_path / "model.gz", "--no-measure")
     assert code == 2 and "no emitter writes '.gz'" in err and not (tmp_path / "model.gz").exists()
 
 
-def test_example_edge_target_is_selectable(cli, cnn_path, tmp_path):
-    code, _, err = cli(cnn_path, "--imgsz", IMGSZ, "-p", "sparsify", "--target", "example-edge",
-                       "-o", tmp_path / "e.onnx", "--no-measure")
-    assert code == 0, err
+def _qdq_facts(model: onnx.ModelProto) -> dict:
+    """What a Q/DQ graph quantized: activation zero-point dtypes, the ops whose outputs are quantized,
+    the ops fed by a dequantized activation, and the Conv/Gemm layers whose weights are int8."""
+    producer = {o: n for n in model.graph.node for o in n.output}
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    quant = [n for n in model.graph.node if n.op_type == "QuantizeLinear"]
+    act_dq = {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in
+              {q.output[0] for q in quant}}
+    fed = {n.op_type for n in model.graph.node if any(i in act_dq for i in n.input)}
+    int8 = [n.name for n in model.graph.node if n.op_type in ("Conv", "Gemm") and n.input[1] in producer
+            and producer[n.input[1]].op_type == "DequantizeLinear"]
+    layers = [n.name for n in model.graph.node if n.op_type in ("Conv", "Gemm")]
+    return {"zp": {(inits[q.input[2]].dtype.name, bool(inits[q.input[2]].any())) for q in quant},
+            "after": {producer[q.input[0]].op_type for q in quant if q.input[0] in producer},
+            "fed": fed, "int8": int8, "layers": layers}
+
+
+def test_example_edge_target_places_its_own_qdq_and_verifies(cli, cnn_path, tmp_path):
+    calib = tmp_path / "calib.npy"
+    np.save(calib, np.random.default_rng(0).random((4, 3, IMGSZ, IMGSZ), dtype=np.float32))
+    graphs, reports = {}, {}
+    for target in ("example-edge", "ort-cpu"):
+        out, rj = tmp_path / f"{target}.onnx", tmp_path / f"{target}.json"
+        code, _, err = cli(cnn_path, "--trust-model", "--imgsz", IMGSZ, "-p", "int8", "--calib", calib,
+                           "--target", target, "-o", out, "--report", rj, "--no-measure")
+        assert code == 0, err
+        graphs[target], reports[target] = _qdq_facts(onnx.load(str(out))), json.loads(rj.read_text())
+    edge, ort_cpu = graphs["example-edge"], graphs["ort-cpu"]
+    # Its scheme: symmetric int8 activations (zero point 0), where ort-cpu uses asymmetric uint8.
+    assert edge["zp"] == {("int8", False)} and ("uint8", True) in ort_cpu["zp"]
+    # Its placement: Q/DQ only on the inputs of Conv/Gemm, so the residual Add's output stays float
+    # (ort-cpu quantizes it, and the outputs of the convs, for its integer kernels).
+    assert "Conv" in edge["fed"] and edge["after"] == {"Relu"} and {"Add", "Conv"} <= ort_cpu["after"]
+    # Its own rule: the first and the last weighted layer (stem conv, Gemm head) stay float.
+    layers = edge["layers"]
+    assert len(layers) == 5 and edge["int8"] == layers[1:-1] and layers[-1] in ort_cpu["int8"]
+    # Its verify: facts in the report, no rule violations.
+    qdq = reports["example-edge"]["stages"][-1]
+    assert qdq["name"] == "qdq" and qdq["changes"]["target"] == "example-edge"
+    assert qdq["changes"]["edge_int8_layers"] == 3 and qdq["changes"]["edge_float_layers"] == [layers[0], layers[-1]]
+    assert qdq["diagnostics"] == [] and "edge_int8_layers" not in reports["ort-cpu"]["stages"][-1]["changes"]
+
+
+def test_example_edge_verify_reports_violations(tmp_path):
+    from yolocc.compiler.api import compile_model
+
+    out = tmp_path / "ort.onnx"
+    calib = tmp_path / "calib.npy"
+    np.save(calib, np.random.default_rng(0).random((4, 3, IMGSZ, IMGSZ), dtype=np.float32))
+    compile_model(small_cnn(), ["int8"], out, imgsz=IMGSZ, calib=str(calib), target="ort-cpu", measure=False)
+    check = _plugin().ExampleEdgeTarget().verify(onnx.load(str(out)))  # an ort-cpu graph breaks its rules
+    assert any("symmetric int8" in p for p in check.problems)
+    assert any("only float ops" in p for p in check.problems)  # e.g. the quantized output of the Gemm head
+    assert check.facts["edge_int8_layers"] == len(_qdq_facts(onnx.load(str(out)))["int8"])
 
 
 def test_disable_env_removes_the_plugin(cli, cnn_path, tmp_path, monkeypatch):
@@ -201,7 +252,8 @@ def test_disable_env_removes_the_plugin(cli, cnn_path, tmp_path, monkeypatch):
     code, out, _ = cli("passes", "--json")
     names = {p["name"] for p in json.loads(out)["passes"]}
     assert code == 0 and "sparsify" not in names and "prune" in names
-    code, _, err = cli(cnn_path, "--imgsz", IMGSZ, "-p", "sparsify", "-o", tmp_path / "x.onnx", "--no-measure")
+    code, _, err = cli(cnn_path, "--trust-model", "--imgsz", IMGSZ, "-p", "sparsify", "-o", tmp_path / "x.onnx",
+                       "--no-measure")
     assert code == 2 and "unknown pass 'sparsify'" in err
     from yolocc.compiler.registry import build_registry, get_plugin_manager
 

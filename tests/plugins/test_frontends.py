@@ -35,7 +35,7 @@ def test_imgsz_from_checkpoint_then_default(compiler, tmp_path):
 
 
 def test_plain_torch_pickle(compiler, cnn_path):
-    ir = compiler.load(cnn_path, 64)
+    ir = compiler.load(cnn_path, 64, trust_model=True)
     assert (ir.frontend, ir.task, ir.input.shape, ir.output_names) == ("torch", "generic", (1, 3, 64, 64), ["output0"])
 
 

@@ -1,4 +1,5 @@
-"""The yolocc-sparsify plugin: a ``sparsify`` pass, an ``onnx-gz`` emitter and an ``example-edge`` target.
+"""The yolocc-sparsify plugin: a ``sparsify`` pass, an ``onnx-gz`` emitter and an ``example-edge`` target
+(its own quantization scheme, Q/DQ placement rule and ``verify``; no change to yolocc itself).
 
 Exposed under the ``yolocc`` entry-point group as ``sparsify`` (see ``pyproject.toml``), so yolocc
 lists its pass with provider ``sparsify`` and ``YOLOCC_DISABLE_PLUGINS=sparsify`` turns it off.
@@ -17,8 +18,8 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from yolocc.compiler.plugin_api import (Emitter, ExportError, ModelIR, Param, Pass, PassContext, PassResult, Target,
-                                        hookimpl, write_atomic)
+from yolocc.compiler.plugin_api import (Emitter, ExportError, ModelIR, Param, Pass, PassContext, PassResult, Placement,
+                                        QuantScheme, Target, Verification, hookimpl, write_atomic)
 
 #: ONNX ops whose second input is a weight tensor we may sparsify.
 WEIGHT_OPS = ("Conv", "Gemm")
@@ -141,11 +142,59 @@ class OnnxGzEmitter(Emitter):
 
 
 # ------------------------------------------------------------------------------------- target
+#: The weighted ops this example accelerator runs in int8.
+EDGE_OPS = ("Conv", "Gemm")
+
+
+def weighted_layers(names_and_ops) -> list[str]:
+    """Names of the Conv/Gemm layers, in graph order, from ``(name, op)`` pairs."""
+    return [name for name, op in names_and_ops if op in EDGE_OPS]
+
+
 class ExampleEdgeTarget(Target):
-    """A placeholder execution target, to show target registration."""
+    """An example edge accelerator: symmetric int8 (zero point 0) on the inputs of Conv and Gemm
+    only, everything between them (Add, ReLU, pooling ...) in float on dequantized values, and its
+    own placement rule: the first and the last weighted layer stay float, as many small accelerators
+    require (the input layer sees raw pixels, the last one produces the scores). ``verify`` checks
+    the finished Q/DQ graph against those rules (symmetric int8, every quantized tensor read by a
+    Conv/Gemm, first and last layer float) and reports what it found. The whole target is this class."""
 
     name = "example-edge"
-    doc = "example edge device (from the yolocc-sparsify example plugin): float ONNX, sparse weights"
+    doc = ("example edge accelerator (yolocc-sparsify): symmetric int8 on Conv/Gemm inputs only, "
+           "first and last weighted layers float")
+    scheme = QuantScheme(activation_dtype="int8", activation_symmetric=True, quantize_bias=False)
+    placement = Placement(input_ops=EDGE_OPS)
+
+    def extra_float_nodes(self, graph) -> set[str]:
+        """The first and the last Conv/Gemm of the graph (an onnx-graphsurgeon graph) stay float."""
+        layers = weighted_layers((node.name, node.op) for node in graph.nodes)
+        return {layers[0], layers[-1]} if layers else set()
+
+    def verify(self, model: onnx.ModelProto) -> Verification:
+        nodes = list(model.graph.node)
+        inits = {t.name: t for t in model.graph.initializer}
+        producer = {out: n for n in nodes for out in n.output}
+        consumers: dict[str, list[onnx.NodeProto]] = {}
+        for n in nodes:
+            for name in n.input:
+                consumers.setdefault(name, []).append(n)
+        layers = weighted_layers((n.name, n.op_type) for n in nodes)
+        by_name = {n.name: n for n in nodes}
+        int8 = [name for name in layers if by_name[name].input[1] in producer
+                and producer[by_name[name].input[1]].op_type == "DequantizeLinear"]
+        problems = []
+        for q in (n for n in nodes if n.op_type == "QuantizeLinear"):
+            zp = numpy_helper.to_array(inits[q.input[2]]) if len(q.input) > 2 and q.input[2] in inits else None
+            if zp is None or zp.dtype != np.int8 or zp.any():
+                problems.append(f"'{q.name}': activations must be symmetric int8 (zero point 0)")
+            readers = [c for dq in consumers.get(q.output[0], []) for c in consumers.get(dq.output[0], [])]
+            if not any(c.op_type in EDGE_OPS for c in readers):
+                problems.append(f"'{q.name}' quantizes a tensor that only float ops read")
+        if layers and set(int8) & {layers[0], layers[-1]}:
+            problems.append("the first and last weighted layers must stay float")
+        return Verification(facts={"edge_int8_layers": len(int8),
+                                   "edge_float_layers": [name for name in layers if name not in int8]},
+                            problems=problems[:5])
 
 
 # -------------------------------------------------------------------------------------- hooks

@@ -1,0 +1,177 @@
+"""The ``openvino`` target: Q/DQ placed the way OpenVINO's CPU plugin turns it into int8 kernels,
+measured (latency, fidelity, accuracy) with the OpenVINO runtime itself.
+
+Why its own placement: OpenVINO reads each Q/DQ pair as a FakeQuantize, and its low-precision
+transformations run an op in int8 only where a FakeQuantize feeds it; the conv's bias, SiLU and the
+next layer's FakeQuantize are then fused into the conv as post-ops, so the conv writes u8 directly.
+That is NNCF's placement for CPU (``nncf/common/hardware/setups/cpu.py`` and its quantizer
+propagation): quantizers on the *inputs* of Convolution/MatMul and of residual Add;
+none on outputs, none inside the SiLU (Sigmoid/Multiply stay float and fuse); data-movement ops
+(Split, MaxPool, nearest Interpolate, Reshape ...) carry their input's scale through so they run in
+u8; the inputs of a Concat share one scale (NNCF's "unified scales"), so the Concat runs in u8
+without requantizing. Both are ``Placement.transparent_ops``.
+For YOLO, NNCF keeps the head decode, Sigmoid and DFL float and quantizes the head convs; ``qdq``'s
+float tail does exactly that. Unlike NNCF, the 3-channel stem conv stays float (``STEM_CHANNELS``).
+Activations are U8 asymmetric, weights S8 symmetric per channel (NNCF's MIXED preset); biases stay
+float (OpenVINO adds them in the fused post-op).
+
+``verify`` compiles the graph for the CPU and reads the runtime model: which ops run in int8
+(``runtimePrecision``), which Q/DQ convs OpenVINO left in float, and how many quantize steps were
+not fused into a neighbour (each one costs a pass over the tensor).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from yolocc.compiler.errors import UsageError
+from yolocc.compiler.target import Placement, QuantScheme, Runtime, Target, Verification
+
+from .openvino_emitter import SUFFIX, openvino_missing, require_openvino, write_ir_folder
+
+#: Runtime layer types whose precision says whether the model's compute runs in int8.
+INT8_PRECISIONS = ("u8", "i8")
+COMPUTE_LAYERS = ("Convolution", "FullyConnected", "MatMul", "Eltwise", "Pooling", "Concatenation",
+                  "Interpolate", "Split")
+#: Runtime layer types that carry the ONNX Conv/Gemm/MatMul weights.
+WEIGHTED_LAYERS = ("Convolution", "FullyConnected", "MatMul")
+
+
+def compile_cpu(ov, model, threads: int = 0, core=None):
+    """A CPU compiled model for one synchronous stream: the latency configuration, float32 wherever
+    the graph is float (no bf16/f16 downcast on CPUs that have it), ``threads`` inference threads."""
+    config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1,
+                              "INFERENCE_PRECISION_HINT": ov.Type.f32}
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = int(threads)
+    return (core or ov.Core()).compile_model(model, "CPU", config)
+
+
+#: OpenVINO's precision-preserving ops: its low-precision transformations move a dequantization
+#: through them, so they run on u8 data and need no Q/DQ of their own.
+TRANSPARENT_OPS = ("Concat", "Split", "MaxPool", "Resize", "Reshape", "Transpose", "Slice", "Flatten", "Squeeze",
+                   "Unsqueeze")
+#: Ops whose float inputs get Q/DQ (NNCF's quantizable CPU ops that occur in CNNs; Multiply and Sigmoid
+#: are left out so that SiLU stays one fused float activation).
+INPUT_OPS = ("Conv", "Gemm", "MatMul", "Add", "AveragePool", "GlobalAveragePool")
+#: The RGB stem (fewer input channels than this) stays float. Its u8 input spans the full 0-255 range,
+#: where CPUs without VNNI (AVX2's vpmaddubsw) saturate int16 pair sums; NNCF's default overflow fix
+#: narrows the first layer's weights for the same reason (README: the float stem costs no latency).
+STEM_CHANNELS = 4
+
+
+def openvino_placement() -> Placement:
+    """NNCF's CPU placement in Q/DQ terms: Q/DQ on the inputs of weighted ops and residual Adds, the
+    dequantization moved through data-movement ops (``transparent_ops``, ranges shared across them)."""
+    return Placement(input_ops=INPUT_OPS, share_concat_ranges=True, transparent_ops=TRANSPARENT_OPS,
+                     float_below_channels=STEM_CHANNELS)
+
+
+class OpenVinoSession:
+    """One compiled model and its infer request behind the ``Session`` protocol."""
+
+    def __init__(self, ov, core, model_bytes: bytes, threads: int = 0):
+        self.compiled = compile_cpu(ov, core.read_model(model_bytes), threads, core)
+        self.request = self.compiled.create_infer_request()
+        self._outputs = [o.get_any_name() for o in self.compiled.outputs]
+        self._dtype = np.float16 if self.compiled.inputs[0].get_element_type() == ov.Type.f16 else np.float32
+
+    def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        result = self.request.infer({0: np.ascontiguousarray(x, dtype=self._dtype)})
+        # The request reuses its output buffers: copy before the next call overwrites them.
+        return {n: np.array(result[i], dtype=np.float32, copy=True) for i, n in enumerate(self._outputs)}
+
+
+class OpenVinoRuntime(Runtime):
+    name = "OpenVINO CPU"
+
+    def __init__(self):
+        self.ov = require_openvino("--target openvino")
+        self.core = self.ov.Core()
+
+    def load(self, model_bytes: bytes, threads: int = 0) -> OpenVinoSession:
+        return OpenVinoSession(self.ov, self.core, model_bytes, threads)
+
+    def describe(self) -> dict[str, Any]:
+        return {"runtime": self.name, "version": self.ov.__version__}
+
+    def write_for_eval(self, onnx_bytes: bytes, folder: Path, ir: Any = None) -> Path:
+        """The IR folder Ultralytics' validator loads, so accuracy is measured on OpenVINO."""
+        out = Path(folder) / f"model{SUFFIX}"
+        write_ir_folder(onnx_bytes, out)
+        return out
+
+
+class OpenVinoTarget(Target):
+    name = "openvino"
+    doc = ("OpenVINO CPU, NNCF-style placement: U8 activations, S8 per-channel weights, Q/DQ on the inputs of "
+           "Conv/MatMul/Add, Concat and data movement on shared scales, SiLU fused, RGB stem float; "
+           "measured on OpenVINO")
+    scheme = QuantScheme(activation_dtype="uint8", activation_symmetric=False, quantize_bias=False)
+    placement = openvino_placement()
+    default_emitter = "openvino"
+    default_suffix = SUFFIX
+    #: Frontend rewrites this target runs slower with: Ultralytics' DFL with its softmax on the last
+    #: axis helps onnxruntime, but OpenVINO runs its own DFL (softmax on axis 1, then a 1x1 conv) faster.
+    skip_rewrites = frozenset({"DFL->DFLLastAxis"})
+
+    def available(self) -> str | None:
+        """None when the target can run here; otherwise one line saying what to install."""
+        missing = openvino_missing()
+        return None if missing is None else f"--target openvino needs OpenVINO: {missing}"
+
+    def runtime(self) -> OpenVinoRuntime:
+        missing = self.available()
+        if missing is not None:
+            raise UsageError(missing)
+        return OpenVinoRuntime()
+
+    def verify(self, model) -> Verification:
+        """Compile ``model`` (a Q/DQ ``onnx.ModelProto``) for the CPU and report what runs in int8."""
+        missing = self.available()
+        if missing is not None:
+            return Verification(problems=[missing])
+        ov = require_openvino("verifying --target openvino")
+        core = ov.Core()
+        compiled = compile_cpu(ov, core.read_model(model.SerializeToString()), threads=1, core=core)
+        return runtime_facts(model, compiled.get_runtime_model())
+
+
+def runtime_facts(onnx_model, runtime_model) -> Verification:
+    """Facts from OpenVINO's runtime (executable) model: per layer type, how many run in int8; the
+    Q/DQ weighted layers (Conv/Gemm/MatMul) OpenVINO still runs in float; quantize steps left unfused."""
+    quantized = _qdq_layers(onnx_model)
+    precision: dict[str, dict[str, int]] = {}
+    int8_layers: set[str] = set()
+    standalone_quantize = 0
+    for op in runtime_model.get_ordered_ops():
+        rt = op.get_rt_info()
+        layer = rt["layerType"].astype(str) if "layerType" in rt else op.get_type_name()
+        prec = rt["runtimePrecision"].astype(str) if "runtimePrecision" in rt else "?"
+        originals = rt["originalLayersNames"].astype(str).split(",") if "originalLayersNames" in rt else []
+        if layer in COMPUTE_LAYERS:
+            counts = precision.setdefault(layer, {})
+            counts[prec] = counts.get(prec, 0) + 1
+        if layer in WEIGHTED_LAYERS and prec in INT8_PRECISIONS:
+            # OpenVINO splits a layer with a bias into "NAME/WithoutBiases..." and an Add named NAME.
+            int8_layers.update(n for n in (o.split("/WithoutBiases")[0] for o in originals) if n in quantized)
+        elif layer == "Subgraph" and any("QuantizeLinear" in n for n in originals):
+            standalone_quantize += 1  # a quantize (or requantize) that no conv/eltwise absorbed
+    missed = sorted(quantized - int8_layers)
+    facts = {"openvino_int8_layers": f"{len(int8_layers)}/{len(quantized)}",
+             "openvino_runtime_precision": {k: dict(sorted(v.items())) for k, v in sorted(precision.items())},
+             "openvino_unfused_quantize": standalone_quantize}
+    problems = [f"OpenVINO runs the Q/DQ layer '{n}' in float" for n in missed[:5]]
+    if len(missed) > 5:
+        problems.append(f"... and {len(missed) - 5} more Q/DQ layers in float")
+    return Verification(facts=facts, problems=problems)
+
+
+def _qdq_layers(onnx_model) -> set[str]:
+    """Names of the ONNX Conv/Gemm/MatMul nodes whose weight comes from a DequantizeLinear."""
+    dq_outputs = {n.output[0] for n in onnx_model.graph.node if n.op_type == "DequantizeLinear"}
+    return {n.name for n in onnx_model.graph.node
+            if n.op_type in ("Conv", "Gemm", "MatMul") and len(n.input) > 1 and n.input[1] in dq_outputs}

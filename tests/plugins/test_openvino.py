@@ -1,0 +1,226 @@
+"""The openvino target and the OpenVINO IR emitter (plugins/openvino_target.py, openvino_emitter.py).
+
+Without OpenVINO installed only the registration and the missing-dependency paths run; the rest
+needs ``openvino`` (``pip install 'yolocc[openvino]'``) and is skipped otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from tests.conftest import IMGSZ
+
+DIGITS = Path(__file__).resolve().parents[2] / "examples" / "digits"
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("YOLOCC_CACHE_DIR", str(tmp_path / "cache"))
+
+
+@pytest.fixture(scope="module")
+def calib_npy(tmp_path_factory):
+    """Eight preprocessed inputs (smooth images in [0, 1]) for yolov8n at IMGSZ."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:IMGSZ, 0:IMGSZ] / IMGSZ
+    x = np.stack([np.stack([np.sin(6 * xx + i) * 0.5 + 0.5, np.cos(5 * yy - i) * 0.5 + 0.5, xx * yy])
+                  for i in range(8)]).astype(np.float32)
+    x = np.clip(x + rng.normal(0, 0.05, x.shape), 0, 1).astype(np.float32)
+    path = tmp_path_factory.mktemp("calib") / "calib.npy"
+    np.save(path, x)
+    return path
+
+
+def _no_openvino(monkeypatch):
+    """Make ``openvino`` unimportable for this test, whether or not it is installed."""
+    for name in [m for m in sys.modules if m == "openvino" or m.startswith("openvino.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "openvino", None)
+
+
+# ------------------------------------------------------------------ without OpenVINO
+def test_target_and_emitter_are_registered():
+    from yolocc.compiler.registry import build_registry, get_plugin_manager
+
+    reg = build_registry(get_plugin_manager(load_entry_points=False))
+    target = reg.target("openvino")
+    assert reg.targets["openvino"].provider == "yolocc.plugins.builtin"
+    assert target.scheme.activation_dtype == "uint8" and not target.scheme.activation_symmetric
+    assert not target.scheme.quantize_bias  # OpenVINO adds a float bias in the fused post-op
+    assert "Sigmoid" not in target.placement.input_ops and "Mul" not in target.placement.input_ops  # SiLU fuses
+    assert target.placement.output_ops in ((), ("Concat",))  # Q/DQ on inputs, as NNCF places them
+    emitter = reg.emitter_for("runs/yolo_openvino_model")
+    assert emitter.name == "openvino" and emitter.writes_folder
+    assert (target.default_emitter, target.default_suffix) == ("openvino", "_openvino_model")
+
+
+def test_missing_openvino_target_exits_2_with_install_command(cli, cnn_path, tmp_path, monkeypatch):
+    _no_openvino(monkeypatch)
+    from yolocc.plugins.openvino_target import OpenVinoTarget
+
+    assert "pip install" in OpenVinoTarget().available()
+    out = tmp_path / "m_openvino_model"
+    code, _, err = cli(cnn_path, "--trust-model", "--imgsz", 64, "--target", "openvino", "-o", out, "--no-measure")
+    assert code == 2 and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1 and "pip install 'yolocc[openvino]'" in err
+    assert not out.exists() and list(tmp_path.glob(".*partial*")) == []
+
+
+def test_missing_openvino_ir_output_exits_2_and_leaves_nothing(cli, cnn_path, tmp_path, monkeypatch):
+    _no_openvino(monkeypatch)
+    out = tmp_path / "m_openvino_model"
+    code, _, err = cli(cnn_path, "--trust-model", "--imgsz", 64, "-o", out, "--no-measure")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "pip install" in err
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if "openvino" in p.name]
+
+
+def test_metadata_is_typed_for_ultralytics():
+    from yolocc.plugins.openvino_emitter import ultralytics_metadata
+
+    model = onnx.ModelProto()
+    for key, value in {"names": "{0: 'a', 1: 'b c'}", "imgsz": "[160, 160]", "stride": "32", "task": "detect",
+                       "batch": "1", "dynamic": "False", "version": "8.4.190", "producer": "yolocc"}.items():
+        prop = model.metadata_props.add()
+        prop.key, prop.value = key, value
+    meta = ultralytics_metadata(model)
+    assert meta["names"] == {0: "a", 1: "b c"} and meta["imgsz"] == [160, 160] and meta["stride"] == 32
+    assert meta["version"] == "8.4.190" and meta["task"] == "detect"
+    assert meta["args"] == {"batch": 1, "dynamic": False, "nms": False} and "dynamic" not in meta
+
+
+# ------------------------------------------------------------------ with OpenVINO
+def _compile_int8(compiler, tmp_path, calib, output="q.onnx", model="yolov8n.yaml", **kw):
+    out = tmp_path / output
+    res = compiler.compile(model, ["int8"], out, imgsz=IMGSZ, calib=str(calib), target="openvino",
+                           measure=False, **kw)
+    return res, out
+
+
+def test_placement_is_what_openvino_runs_in_int8(compiler, tmp_path, calib_npy):
+    pytest.importorskip("openvino")
+    from yolocc.compiler.target import Placement
+
+    res, out = _compile_int8(compiler, tmp_path, calib_npy)
+    model = onnx.load(str(out))
+    nodes = list(model.graph.node)
+    producer = {o: n for n in nodes for o in n.output}
+    consumers: dict[str, list] = {}
+    for n in nodes:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    quant = [n for n in nodes if n.op_type == "QuantizeLinear"]
+    assert quant and all(inits[q.input[2]].dtype == np.uint8 for q in quant)  # U8 activations
+    # Nothing inside a SiLU: the Sigmoid's output and the product Mul's inputs are never quantized.
+    assert not [q for q in quant if producer.get(q.input[0]) is not None and producer[q.input[0]].op_type == "Sigmoid"]
+    # Weights: symmetric int8 per output channel; biases stay float.
+    convs = [n for n in nodes if n.op_type == "Conv"]
+    qconvs = [c for c in convs if c.input[1] in producer and producer[c.input[1]].op_type == "DequantizeLinear"]
+    for c in qconvs:
+        dq = producer[c.input[1]]
+        assert inits[dq.input[0]].dtype == np.int8 and not inits[dq.input[2]].any()
+        assert len(c.input) < 3 or c.input[2] in inits  # float bias initializer, no int32 DequantizeLinear
+    # The 3-channel stem stays float; the head's last convs are quantized on their input only.
+    stem = convs[0]
+    assert stem not in qconvs and inits[stem.input[1]].shape[1] == 3
+    head_last = [c for c in qconvs if c.name.startswith("/model.22/") and c.name.endswith("2/Conv")]
+    assert len(head_last) == 6
+    assert all(n.op_type != "QuantizeLinear" for c in head_last for n in consumers.get(c.output[0], []))
+    if "transparent_ops" in Placement.__dataclass_fields__:
+        # Data movement carries the dequantization: no Q/DQ on the outputs of Concat/Split/MaxPool/Resize.
+        moved = [n for n in nodes if n.op_type in ("Concat", "Split", "MaxPool", "Resize")]
+        requant = [n.name for n in moved for o in n.output
+                   for c in consumers.get(o, []) if c.op_type == "QuantizeLinear"]
+        assert moved and requant == []
+    facts = res.report.stages[-1].changes
+    assert facts["target"] == "openvino"
+    int8, total = map(int, facts["openvino_int8_layers"].split("/"))
+    assert int8 == total == len(qconvs)  # every Q/DQ conv runs in int8 in OpenVINO's CPU plugin
+    assert facts["openvino_runtime_precision"]["Convolution"].get("u8", 0) == int8
+    assert res.report.stages[-1].diagnostics == []
+
+
+def test_verify_reports_a_conv_openvino_runs_in_float(tmp_path, calib_npy, compiler):
+    pytest.importorskip("openvino")
+    from yolocc.plugins.openvino_target import OpenVinoTarget
+
+    _, out = _compile_int8(compiler, tmp_path, calib_npy)
+    model = onnx.load(str(out))
+    # Break one conv's activation quantization: feed it the float tensor in front of its Q/DQ.
+    producer = {o: n for n in model.graph.node for o in n.output}
+    victim = next(n for n in model.graph.node if n.op_type == "Conv" and n.name == "/model.1/conv/Conv")
+    dq = producer[victim.input[0]]
+    assert dq.op_type == "DequantizeLinear"
+    victim.input[0] = producer[dq.input[0]].input[0]
+    check = OpenVinoTarget().verify(model)
+    int8, total = map(int, check.facts["openvino_int8_layers"].split("/"))
+    assert int8 == total - 1 and any("/model.1/conv/Conv" in p for p in check.problems)
+
+
+def test_ir_folder_loads_matches_and_is_deterministic(compiler, tmp_path, calib_npy):
+    ov = pytest.importorskip("openvino")
+    import yaml
+
+    from yolocc.plugins.openvino_target import OpenVinoRuntime
+
+    res, folder = _compile_int8(compiler, tmp_path, calib_npy, "a_openvino_model")
+    _, again = _compile_int8(compiler, tmp_path, calib_npy, "b_openvino_model")
+    assert sorted(p.name for p in folder.iterdir()) == ["metadata.yaml", "model.bin", "model.xml"]
+    for name in ("model.xml", "model.bin", "metadata.yaml"):
+        assert (folder / name).read_bytes() == (again / name).read_bytes(), name
+    meta = yaml.safe_load((folder / "metadata.yaml").read_text())
+    assert meta["task"] == "detect" and meta["imgsz"] == [IMGSZ, IMGSZ] and meta["stride"] == 32
+    assert len(meta["names"]) == 80 and meta["batch"] == 1
+    art = res.report.artifact
+    assert art["emitter"] == "openvino" and art["outputs"] == {"output0": [1, 84, 525 * IMGSZ ** 2 // 160 ** 2]}
+    assert art["fake_quantize"] > 0
+    # The IR runs what the report measured: same outputs as the compiled ONNX on the OpenVINO runtime.
+    x = np.load(calib_npy)[:1]
+    ir_out = ov.Core().compile_model(str(folder / "model.xml"), "CPU").create_infer_request().infer({0: x})[0]
+    ref = OpenVinoRuntime().load(res.ir.onnx_model.SerializeToString(), threads=1).run(x)["output0"]
+    np.testing.assert_allclose(ir_out, ref, rtol=1e-4, atol=1e-3)
+
+
+def test_runtime_measures_the_report_on_openvino(tmp_path, cnn_path):
+    ov = pytest.importorskip("openvino")
+    import yaml
+
+    from yolocc.compiler.api import compile_model
+
+    rj = tmp_path / "r.json"
+    folder = tmp_path / "m_openvino_model"  # the default emitter of the target; the torch stage is lowered first
+    result = compile_model(str(cnn_path), ["fuse-bn"], folder, imgsz=64, target="openvino", trust_model=True,
+                           latency_runs=3, threads=1, reports=[rj])
+    assert result.report.artifact["emitter"] == "openvino" and (folder / "model.xml").is_file()
+    assert yaml.safe_load((folder / "metadata.yaml").read_text()) == {"producer": "yolocc"}  # no Ultralytics keys
+    latency = json.loads(rj.read_text())["latency"]
+    assert latency["runtime"] == "OpenVINO CPU" and latency["version"] == ov.__version__
+    assert latency["threads"] == 1 and latency["isa"]
+    stages = result.report.stages
+    assert all(s.latency_ms and s.latency_ms > 0 for s in stages)
+    assert stages[-1].fidelity["output0"]["cosine"] > 0.9999  # fuse-bn is exact: OpenVINO agrees
+
+
+@pytest.mark.slow
+def test_ultralytics_validates_the_ir_folder_of_the_digits_detector(tmp_path):
+    pytest.importorskip("openvino")
+    from ultralytics import YOLO
+
+    from yolocc.compiler.api import compile_model
+
+    data = DIGITS / "data" / "digits.yaml"
+    if not data.exists():
+        pytest.skip("digits data not generated (python examples/digits/make_dataset.py)")
+    folder = tmp_path / "digits_openvino_model"
+    compile_model(str(DIGITS / "weights" / "yolov8n-digits.pt"), ["int8"], folder, target="openvino",
+                  calib=str(DIGITS / "data" / "calib" / "images"), measure=False)
+    res = YOLO(str(folder), task="detect").val(data=str(data), split="test", imgsz=160, batch=1, device="cpu",
+                                               plots=False, verbose=False, workers=0, project=str(tmp_path))
+    assert res.box.map > 0.58  # FP32 0.609 on this split; NNCF INT8 0.606-0.607
