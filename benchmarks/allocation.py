@@ -74,6 +74,7 @@ def rank_correlation(compiler, model, opts, k: int) -> dict:
     import torch
 
     from yolocc.passes.prune import ignored_layers
+    from yolocc.plugins import ultralytics_canonical as canonical
     from yolocc.passes.sensitivity import _silence, cached_analysis, importance, keep_channels, prunable_groups
 
     ir, _ = pruned(compiler, model, ["canonicalize"], opts)
@@ -98,9 +99,13 @@ def rank_correlation(compiler, model, opts, k: int) -> dict:
         silenced = [(dep.target.module, [int(j) for j in idxs]) for dep, idxs in sub
                     if isinstance(dep.target.module, torch.nn.Module) and dg.is_out_channel_pruning_fn(dep.handler)]
         handles = _silence(silenced)
+        # The export merges C2f's two split convs into one (canonical form); the hooks live on the split
+        # modules, so the merge is switched off while the silenced model is exported.
+        merge, canonical._mergeable = canonical._mergeable, lambda a, b: False
         try:
             real = base - metric(compiler, ir, opts, "val")
         finally:
+            canonical._mergeable = merge
             for h in handles:
                 h.remove()
         rows.append({"root": g["root"], "proxy": g["drop"]["0.5"], "real_drop_pts": round(real * 100, 3)})
