@@ -153,3 +153,35 @@ def test_a_plugin_pass_that_raises_is_exit_2_naming_the_plugin(tmp_path):
         Compiler(pm).compile(small_cnn(), ["boom"], tmp_path / "x.onnx", imgsz=32, measure=False)
     assert "plugin 'boom-plugin'" in str(info.value) and not info.value.internal
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_a_plugin_that_exits_at_import_is_skipped_and_reported(monkeypatch):
+    """sys.exit() in a plugin's import must not end yolocc: the plugin is listed as broken."""
+    import sys
+    import types
+
+    from yolocc.compiler import registry
+
+    def load():
+        sys.exit(3)
+
+    fake = types.SimpleNamespace(name="exits-on-import", load=load, dist=None)
+    monkeypatch.setattr(registry, "entry_points", lambda group: [fake])
+    pm = registry.get_plugin_manager()
+    reg = registry.build_registry(pm)
+    assert "SystemExit" in reg.broken["exits-on-import"] and "prune" in reg.passes
+
+
+def test_a_misspelled_hook_is_an_error_naming_the_plugin(monkeypatch):
+    import types
+
+    from yolocc.compiler import registry
+    from yolocc.compiler.errors import PluginError
+    from yolocc.compiler.hookspecs import hookimpl
+
+    plugin = types.ModuleType("typo_plugin")
+    plugin.yolocc_register_pass = hookimpl(lambda registry: None)  # the hook is yolocc_register_passes
+    fake = types.SimpleNamespace(name="typo-plugin", load=lambda: plugin, dist=None)
+    monkeypatch.setattr(registry, "entry_points", lambda group: [fake])
+    with pytest.raises(PluginError, match="plugin 'typo-plugin'.*yolocc_register_pass"):
+        registry.get_plugin_manager()
