@@ -63,6 +63,19 @@ def add_metadata(model: onnx.ModelProto, ir: ModelIR, dynamic_batch: bool = Fals
         entry.key, entry.value = key, str(meta[key])
 
 
+def read_metadata(model: onnx.ModelProto) -> dict:
+    """``metadata_props`` back as typed values (``add_metadata`` stores ``str(value)``)."""
+    import ast
+
+    meta: dict = {}
+    for prop in model.metadata_props:
+        try:
+            meta[prop.key] = ast.literal_eval(prop.value)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            meta[prop.key] = prop.value
+    return meta
+
+
 def lower(ir: ModelIR, opset: int = DEFAULT_OPSET, dynamic_batch: bool = False) -> None:
     """Move ``ir`` from the torch stage to the onnx stage (in place)."""
     ir.require_stage("torch", "lower")

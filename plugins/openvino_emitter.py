@@ -10,7 +10,6 @@ yolocc timed. The OpenVINO target's runtime reuses ``write_ir_folder`` to evalua
 
 from __future__ import annotations
 
-import ast
 import importlib.util
 from pathlib import Path
 from typing import Any
@@ -49,13 +48,7 @@ def require_openvino(what: str):
 def ultralytics_metadata(onnx_model) -> dict[str, Any]:
     """The ONNX ``metadata_props`` as typed values (they are stored as ``str(value)``): the dict
     Ultralytics' exporter writes to ``metadata.yaml`` (names, imgsz, stride, task, batch ...)."""
-    meta: dict[str, Any] = {}
-    for prop in onnx_model.metadata_props:
-        try:
-            value = ast.literal_eval(prop.value)
-        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-            value = prop.value
-        meta[prop.key] = value
+    meta = lowering.read_metadata(onnx_model)
     if "names" in meta:  # an Ultralytics model: what its OpenVINO loader reads beside names/imgsz
         meta.setdefault("batch", 1)
         dynamic = bool(meta.pop("dynamic", False))

@@ -16,7 +16,6 @@ Written against TensorRT 8.6/10's documented API; it has not been run against a 
 
 from __future__ import annotations
 
-import ast
 import ctypes
 import json
 import logging
@@ -82,13 +81,7 @@ def require_gpu() -> None:
 
 def engine_metadata(onnx_model) -> dict[str, Any]:
     """Ultralytics' metadata from the ONNX ``metadata_props`` (stored as strings), typed for JSON."""
-    meta: dict[str, Any] = {}
-    for prop in onnx_model.metadata_props:
-        try:
-            value = ast.literal_eval(prop.value)
-        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-            value = prop.value
-        meta[prop.key] = value
+    meta = lowering.read_metadata(onnx_model)
     if isinstance(meta.get("names"), dict):  # an Ultralytics model: what its TensorRT loader reads
         meta.setdefault("args", {"batch": int(meta.get("batch", 1)), "dynamic": bool(meta.pop("dynamic", False)),
                                  "nms": False})
