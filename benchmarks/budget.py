@@ -55,7 +55,7 @@ def main() -> int:
     Path(args.onnx).write_bytes(lowering.onnx_bytes(ir))
     b = report.budget
     by_name = {s.name: s for s in report.stages}
-    models = {"fp32": by_name["input"].onnx, "int8": by_name["int8 only (reference)"].onnx,
+    models = {"fp32": by_name["input"].onnx, "int8": by_name["int8 alone"].onnx,
               "final": lowering.onnx_bytes(ir)}
     _, runtime = compiler.target(opts.target)
     shape = [1, 3, ir.input.imgsz, ir.input.imgsz]

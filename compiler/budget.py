@@ -28,7 +28,7 @@ from .errors import UsageError
 from .ir import ModelIR
 from .passbase import PassContext
 from .pipeline import run
-from .report import Report, StageRecord
+from .report import BUDGET_ORIGIN, Report, StageRecord
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ class BudgetSearch:
         base = Candidate("input", [], base_ir.snapshot(), val=self._metric(base_ir, "val"), accepted=True)
         base.test = self._metric(base_ir, "test") if with_test else None
         metric_name = self._metric_name(base_ir)
-        int8_only = Candidate("int8 only (reference)", ["int8"], base_ir.snapshot())
+        int8_only = Candidate("int8 alone", ["int8"], base_ir.snapshot())
         self._apply(int8_only.ir, ["int8"])
         int8_only.val = self._metric(int8_only.ir, "val")
         int8_only.test = self._metric(int8_only.ir, "test") if with_test else None
@@ -199,7 +199,7 @@ class BudgetSearch:
                         plan=[{"step": "budget", "max_drop": budget, "passes": final.passes if final else []}])
         for c in candidates:
             rec = StageRecord(name=c.name, stage=c.ir.stage, params=c.ir.param_count(),
-                              origin="input" if c is base else "budget candidate", modified=c is not base,
+                              origin="input" if c is base else BUDGET_ORIGIN, modified=c is not base,
                               changes=c.facts, metrics={metric_name: round(c.val, 4)})
             if c.test is not None:
                 rec.changes = {**c.facts, "test": {metric_name: round(c.test, 4)}}

@@ -17,6 +17,7 @@ from .errors import UsageError
 from .fileio import write_atomic
 
 SCHEMA = "yolocc.report/1"
+BUDGET_ORIGIN = "budget candidate"
 
 
 @dataclass
@@ -119,7 +120,7 @@ class Report:
         rows = []
         for s in self.stages:
             rows.append({
-                "stage": s.name if s.origin in ("input", "user") else f"{s.name} ({s.origin.split(':')[0]})",
+                "stage": s.name if s.origin in ("input", "user", BUDGET_ORIGIN) else f"{s.name} ({s.origin.split(':')[0]})",
                 "params": _with_delta(s.params, base.params if base else None, _count),
                 "MACs": _with_delta(s.macs, base.macs if base else None, _count),
                 "size": _with_delta(s.size_bytes, base.size_bytes if base else None, _bytes),
