@@ -44,8 +44,9 @@ def _compile_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="model: Ultralytics .pt or model YAML (yolov8n.yaml), torch .pt module pickle, or .onnx")
     p.add_argument("-p", "--pass", dest="passes", action="append", default=[], metavar="PASS[:ARGS]",
                    help="add a pass, in order; e.g. prune:0.25 or prune:ratio=0.25,importance=l1 (see 'yolocc passes')")
-    p.add_argument("-o", "--output", help="artifact to write: .onnx, or .pt for the torch-stage model "
-                                          "(default: MODEL-yolocc.onnx in the current folder)")
+    p.add_argument("-o", "--output", help="artifact to write: .onnx, .pt (the torch-stage model), NAME_openvino_model "
+                                          "(OpenVINO IR folder) or .engine (TensorRT, --target tensorrt) "
+                                          "(default: MODEL-yolocc + the target's default, .onnx for ort-cpu)")
     p.add_argument("--imgsz", type=int, help="input size (default: from the checkpoint, else 640)")
     p.add_argument("--report", action="append", default=[], metavar="PATH",
                    help="write the report to PATH: .json or .md (repeatable)")
@@ -67,8 +68,8 @@ def _compile_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-macs", type=float, metavar="F",
                    help="with --max-drop: the deepest MAC reduction the search tries, a fraction (default: 0.65; "
                         "smaller is faster to search)")
-    p.add_argument("--target", help="where the model will run: ort-cpu (default), tensorrt, or a plugin's "
-                                    "target (see 'yolocc targets')")
+    p.add_argument("--target", help="where the model will run: ort-cpu (default), tensorrt, openvino, or a "
+                                    "plugin's target (see 'yolocc targets')")
     p.add_argument("--dry-run", "--plan", dest="dry_run", action="store_true",
                    help="print the expanded plan (macros, auto-inserted passes, lowering) and exit")
     p.add_argument("--opset", type=int, help="ONNX opset, 17 or newer (default: 17)")
