@@ -204,6 +204,9 @@ class BudgetSearch:
             if c.test is not None:
                 rec.changes = {**c.facts, "test": {metric_name: round(c.test, 4)}}
             rec.onnx = lowering.onnx_bytes(c.ir, self.opts.opset)
+            first_prune = next((s["changes"] for s in c.facts.get("steps", []) if "analysis" in s["changes"]), None)
+            if first_prune is not None and not any("analysis" in r.changes for r in report.stages):
+                rec.changes = {**rec.changes, "analysis": first_prune["analysis"]}  # the sensitivity chart
             c.record = rec
             report.stages.append(rec)
         report.finalize(self.runtime, max(self.opts.latency_runs, 1), self.opts.threads,

@@ -154,6 +154,7 @@ class Prune(Pass):
         ratio_dict: dict[nn.Module, float] = {}
         ratio = a["ratio"]
         allocation: dict = {}
+        sensitivity: dict = {}
         if a["layers"]:
             ignored = self._apply_layer_file(ctx, ir, ir.protected_modules(), ratio_dict)
         else:
@@ -172,6 +173,7 @@ class Prune(Pass):
             ratio = 0.0
             allocation = {"target_macs_reduction": a["macs"], "predicted_macs_reduction": round(predicted, 4),
                           "ratios": {root: r for root, r in sorted(chosen.items())}}
+            sensitivity = {"ratios": analysis["ratios"], "groups": analysis["groups"]}
         if ratio == 0.0 and not any(ratio_dict.values()):
             return PassResult(False, {"reason": "nothing to prune (ratio 0)", **allocation})
         macs_before = total_macs(ir)
@@ -201,7 +203,7 @@ class Prune(Pass):
             if a["save"]:
                 save_ratios(a["save"], allocation["ratios"])
         return PassResult(bool(per_layer), {
-            **({"allocation": allocation} if allocation else {}),
+            **({"allocation": allocation, "analysis": sensitivity} if allocation else {}),
             "params_before": params_before, "params_after": params_after,
             "param_reduction": round(1 - params_after / params_before, 4) if params_before else 0.0,
             "layers_pruned": len(per_layer), "channels_removed": pruned,
