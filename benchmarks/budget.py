@@ -2,6 +2,7 @@
 alone and the FP32 export timed side by side.
 
     .venv/bin/python benchmarks/budget.py                   # --max-drop 1.0, writes runs/bench/budget.json
+    .venv/bin/python benchmarks/budget.py --time-only runs/bench/budget.onnx   # re-time on a quiet machine
 
 The search picks its model on the val split; `baseline`, `final` and `drop_pts` are on the held-out
 test split. Latencies: the three ONNX files in one onnxruntime process, round-robin, thread spinning
@@ -40,7 +41,10 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--out", default=str(ROOT / "runs/bench/budget.json"))
     ap.add_argument("--onnx", default=str(ROOT / "runs/bench/budget.onnx"), help="the chosen model")
+    ap.add_argument("--time-only", metavar="ONNX", help="no search: time the FP32 export, `-p int8` alone and ONNX")
     args = ap.parse_args()
+    if args.time_only:
+        return time_only(args)
 
     t0 = time.perf_counter()
     compiler = Compiler()
@@ -90,6 +94,23 @@ def main() -> int:
         print(f"  {c['name']:<40} val {c['val']:.4f} test {c['test'] if c['test'] is not None else '-'} "
               f"drop {c['drop_pts']:+.2f} pt  {c['latency_ms']} ms  within={c['within']}")
     print(f"wrote {args.out}")
+    return 0
+
+
+def time_only(args) -> int:
+    """The FP32 export, `-p int8` alone and a chosen model, round-robin in one process."""
+    import numpy as np
+
+    compiler = Compiler()
+    _, runtime = compiler.target("ort-cpu")
+    fp32 = lowering.onnx_bytes(compiler.load(args.model))
+    int8 = lowering.onnx_bytes(compiler.compile(args.model, ["int8"], None, calib=args.calib, measure=False).ir)
+    chosen = Path(args.time_only).read_bytes()
+    x = np.random.default_rng(0).random((1, 3, 160, 160), dtype=np.float32)
+    reps = [measure.latencies_ms(runtime, [fp32, int8, chosen], x, runs=args.runs) for _ in range(args.repeat)]
+    print(f"CPU ISA: {measure.cpu_isa()}; onnxruntime, {args.repeat}x{args.runs} round-robin rounds")
+    for f, i, c in reps:
+        print(f"fp32 {f:.2f} ms, int8 alone {i:.2f} ms, chosen {c:.2f} ms: {f / c:.2f}x vs fp32, {i / c:.2f}x vs int8")
     return 0
 
 
