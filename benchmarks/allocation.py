@@ -30,18 +30,14 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 from yolocc.compiler import lowering  # noqa: E402
 from yolocc.compiler.api import Compiler  # noqa: E402
 from yolocc.compiler.options import CompileOptions  # noqa: E402
-from yolocc.compiler.passbase import PassContext  # noqa: E402
-from yolocc.compiler.pipeline import run  # noqa: E402
 
 DIGITS = ROOT / "examples/digits"
 
 
 def pruned(compiler, model, passes, opts):
     ir = compiler.load(model)
-    target, runtime = compiler.target(opts.target)
-    ctx = PassContext(options=opts, target=target, runtime=runtime, frontend=compiler.frontend_of(ir))
     changes = []
-    run(ir, compiler.plan(ir, passes), ctx, on_pass=lambda s, r, dt: changes.append((s.pass_.name, r.changes)))
+    compiler.apply(ir, passes, opts, on_pass=lambda s, r, dt: changes.append((s.pass_.name, r.changes)))
     return ir, changes
 
 
@@ -78,8 +74,7 @@ def rank_correlation(compiler, model, opts, k: int) -> dict:
     from yolocc.passes.sensitivity import _silence, cached_analysis, importance, keep_channels, prunable_groups
 
     ir, _ = pruned(compiler, model, ["canonicalize"], opts)
-    target, runtime = compiler.target(opts.target)
-    ctx = PassContext(options=opts, target=target, runtime=runtime, frontend=compiler.frontend_of(ir))
+    ctx = compiler.context(ir, opts)
     ignored = ignored_layers(ir, ctx, protect_head=False)
     analysis = cached_analysis(ir, ctx, ignored)
     base = metric(compiler, ir, opts, "val")

@@ -60,6 +60,17 @@ class Compiler:
         names = ", ".join(r.obj.name for r in frontends)
         raise UsageError(f"cannot load '{model}': no frontend recognises it (frontends: {names})")
 
+    def context(self, ir: ModelIR, opts: CompileOptions, progress=None) -> PassContext:
+        """The ``PassContext`` passes get for ``ir``: options, event hooks, target, runtime, frontend."""
+        target, runtime = self.target(opts.target)
+        return PassContext(options=opts, hook=self.pm.hook, progress=progress, target=target,
+                           frontend=self.frontend_of(ir), runtime=runtime)
+
+    def apply(self, ir: ModelIR, passes: Iterable[str | PassSpec | Pass], opts: CompileOptions, progress=None,
+              on_pass=None) -> PassContext:
+        """Plan and run ``passes`` on ``ir`` in place: no measurements, no output."""
+        return run(ir, self.plan(ir, passes), self.context(ir, opts, progress), on_pass)
+
     def plan(self, ir: ModelIR, passes: Iterable[str | PassSpec | Pass]) -> list[Step]:
         return plan(self.registry, passes, ir.stage, ir.analyses.keys(), source=f"'{ir.source}'",
                     start_states=ir.meta.get("states"))
@@ -138,9 +149,7 @@ class Compiler:
                 on_stage(rec)
 
         snapshot("input", "input", {}, None, 0.0)
-        ctx = PassContext(options=opts, hook=self.pm.hook, progress=progress, target=target, frontend=frontend,
-                          runtime=runtime)
-        run(ir, steps, ctx, on_pass=lambda step, result, dt: snapshot(step.pass_.name, step.origin,
+        run(ir, steps, self.context(ir, opts, progress), on_pass=lambda step, result, dt: snapshot(step.pass_.name, step.origin,
                                                                         step.pass_.args, result, dt))
         if opts.measure:
             report.finalize(runtime, opts.latency_runs, opts.threads, splits=ir.meta.get("output_splits"))

@@ -26,8 +26,6 @@ from typing import Any, Callable
 from . import lowering
 from .errors import UsageError
 from .ir import ModelIR
-from .passbase import PassContext
-from .pipeline import run
 from .report import BUDGET_ORIGIN, Report, StageRecord
 
 log = logging.getLogger(__name__)
@@ -90,14 +88,9 @@ class BudgetSearch:
         self.target, self.runtime = compiler.target(opts.target)
 
     # -------------------------------------------------------------------------------- helpers
-    def _ctx(self, ir: ModelIR) -> PassContext:
-        return PassContext(options=self.opts, hook=self.compiler.pm.hook, progress=self.progress, target=self.target,
-                           frontend=self.compiler.frontend_of(ir), runtime=self.runtime)
-
     def _apply(self, ir: ModelIR, passes: list[str]) -> list[dict]:
-        steps = self.compiler.plan(ir, passes)
         changes: list[dict] = []
-        run(ir, steps, self._ctx(ir), on_pass=lambda step, result, dt: changes.append(
+        self.compiler.apply(ir, passes, self.opts, self.progress, on_pass=lambda step, result, dt: changes.append(
             {"pass": step.pass_.name, "changes": result.changes, "time_s": round(dt, 2)}))
         return changes
 

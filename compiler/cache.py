@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import shutil
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .errors import UsageError
 from .fileio import write_atomic, write_with
 from .options import CompileOptions
+
+log = logging.getLogger(__name__)
 
 LIBRARIES = ("yolocc", "torch", "torch-pruning", "onnx", "onnxruntime", "onnx-graphsurgeon", "ultralytics")
 
@@ -56,6 +59,22 @@ def compile_key(model: Any, plan: list[dict], options: CompileOptions, output_su
     h.update(json.dumps(plugin_versions or {}, sort_keys=True).encode())
     h.update(output_suffix.encode())
     return h.hexdigest()
+
+
+def cached_json(path: Path, compute: Callable[[], Any], what: str) -> tuple[Any, bool]:
+    """The JSON at ``path``, or ``compute()`` written there; returns (value, hit). A cache that cannot
+    be written only costs the next run the same work."""
+    try:
+        return json.loads(path.read_text()), True
+    except (OSError, ValueError):
+        pass
+    value = compute()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, json.dumps(value))
+    except (OSError, UsageError) as e:
+        log.warning("cannot write %s cache %s: %s", what, path, e)
+    return value, False
 
 
 def lookup(root: str | Path, key: str) -> tuple[Path, dict] | None:

@@ -369,14 +369,7 @@ def _sensitivity(compiler, ir, args) -> dict:
         raise UsageError("inspect --sensitivity needs --calib IMAGES_DIR")
     if args.png and not args.png.lower().endswith(".png"):
         raise UsageError(f"--png path '{args.png}' must end in .png")
-    passes = ["canonicalize", "sensitivity"]
-    ctx_opts = CompileOptions(calib=args.calib)
-    from .passbase import PassContext
-    from .pipeline import run
-
-    target, runtime = compiler.target(ctx_opts.target)
-    run(ir, compiler.plan(ir, passes), PassContext(options=ctx_opts, target=target, runtime=runtime,
-                                                   frontend=compiler.frontend_of(ir)))
+    compiler.apply(ir, ["canonicalize", "sensitivity"], CompileOptions(calib=args.calib))
     result = ir.analyses["sensitivity"]
     if args.png:
         from .fileio import write_with

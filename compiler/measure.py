@@ -63,6 +63,23 @@ def compare(ref: np.ndarray, out: np.ndarray) -> dict[str, float]:
             "cosine": round(cosine, 6)}
 
 
+def output_distance(ref: dict[str, np.ndarray], out: dict[str, np.ndarray],
+                    splits: dict[str, dict[str, slice]] | None = None) -> float:
+    """How far ``out`` moved from ``ref``: per output (and per named part, e.g. boxes and class scores,
+    so that large box coordinates do not hide the scores), ``1 - cosine`` of each sample, averaged over
+    the batch, summed over outputs and parts."""
+    total = 0.0
+    for name, r in ref.items():
+        o = out[name]
+        for sl in ((splits or {}).get(name) or {"all": slice(None)}).values():
+            a = r[:, sl].reshape(len(r), -1).astype(np.float64)
+            b = o[:, sl].reshape(len(o), -1).astype(np.float64)
+            norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+            cos = np.where(norms > 0, (a * b).sum(1) / np.where(norms > 0, norms, 1.0), 1.0)
+            total += float((1.0 - cos).mean())
+    return total
+
+
 def fidelity(ref: dict[str, np.ndarray], out: dict[str, np.ndarray],
              splits: dict[str, dict[str, slice]] | None = None) -> dict[str, dict[str, float]]:
     """Per-output comparison; ``splits`` adds named sub-tensors (e.g. boxes/scores along dim 1)."""

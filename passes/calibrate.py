@@ -10,15 +10,14 @@ import contextlib
 import hashlib
 import io
 import json
-import logging
 import os
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from yolocc.compiler.cache import cached_json
 from yolocc.compiler.errors import PassError, UsageError
-from yolocc.compiler.fileio import write_atomic
 from yolocc.compiler.interfaces import Frontend
 from yolocc.compiler.ir import ModelIR
 from yolocc.compiler.params import Param
@@ -26,7 +25,6 @@ from yolocc.compiler.passbase import Pass, PassContext, PassResult
 
 from .calib_data import DEFAULT_N, fingerprint, load_calibration
 
-log = logging.getLogger(__name__)
 
 METHODS = ("minmax", "entropy", "percentile", "distribution")
 #: Op types whose inputs/outputs are calibrated (everything a target may quantize).
@@ -68,32 +66,16 @@ class Calibrate(Pass):
         key = hashlib.sha256(b"|".join([
             hashlib.sha256(model_bytes).digest(), fingerprint(data).encode(),
             json.dumps(self.args, sort_keys=True).encode(), b"v1"])).hexdigest()
-        cache_file = cache_dir(ctx) / f"{key}.json"
-        cached = _read_cache(cache_file)
-        if cached is None:
-            activations = _collect(model_bytes, ir.input.name, data, self.args, ctx)
-            cached = {"method": self.args["method"], "n": int(len(data)), "activations": activations}
-            try:
-                cache_file.parent.mkdir(parents=True, exist_ok=True)
-                write_atomic(cache_file, json.dumps(cached))
-            except OSError as e:  # a read-only cache is not fatal
-                log.warning("cannot write calibration cache %s: %s", cache_file, e)
+        cached, hit = cached_json(cache_dir(ctx) / f"{key}.json", lambda: {
+            "method": self.args["method"], "n": int(len(data)),
+            "activations": _collect(model_bytes, ir.input.name, data, self.args, ctx)}, "calibration")
         bad = [t for t, (lo, hi) in cached["activations"].items() if not (np.isfinite(lo) and np.isfinite(hi))]
         if bad:
             raise PassError(f"calibration produced NaN/Inf ranges for {len(bad)} tensors (first: '{bad[0]}'); "
                             f"check the calibration inputs")
         ir.analyses["calibration"] = {**cached, "key": key, "weights": _weight_ranges(ir.onnx_model)}
         return PassResult(False, {"method": cached["method"], "images": cached["n"],
-                                  "tensors": len(cached["activations"]), "cache": "hit" if cached.get("_hit") else "miss"})
-
-
-def _read_cache(path: Path) -> dict | None:
-    try:
-        data = json.loads(path.read_text())
-        data["_hit"] = True
-        return data
-    except (OSError, ValueError):
-        return None
+                                  "tensors": len(cached["activations"]), "cache": "hit" if hit else "miss"})
 
 
 def _collect(model_bytes: bytes, input_name: str, data: np.ndarray, args: dict, ctx: PassContext) -> dict:

@@ -43,9 +43,8 @@ def reference_metric(ir: ModelIR, ctx: PassContext, frontend: Frontend, data: st
         reference.module = ir.analyses["pre_prune"]
     cached = ir.analyses.get("pre_prune_metrics")
     if cached is None:
-        runtime = ctx.target.runtime() if ctx.target is not None else None
         cached = frontend.evaluate(reference, lowering.onnx_bytes(reference, ctx.options.opset), data,
-                                   split="val", runtime=runtime)
+                                   split="val", runtime=ctx.runtime)
         if not cached:
             raise UsageError(f"epochs=auto needs the {ir.frontend or 'model'}'s frontend to evaluate accuracy; "
                              f"give a fixed epochs=N")

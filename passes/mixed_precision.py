@@ -50,16 +50,6 @@ def with_activation(model: onnx.ModelProto, conv: str) -> set[str]:
     return region
 
 
-def _distance(ref: dict[str, np.ndarray], out: dict[str, np.ndarray], splits: dict) -> float:
-    """Sum of ``1 - cosine`` over the outputs (class scores and boxes separately where known)."""
-    total = 0.0
-    for name, r in ref.items():
-        parts = splits.get(name) or {"all": slice(None)}
-        for sl in parts.values():
-            total += 1.0 - measure.compare(r[:, sl], out[name][:, sl]).get("cosine", 0.0)
-    return total
-
-
 def quantize_within(ir: ModelIR, ctx: PassContext, build: Build, max_drop: float):
     """The Q/DQ model with the fewest float layers whose measured val drop is within ``max_drop`` points."""
     data = ctx.option("data")
@@ -118,7 +108,7 @@ def rank_layers(ir: ModelIR, ctx: PassContext, build: Build, quantized: onnx.Mod
     ref = outputs(ir.onnx_model)
 
     def error(model: onnx.ModelProto) -> float:
-        return sum(_distance(r, o, splits) for r, o in zip(ref, outputs(model)))
+        return sum(measure.output_distance(r, o, splits) for r, o in zip(ref, outputs(model)))
 
     all_quantized = error(quantized)
     layers = quantized_convs(quantized)

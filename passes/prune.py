@@ -13,6 +13,7 @@ from yolocc.compiler.passbase import Pass, PassContext, PassResult
 from yolocc.compiler.torchgraph import ROOT_TYPES, TORCH_GLOBAL_LOCK, all_params_require_grad, flatten_outputs
 
 from .layer_ratios import load_layer_ratios
+from .sensitivity import cached_analysis, importance, layer_macs
 
 
 def ignored_layers(ir: ModelIR, ctx: PassContext, protect_head: bool = True) -> list[nn.Module]:
@@ -26,12 +27,15 @@ def ignored_layers(ir: ModelIR, ctx: PassContext, protect_head: bool = True) -> 
     if head is None:
         raise UsageError("prune: protect_head=false needs a model whose frontend names its head "
                          "(e.g. an Ultralytics model)")
+    return unprotect_head(head, ignored)
+
+
+def unprotect_head(head: HeadParts, ignored: list[nn.Module]) -> list[nn.Module]:
+    """``ignored`` with the head's inner convolutions opened to pruning; ``head.keep`` stays protected."""
     return [m for m in ignored if m is not head.module] + list(head.keep)
 
 
 def total_macs(ir: ModelIR) -> float:
-    from .sensitivity import layer_macs
-
     return sum(layer_macs(ir.module, ir.example_inputs()).values())
 
 
@@ -93,11 +97,6 @@ def save_ratios(path: str, ratios: dict[str, float]) -> None:
     write_atomic(path, "# per-group pruning ratios chosen by prune:macs= (qualname of the group's root: ratio)\n"
                  + yaml.safe_dump({k: float(v) for k, v in ratios.items()}, sort_keys=True))
 
-
-def _importance(name: str):
-    from .sensitivity import importance
-
-    return importance(name)
 
 
 def _pruner_class():
@@ -164,8 +163,6 @@ class Prune(Pass):
 
             ir.analyses["pre_prune"] = copy.deepcopy(module)
         if a["macs"] is not None and not a["layers"]:
-            from .sensitivity import cached_analysis
-
             analysis = ir.analyses.get("sensitivity") or cached_analysis(ir, ctx, ignored, round_to=a["round_to"])
             chosen, predicted = allocate(analysis["groups"], a["macs"], analysis["layer_macs"])
             named = dict(module.named_modules())
@@ -184,7 +181,7 @@ class Prune(Pass):
         with TORCH_GLOBAL_LOCK, all_params_require_grad(module), torch.random.fork_rng():
             torch.manual_seed(0)
             pruner = _pruner_class()(
-                module, x, importance=_importance(a["importance"]), pruning_ratio=ratio,
+                module, x, importance=importance(a["importance"]), pruning_ratio=ratio,
                 pruning_ratio_dict=ratio_dict or None, ignored_layers=ignored, round_to=a["round_to"],
                 global_pruning=a["global"])
             pruner.step()
@@ -219,9 +216,6 @@ class Prune(Pass):
                              "frontend names its layers and head (e.g. an Ultralytics model)")
         return head, layers
 
-    def _unprotect_head(self, head: HeadParts, ignored: list[nn.Module]) -> list[nn.Module]:
-        return [m for m in ignored if m is not head.module] + list(head.keep)
-
     def _apply_layer_file(self, ctx: PassContext, ir: ModelIR, ignored: list[nn.Module],
                           ratio_dict: dict) -> list[nn.Module]:
         head, layers = self._head(ctx, ir)
@@ -233,11 +227,11 @@ class Prune(Pass):
                 if idx not in named:
                     raise UsageError(f"prune: layer '{idx}' in '{self.args['layers']}' is not in this model")
                 if idx.startswith(head_name + "."):  # a layer inside the head opens the head's inner convs
-                    ignored = self._unprotect_head(head, ignored)
+                    ignored = unprotect_head(head, ignored)
                 ratio_dict[named[idx]] = r
             elif idx == head.index:
                 per_branch = r if isinstance(r, tuple) else (r,) * len(head.branches)
-                ignored = self._unprotect_head(head, ignored)
+                ignored = unprotect_head(head, ignored)
                 for branch, value in zip(head.branches.values(), per_branch):
                     ratio_dict[branch] = value
             else:

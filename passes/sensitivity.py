@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,8 +22,9 @@ import torch
 import torch.nn as nn
 
 from yolocc.compiler.errors import UsageError
-from yolocc.compiler.fileio import write_atomic
+from yolocc.compiler.cache import cached_json
 from yolocc.compiler.interfaces import Frontend
+from yolocc.compiler.measure import output_distance
 from yolocc.compiler.ir import ModelIR
 from yolocc.compiler.params import Param
 from yolocc.compiler.passbase import Pass, PassContext, PassResult
@@ -32,7 +32,6 @@ from yolocc.compiler.torchgraph import ROOT_TYPES, TORCH_GLOBAL_LOCK, flatten_ou
 
 from .calib_data import fingerprint, load_calibration
 
-log = logging.getLogger(__name__)
 
 RATIOS = (0.25, 0.5, 0.75)
 DEFAULT_IMAGES = 8
@@ -114,20 +113,8 @@ def _silence(members: list[tuple[nn.Module, list[int]]]):
     return [m.register_forward_hook(make(idxs)) for m, idxs in members]
 
 
-def _proxy(ref: list[torch.Tensor], out: list[torch.Tensor], scores: slice | None) -> float:
-    """1 - cosine of the outputs (class scores and boxes separately for detectors)."""
-    def dist(a: torch.Tensor, b: torch.Tensor) -> float:
-        a, b = a.flatten(1).double(), b.flatten(1).double()
-        cos = torch.nn.functional.cosine_similarity(a, b, dim=1)
-        return float((1 - cos).mean())
-
-    total = 0.0
-    for r, o in zip(ref, out):
-        if scores is not None and r.ndim == 3:
-            total += dist(r[:, scores], o[:, scores]) + dist(r[:, :scores.start], o[:, :scores.start])
-        else:
-            total += dist(r, o)
-    return total
+def _outputs(module: nn.Module, x: torch.Tensor) -> dict[str, np.ndarray]:
+    return {f"output{i}": t.detach().numpy() for i, t in enumerate(flatten_outputs(module(x)))}
 
 
 def analyse(ir: ModelIR, images: np.ndarray, ignored: list[nn.Module], ratios=RATIOS, round_to: int = 8,
@@ -137,11 +124,10 @@ def analyse(ir: ModelIR, images: np.ndarray, ignored: list[nn.Module], ratios=RA
     dg, groups = prunable_groups(ir, ignored)
     x = torch.from_numpy(images)
     splits = ir.meta.get("output_splits", {})
-    scores = next(iter(splits.values()), {}).get("scores") if splits else None
     imp = importance(importance_name)
     names = {m: n for n, m in module.named_modules()}
     with TORCH_GLOBAL_LOCK, torch.no_grad():
-        ref = flatten_outputs(module(x))
+        ref = _outputs(module, x)
         results = []
         for i, group in enumerate(groups, 1):
             root = group[0].dep.target.module
@@ -166,7 +152,7 @@ def analyse(ir: ModelIR, images: np.ndarray, ignored: list[nn.Module], ratios=RA
                             if isinstance(dep.target.module, nn.Module) and dg.is_out_channel_pruning_fn(dep.handler)]
                 handles = _silence(silenced)
                 try:
-                    drop[r] = _proxy(ref, flatten_outputs(module(x)), scores)
+                    drop[r] = output_distance(ref, _outputs(module, x), splits)
                 finally:
                     for h in handles:
                         h.remove()
@@ -190,20 +176,11 @@ def cached_analysis(ir: ModelIR, ctx: PassContext, ignored: list[nn.Module], n_i
         h.update(t.detach().cpu().numpy().tobytes())
     h.update(fingerprint(images).encode())
     h.update(json.dumps([sorted(str(m) for m in ignored), list(RATIOS), importance_name, round_to]).encode())
-    cache_file = ctx.options.cache_root() / "sensitivity" / f"{h.hexdigest()}.json"
-    try:
-        groups = json.loads(cache_file.read_text())
-        hit = True
-    except (OSError, ValueError):
-        found = analyse(ir, images, ignored, RATIOS, round_to, importance_name,
-                        ctx.progress_for("sensitivity: groups"))
-        groups = [g.as_dict() for g in found]
-        hit = False
-        try:
-            cache_file.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(cache_file, json.dumps(groups))
-        except OSError as e:  # a read-only cache is not fatal
-            log.warning("cannot write sensitivity cache %s: %s", cache_file, e)
+    groups, hit = cached_json(ctx.options.cache_root() / "sensitivity" / f"{h.hexdigest()}.json",
+                              lambda: [g.as_dict() for g in analyse(ir, images, ignored, RATIOS, round_to,
+                                                                    importance_name,
+                                                                    ctx.progress_for("sensitivity: groups"))],
+                              "sensitivity")
     names = {m: n for n, m in ir.module.named_modules()}
     per_layer = {names[m]: v for m, v in layer_macs(ir.module, ir.example_inputs()).items()}
     result = {"groups": groups, "ratios": list(RATIOS), "images": int(len(images)), "proxy": "output cosine",

@@ -77,14 +77,10 @@ def pass_ctx(ir, **options):
     """A ``PassContext`` as the pipeline builds it: ``ir``'s frontend, the default target, ``options``."""
     from yolocc.compiler.api import Compiler
     from yolocc.compiler.options import CompileOptions
-    from yolocc.compiler.passbase import PassContext
 
     if not _COMPILER:
         _COMPILER.append(Compiler())
-    compiler = _COMPILER[0]
-    opts = CompileOptions(**options)
-    target, runtime = compiler.target(opts.target)
-    return PassContext(options=opts, target=target, runtime=runtime, frontend=compiler.frontend_of(ir))
+    return _COMPILER[0].context(ir, CompileOptions(**options))
 
 
 @pytest.fixture(scope="session")
