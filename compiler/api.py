@@ -143,7 +143,7 @@ class Compiler:
             if result is not None:
                 rec.modified, rec.changes, rec.diagnostics = result.modified, result.changes, result.diagnostics
             if opts.measure:
-                rec.onnx = lowering.onnx_bytes(ir, opts.opset)
+                rec.onnx = lowering.onnx_bytes(ir, opts.opset, opts.dynamic_batch)
             report.stages.append(rec)
             if on_stage is not None:
                 on_stage(rec)
@@ -152,9 +152,11 @@ class Compiler:
         run(ir, steps, self.context(ir, opts, progress), on_pass=lambda step, result, dt: snapshot(step.pass_.name, step.origin,
                                                                         step.pass_.args, result, dt))
         if opts.measure:
-            report.finalize(runtime, opts.latency_runs, opts.threads, splits=ir.meta.get("output_splits"))
+            report.finalize(runtime, opts.latency_runs, opts.threads, splits=ir.meta.get("output_splits"),
+                            batch=opts.batch)
         if opts.data:
             report.evaluate(self.evaluator(ir, opts, runtime), progress)
+            report.accuracy = {"data": str(opts.data), "split": opts.eval_split}
         with contextlib.ExitStack() as stack:
             if emitter is None:
                 report.compile_time_s = time.perf_counter() - t_start

@@ -196,14 +196,15 @@ class BudgetSearch:
                               changes=c.facts, metrics={metric_name: round(c.val, 4)})
             if c.test is not None:
                 rec.changes = {**c.facts, "test": {metric_name: round(c.test, 4)}}
-            rec.onnx = lowering.onnx_bytes(c.ir, self.opts.opset)
+            rec.onnx = lowering.onnx_bytes(c.ir, self.opts.opset, self.opts.dynamic_batch)
             first_prune = next((s["changes"] for s in c.facts.get("steps", []) if "analysis" in s["changes"]), None)
             if first_prune is not None and not any("analysis" in r.changes for r in report.stages):
                 rec.changes = {**rec.changes, "analysis": first_prune["analysis"]}  # the sensitivity chart
             c.record = rec
             report.stages.append(rec)
         report.finalize(self.runtime, max(self.opts.latency_runs, 1), self.opts.threads,
-                        splits=base_ir.meta.get("output_splits"))
+                        splits=base_ir.meta.get("output_splits"), batch=self.opts.batch)
+        report.accuracy = {"data": str(self.opts.data), "split": "val"}  # test: in each stage's changes
         int8_only = candidates[1].record
         summary = {"max_drop": budget, "metric": metric_name, "met": final is not None,
                    "baseline": {"val": round(base.val, 4), "test": _r(base.test)},

@@ -83,10 +83,13 @@ def _compile_parser() -> argparse.ArgumentParser:
     p.add_argument("--latency-runs", type=int,
                    help="timed runs per stage on the target's runtime for the report, 0 to skip (default: 20)")
     p.add_argument("--threads", type=int, help="runtime threads for latency (default: all cores)")
+    p.add_argument("--batch", type=int, metavar="N",
+                   help="also measure throughput at batch N (needs --dynamic-batch; default: batch 1 only)")
     p.add_argument("--no-measure", dest="measure", action="store_const", const=False,
                    help="skip per-stage measurements (faster)")
     p.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
-    p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="log progress details, and list every stage in the table (not only your passes)")
     p.add_argument("--version", action="version", version=f"yolocc {__version__}")
     return p
 
@@ -176,7 +179,7 @@ def _compile_main(argv: list[str]) -> int:
     if args.json:
         print(json.dumps(result.report.as_dict(), indent=2))
     else:
-        _print_report(result.report)
+        _print_report(result.report, expand=args.verbose)
         if result.artifact:
             print("wrote " + ", ".join([str(result.artifact), *result.report.written]))
     return 0
@@ -216,23 +219,21 @@ def _print_plan(ir, steps) -> None:
         print(f"  {i}. {s.describe():<50} {stage:<6}{origin}")
 
 
-def _print_report(report) -> None:
-    from rich.console import Console
-    from rich.table import Table
+def _print_report(report, expand: bool = False) -> None:
+    import shutil
+    import textwrap
 
-    rows = report.rows()
-    table = Table(title=f"yolocc: {report.model} ({report.task}, imgsz {report.imgsz})")
-    for col in (rows[0] if rows else {}):
-        table.add_column(col, justify="left" if col == "stage" else "right")
-    for r in rows:
-        table.add_row(*r.values())
-    Console().print(table)
+    from .report_render import terminal_table
+
+    width = shutil.get_terminal_size((80, 24)).columns
+    print(terminal_table(report, width, expand), end="")
     if report.budget and report.budget.get("final"):
         b, f = report.budget, report.budget["final"]
         test = "" if f["test"] is None else f", test {f['test']:.4f} ({-f['drop_pts_test']:+.2f} pt)"
-        print(f"budget {b['max_drop']} pt met: {f['name']}: val {f['val']:.4f} ({-f['drop_pts_val']:+.2f} pt){test}; "
-              f"{f['speedup_vs_input']}x faster than the input, {f['speedup_vs_int8']}x than int8 alone "
-              f"({report.latency.get('runtime', '')}, {report.latency.get('isa', '')})")
+        print(textwrap.fill(f"budget {b['max_drop']} pt met: {f['name']}: val {f['val']:.4f} "
+                            f"({-f['drop_pts_val']:+.2f} pt){test}; {f['speedup_vs_input']}x faster than the input, "
+                            f"{f['speedup_vs_int8']}x than int8 alone ({report.latency.get('runtime', '')}, "
+                            f"{report.latency.get('isa', '')})", max(width, 40)))
 
 
 def _passes_main(argv: list[str]) -> int:

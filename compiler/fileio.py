@@ -38,8 +38,12 @@ def check_writable(path: str | os.PathLike, folder_ok: bool = False) -> Path:
         raise UsageError(f"cannot write '{p}': folder '{parent}' does not exist")
     if not parent.is_dir():
         raise UsageError(f"cannot write '{p}': '{parent}' is a file, not a folder")
-    if not os.access(parent, os.W_OK):
-        raise UsageError(f"cannot write '{p}': folder '{parent}' is not writable")
+    try:  # permission bits alone do not tell (root, read-only mounts, /proc): try it
+        fd, probe = tempfile.mkstemp(dir=parent, prefix=".yolocc-probe-")
+    except OSError:
+        raise UsageError(f"cannot write '{p}': folder '{parent}' is not writable") from None
+    os.close(fd)
+    os.unlink(probe)
     return p
 
 

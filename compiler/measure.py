@@ -1,19 +1,20 @@
 """Honest measurements of ONNX stages on a target's runtime.
 
 Latency: every model gets warm-up runs, then the models are timed round-robin (one run each per
-round) so that all of them see the same machine conditions; the median per model is reported.
+round) so that all of them see the same machine conditions; p50/p95/min, throughput and the
+session's memory are reported.
 Fidelity: outputs compared with a reference on the same fixed input.
 """
 
 from __future__ import annotations
 
-import statistics
 import time
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 
-from .target import Runtime
+from .target import Runtime, Session
 
 
 def cpu_isa() -> str:
@@ -34,20 +35,93 @@ def cpu_isa() -> str:
     return " ".join(parts)
 
 
-def latencies_ms(runtime: Runtime, models: Sequence[bytes], x: np.ndarray, runs: int = 20, warmup: int = 3,
-                 threads: int = 0) -> list[float]:
-    """Median latency (ms) of each model on ``runtime``, timed round-robin in one run."""
-    sessions = [runtime.load(m, threads) for m in models]
-    for s in sessions:
-        for _ in range(warmup):
-            s.run(x)
+@dataclass(frozen=True)
+class LatencyStats:
+    """One model's timing on a runtime: batch-1 latency percentiles, throughput, and memory.
+
+    ``memory_bytes`` is the resident memory the session added from loading through its warm-up
+    runs: weights, the runtime's arena at its batch-1 peak and kernel buffers (RSS growth, Linux)."""
+
+    p50_ms: float
+    p95_ms: float
+    min_ms: float
+    runs: int
+    throughput_ips: float  # images/s at batch 1: runs / total timed seconds
+    batch: int = 1
+    batch_throughput_ips: float | None = None  # images/s at ``batch`` (None: batch 1 only)
+    memory_bytes: int | None = None
+
+
+def summarize(times_ms: Sequence[float], images_per_run: int = 1) -> dict[str, float]:
+    """p50/p95/min of run times (linear-interpolated percentiles) and the sustained images/s."""
+    t = np.asarray(times_ms, dtype=np.float64)
+    if t.size == 0:
+        raise ValueError("no timed runs")
+    return {"p50_ms": round(float(np.percentile(t, 50)), 3), "p95_ms": round(float(np.percentile(t, 95)), 3),
+            "min_ms": round(float(t.min()), 3),
+            "throughput_ips": round(images_per_run * 1000.0 * t.size / float(t.sum()), 2)}
+
+
+def rss_bytes() -> int | None:
+    """This process's resident memory (None where /proc is missing); freed heap is returned first."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+    try:
+        import os
+
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _round_robin(sessions: Sequence[Session], x: np.ndarray, runs: int) -> list[list[float]]:
     times: list[list[float]] = [[] for _ in sessions]
     for _ in range(runs):
         for i, s in enumerate(sessions):
             t0 = time.perf_counter()
             s.run(x)
             times[i].append((time.perf_counter() - t0) * 1000.0)
-    return [round(statistics.median(t), 3) for t in times]
+    return times
+
+
+def latency_stats(runtime: Runtime, models: Sequence[bytes], x: np.ndarray, runs: int = 20, warmup: int = 3,
+                  threads: int = 0, batch: int = 1) -> list[LatencyStats]:
+    """Time every model on ``runtime`` round-robin in one run (one run each per round, so that all
+    see the same machine conditions), after warm-up; with ``batch`` > 1 also a round-robin pass at
+    that batch size (the models must take a dynamic batch)."""
+    sessions, memory = [], []
+    for m in models:
+        before = rss_bytes()
+        s = runtime.load(m, threads)
+        for _ in range(warmup):
+            s.run(x)
+        after = rss_bytes()
+        memory.append(None if before is None or after is None else max(0, after - before))
+        sessions.append(s)
+    single = _round_robin(sessions, x, runs)
+    batched: list[list[float]] = [[] for _ in sessions]
+    if batch > 1:
+        xb = np.repeat(x[:1], batch, axis=0)
+        for s in sessions:
+            s.run(xb)
+        batched = _round_robin(sessions, xb, max(3, runs // 2))
+    out = []
+    for t, tb, mem in zip(single, batched, memory):
+        stats = summarize(t)
+        out.append(LatencyStats(**stats, runs=len(t), batch=batch, memory_bytes=mem,
+                                batch_throughput_ips=summarize(tb, batch)["throughput_ips"] if tb else None))
+    return out
+
+
+def latencies_ms(runtime: Runtime, models: Sequence[bytes], x: np.ndarray, runs: int = 20, warmup: int = 3,
+                 threads: int = 0) -> list[float]:
+    """Median latency (ms) of each model on ``runtime``, timed round-robin in one run."""
+    return [s.p50_ms for s in latency_stats(runtime, models, x, runs, warmup, threads)]
 
 
 def compare(ref: np.ndarray, out: np.ndarray) -> dict[str, float]:

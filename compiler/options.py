@@ -35,6 +35,7 @@ class CompileOptions:
     measure: bool = True
     latency_runs: int = 20
     threads: int = 0  # 0: the runtime's default
+    batch: int = 1  # also measure throughput at this batch size (models with a dynamic batch)
     cache_dir: str | None = None  # --cache: the content cache (compile results, calibration)
     max_drop: float | None = None  # --max-drop: the accuracy budget in points (see budget)
     max_macs: float | None = None  # --max-macs: the deepest MAC reduction the budget search tries
@@ -53,6 +54,8 @@ class CompileOptions:
             raise UsageError(f"calib_n must be at least 1, got {self.calib_n}")
         if self.latency_runs < 0:
             raise UsageError(f"latency_runs must be >= 0, got {self.latency_runs}")
+        if not 1 <= self.batch <= 1024:
+            raise UsageError(f"batch must be between 1 and 1024, got {self.batch}")
         if self.threads < 0:
             raise UsageError(f"threads must be >= 0, got {self.threads}")
         if self.eval_split not in EVAL_SPLITS:
@@ -89,7 +92,7 @@ class CompileOptions:
 
 
 _TYPES = {"imgsz": int, "opset": int, "dynamic_batch": bool, "target": str, "calib": str, "calib_n": int,
-          "data": str, "eval_split": str, "measure": bool, "latency_runs": int, "threads": int,
+          "data": str, "eval_split": str, "measure": bool, "latency_runs": int, "threads": int, "batch": int,
           "cache_dir": str, "max_drop": float, "max_macs": float, "trust_model": bool}
 
 

@@ -1,6 +1,6 @@
 """The compile report: one entry per stage (the input model, then each pass), as JSON or Markdown.
 
-Schema (``schema: yolocc.report/1``) is documented in the README.
+Schema (``schema: yolocc.report/2``) is documented in the README.
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__, measure, onnxgraph
+from . import __version__, measure, onnxgraph, report_render
 from .errors import UsageError
 from .fileio import write_atomic
 
-SCHEMA = "yolocc.report/1"
-BUDGET_ORIGIN = "budget candidate"
+SCHEMA = "yolocc.report/2"
+BUDGET_ORIGIN = report_render.BUDGET_ORIGIN
 
 
 @dataclass
@@ -36,7 +36,12 @@ class StageRecord:
     onnx: bytes | None = None  # the stage's ONNX serialization (not written to the report)
     macs: int | None = None
     size_bytes: int | None = None
-    latency_ms: float | None = None
+    latency_ms: float | None = None  # p50 at batch 1
+    latency_p95_ms: float | None = None
+    latency_min_ms: float | None = None
+    throughput_ips: float | None = None  # images/s at batch 1
+    batch_throughput_ips: float | None = None  # images/s at ``latency.batch`` (dynamic-batch models)
+    memory_bytes: int | None = None  # resident memory of the runtime session (see measure.LatencyStats)
     fidelity: dict[str, Any] | None = None
     metrics: dict[str, float] | None = None
 
@@ -60,6 +65,7 @@ class Report:
     cache: dict[str, Any] | None = None
     written: list[str] = field(default_factory=list)  # files written for this report (not serialized)
     budget: dict[str, Any] | None = None  # --max-drop: the search's candidates and verdict
+    accuracy: dict[str, Any] | None = None  # with --data: {"data": path, "split": the split measured}
 
     def evaluate(self, evaluator, progress=None) -> None:
         """Fill ``metrics`` of every stage with ``evaluator(onnx_bytes)`` (same bytes: same result)."""
@@ -75,7 +81,8 @@ class Report:
             if progress:
                 progress("evaluating stages", i, len(with_onnx))
 
-    def finalize(self, runtime, latency_runs: int = 20, threads: int = 0, splits: dict | None = None) -> None:
+    def finalize(self, runtime, latency_runs: int = 20, threads: int = 0, splits: dict | None = None,
+                 batch: int = 1) -> None:
         """Fill MACs, size, latency (round-robin on the target's ``runtime``) and fidelity per stage."""
         import onnx
 
@@ -90,12 +97,26 @@ class Report:
         for s in with_onnx[1:]:
             s.fidelity = measure.fidelity(ref, runtime.load(s.onnx, threads).run(x), splits)
         if latency_runs > 0:
-            self.latency = {**runtime.describe(), "isa": measure.cpu_isa(), "runs": latency_runs, "warmup": 3,
-                            "statistic": "median",
-                            "threads": threads or "default", "order": "round-robin"}
-            for s, ms in zip(with_onnx, measure.latencies_ms(runtime, [s.onnx for s in with_onnx], x,
-                                                             latency_runs, threads=threads)):
-                s.latency_ms = ms
+            self.measure_latency(runtime, with_onnx, x, latency_runs, threads, batch)
+
+    def measure_latency(self, runtime, stages: list[StageRecord], x: np.ndarray, runs: int, threads: int,
+                        batch: int) -> None:
+        """p50/p95/min, throughput and memory of ``stages``, all timed round-robin in one run."""
+        skipped = None
+        if batch > 1 and not all(_dynamic_batch(s.onnx) for s in stages):
+            skipped = (f"batch {batch} skipped: the model's batch dimension is fixed at 1 "
+                       f"(export with --dynamic-batch to measure it)")
+            batch = 1
+        self.latency = {**runtime.describe(), "isa": measure.cpu_isa(), "runs": runs, "warmup": 3,
+                        "statistic": "p50 (latency_ms), p95, min of the batch-1 runs",
+                        "threads": threads or "default", "order": "round-robin", "batch": batch,
+                        "memory": "resident memory added by the session from loading through warm-up",
+                        **({"batch_skipped": skipped} if skipped else {})}
+        for s, st in zip(stages, measure.latency_stats(runtime, [s.onnx for s in stages], x, runs,
+                                                       threads=threads, batch=batch)):
+            s.latency_ms, s.latency_p95_ms, s.latency_min_ms = st.p50_ms, st.p95_ms, st.min_ms
+            s.throughput_ips, s.batch_throughput_ips, s.memory_bytes = (st.throughput_ips, st.batch_throughput_ips,
+                                                                        st.memory_bytes)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Report":
@@ -104,7 +125,8 @@ class Report:
                   for s in d.get("stages", [])]
         return cls(model=d["model"], task=d["task"], imgsz=d["imgsz"], plan=d.get("plan", []), stages=stages,
                    artifact=d.get("artifact"), compile_time_s=d.get("compile_time_s", 0.0),
-                   latency=d.get("latency", {}), cache=d.get("cache"), budget=d.get("budget"))
+                   latency=d.get("latency", {}), cache=d.get("cache"), budget=d.get("budget"),
+                   accuracy=d.get("accuracy"))
 
     def as_dict(self) -> dict[str, Any]:
         return {"schema": SCHEMA, "yolocc": __version__, "model": self.model, "task": self.task,
@@ -112,47 +134,11 @@ class Report:
                 "artifact": self.artifact, "latency": self.latency,
                 "compile_time_s": round(self.compile_time_s, 3),
                 **({"cache": self.cache} if self.cache else {}),
+                **({"accuracy": self.accuracy} if self.accuracy else {}),
                 **({"budget": self.budget} if self.budget else {})}
 
-    def rows(self) -> list[dict[str, str]]:
-        """Table rows (strings) with deltas against the input stage."""
-        base = self.stages[0] if self.stages else None
-        rows = []
-        for s in self.stages:
-            rows.append({
-                "stage": s.name if s.origin in ("input", "user", BUDGET_ORIGIN) else f"{s.name} ({s.origin.split(':')[0]})",
-                "params": _with_delta(s.params, base.params if base else None, _count),
-                "MACs": _with_delta(s.macs, base.macs if base else None, _count),
-                "size": _with_delta(s.size_bytes, base.size_bytes if base else None, _bytes),
-                "latency": _with_delta(s.latency_ms, base.latency_ms if base else None, lambda v: f"{v:.2f} ms"),
-                "fidelity": _fidelity_cell(s.fidelity),
-            })
-            if base is not None and base.metrics and s.metrics:
-                key = next(iter(base.metrics))
-                rows[-1][key] = _with_delta(s.metrics.get(key), base.metrics.get(key), lambda v: f"{v:.4f}",
-                                            absolute=True)
-        return rows
-
     def to_markdown(self) -> str:
-        rows = self.rows()
-        head = list(rows[0]) if rows else []
-        lines = [f"# yolocc report: {self.model}", "",
-                 f"task: {self.task}, imgsz: {self.imgsz}, compile time: {self.compile_time_s:.1f} s", ""]
-        lines.append("| " + " | ".join(head) + " |")
-        lines.append("|" + "---|" * len(head))
-        for r in rows:
-            lines.append("| " + " | ".join(r.values()) + " |")
-        if self.latency:
-            lines += ["", f"Latency: {self.latency['runtime']} on {self.latency.get('isa', '?')}, median of "
-                          f"{self.latency['runs']} runs "
-                          f"after {self.latency['warmup']} warm-up runs, stages timed round-robin in one run."]
-        lines += ["", "Fidelity: cosine similarity of the outputs with the input model's on one fixed input."]
-        if self.budget:
-            lines += ["", *budget_markdown(self.budget)]
-        if self.artifact:
-            lines += ["", f"Artifact: `{self.artifact.get('path')}` ({_bytes(self.artifact.get('size_bytes', 0))}, "
-                          f"sha256 {self.artifact.get('sha256', '')[:16]}...)"]
-        return "\n".join(lines) + "\n"
+        return report_render.markdown(self)
 
     def render(self, path: str | Path) -> str:
         """The report as JSON, or as Markdown for a ``.md`` path."""
@@ -170,71 +156,14 @@ class Report:
         return written
 
 
-def budget_markdown(b: dict[str, Any]) -> list[str]:
-    """The --max-drop section: verdict, then every candidate (val, test, drop, latency, MACs, size)."""
-    m = b["metric"]
-    lines = [f"## Accuracy budget: --max-drop {b['max_drop']} pt ({m}; chosen on val, test reported)", ""]
-    if b.get("final"):
-        f = b["final"]
-        test_drop = "" if f["drop_pts_test"] is None else f" ({-f['drop_pts_test']:+.2f} pt)"
-        passes = " ".join(f"-p {p}" for p in f["passes"])
-        lines.append(f"Chosen: **{f['name']}** (`{passes}`): val {f['val']:.4f} ({-f['drop_pts_val']:+.2f} pt), "
-                     f"test {_opt(f['test'])}{test_drop}; {f['speedup_vs_input']:.2f}x faster than the input, "
-                     f"{f['speedup_vs_int8']:.2f}x than int8 alone.")
-    else:
-        lines.append("No candidate met the budget.")
-    lines += ["", "| candidate | val | test | change (val) | within | latency | MACs | size |",
-              "|---|---|---|---|---|---|---|---|"]
-    for c in b["candidates"]:
-        latency = "-" if c["latency_ms"] is None else f"{c['latency_ms']:.2f} ms"
-        lines.append(f"| {c['name']} | {c['val']:.4f} | {_opt(c['test'])} | {-c['drop_pts']:+.2f} pt | "
-                     f"{'yes' if c['within'] else 'no'} | {latency} | {_count(c['macs'] or 0)} | "
-                     f"{_bytes(c['size_bytes'] or 0)} |")
-    lines += ["", f"Search wall time: {b['wall_s']:.0f} s."]
-    return lines
+def _dynamic_batch(model_bytes: bytes) -> bool:
+    import onnx
 
-
-def _opt(v) -> str:
-    return "-" if v is None else f"{v:.4f}"
+    dims = onnx.load_from_string(model_bytes).graph.input[0].type.tensor_type.shape.dim
+    return bool(dims) and not dims[0].HasField("dim_value")
 
 
 def _input_shape(model_bytes: bytes) -> list[int]:
     import onnx
 
     return onnxgraph.static_dims(onnx.load_from_string(model_bytes).graph.input[0])
-
-
-def _count(v: float) -> str:
-    for unit, div in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(v) >= div:
-            return f"{v / div:.2f}{unit}"
-    return str(int(v))
-
-
-def _bytes(v: float) -> str:
-    for unit, div in (("MB", 1e6), ("kB", 1e3)):
-        if abs(v) >= div:
-            return f"{v / div:.2f} {unit}"
-    return f"{int(v)} B"
-
-
-def _with_delta(v, base, fmt, absolute: bool = False) -> str:
-    if v is None:
-        return "-"
-    if base in (None, 0) or v == base:
-        return fmt(v)
-    if absolute:  # accuracy: the change in points, not percent of itself
-        return f"{fmt(v)} ({(v - base) * 100:+.1f} pt)"
-    return f"{fmt(v)} ({(v - base) / base * 100:+.1f}%)"
-
-
-def _fidelity_cell(fid: dict | None) -> str:
-    if not fid:
-        return "-"
-    # Prefer the class-score slice of a detector's output: boxes (0-640) would dominate the rest.
-    key = next((k for k in fid if k.endswith("[scores]")), next(iter(fid)))
-    entry = fid[key]
-    if "cosine" not in entry:
-        return "shape mismatch"
-    label = "scores " if key.endswith("[scores]") else ""
-    return f"{label}cos {entry['cosine']:.4f}"

@@ -43,14 +43,12 @@ def test_bad_input_exits_2_with_one_line_and_no_output(cli, tmp_path, monkeypatc
     assert set(os.listdir(tmp_path)) == before  # nothing written, no temp files left
 
 
-def test_unwritable_output_folder(cli, tmp_path, monkeypatch):
-    locked = tmp_path / "locked"
-    locked.mkdir()
-    locked.chmod(0o500)
-    if os.access(locked, os.W_OK):  # root ignores permissions
-        pytest.skip("running as root: permissions are not enforced")
-    code, _, err = cli("yolov8n.yaml", "-o", locked / "x.onnx")
-    assert code == 2 and "not writable" in _one_clean_line(err)
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux procfs")
+def test_unwritable_output_folder(cli, tmp_path):
+    """procfs refuses new files even to root (who ignores permission bits), so this runs in CI."""
+    code, _, err = cli("yolov8n.yaml", "-o", "/proc/yolocc-out.onnx", "--imgsz", IMGSZ)
+    assert code == 2 and "folder '/proc' is not writable" in _one_clean_line(err)
+    assert not os.path.exists("/proc/yolocc-out.onnx")
 
 
 def test_compile_writes_artifact_and_reports(cli, tmp_path):
@@ -59,7 +57,7 @@ def test_compile_writes_artifact_and_reports(cli, tmp_path):
                             "--report", rj, "--report", rm, "--latency-runs", 3)
     assert code == 0, err
     report = json.loads(rj.read_text())
-    assert report["schema"] == "yolocc.report/1"
+    assert report["schema"] == "yolocc.report/2"
     names = [s["name"] for s in report["stages"]]
     assert names == ["input", "canonicalize", "prune"]
     for stage in report["stages"]:

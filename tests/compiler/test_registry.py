@@ -14,10 +14,27 @@ def test_builtins_register_through_hooks():
     assert reg.emitter_for("x.onnx").name == "onnx" and reg.emitter_for("x.pt").name == "torch"
 
 
-def test_factory_gives_fresh_managers():
+class _OnlyInA(Pass):
+    """A pass one test registers into one manager only."""
+    name = "only-in-a"
+
+    def call(self, ir, ctx):
+        return PassResult(False)
+
+
+class _OnlyInAPlugin:
+    @hookimpl
+    def yolocc_register_passes(self, registry):
+        registry.add_pass(_OnlyInA)
+
+
+def test_plugin_managers_are_isolated():
     a, b = get_plugin_manager(False), get_plugin_manager(False)
-    assert a is not b
-    assert build_registry(a).passes.keys() == build_registry(b).passes.keys()
+    a.register(_OnlyInAPlugin(), name="only-a")
+    assert "only-in-a" in build_registry(a).passes
+    assert "only-in-a" not in build_registry(b).passes  # registering into one leaves the other alone
+    assert "only-in-a" not in build_registry(get_plugin_manager(False)).passes  # nor a new one
+    assert build_registry(a).passes.keys() - {"only-in-a"} == build_registry(b).passes.keys()
 
 
 class _Dup(Pass):
