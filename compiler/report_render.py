@@ -56,32 +56,32 @@ def decisions(stages: list) -> list[Decision]:
 
 
 # ---------------------------------------------------------------- cell formats
-def count(v: float) -> str:
-    for unit, div in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+_COUNT_UNITS = (("G", 1e9), ("M", 1e6), ("k", 1e3))
+_BYTE_UNITS = (("GB", 1e9), ("MB", 1e6), ("kB", 1e3))
+
+
+def _scaled(v: float, units, digits: str, sep: str = "", base_unit: str = "") -> str:
+    """``v`` in the largest unit it reaches, e.g. 3.01M; below all units, as an integer."""
+    for unit, div in units:
         if abs(v) >= div:
-            return f"{v / div:.2f}{unit}"
-    return str(int(v))
+            return f"{v / div:{digits}}{sep}{unit}"
+    return f"{int(v)}{sep}{base_unit}".rstrip()
+
+
+def count(v: float) -> str:
+    return _scaled(v, _COUNT_UNITS, ".2f")
 
 
 def nbytes(v: float) -> str:
-    for unit, div in (("MB", 1e6), ("kB", 1e3)):
-        if abs(v) >= div:
-            return f"{v / div:.2f} {unit}"
-    return f"{int(v)} B"
+    return _scaled(v, _BYTE_UNITS[1:], ".2f", " ", "B")
 
 
 def _short_count(v: float) -> str:
-    for unit, div in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(v) >= div:
-            return f"{v / div:.3g}{unit}"
-    return str(int(v))
+    return _scaled(v, _COUNT_UNITS, ".3g")
 
 
 def _short_bytes(v: float) -> str:
-    for unit, div in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if abs(v) >= div:
-            return f"{v / div:.3g}{unit}"
-    return f"{int(v)}B"
+    return _scaled(v, _BYTE_UNITS, ".3g", "", "B")
 
 
 def _ms(v: float) -> str:
