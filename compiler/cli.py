@@ -181,7 +181,12 @@ def _compile_main(argv: list[str]) -> int:
     else:
         _print_report(result.report, expand=args.verbose)
         if result.artifact:
-            print("wrote " + ", ".join([str(result.artifact), *result.report.written]))
+            import shutil
+            import textwrap
+
+            print(textwrap.fill("wrote " + ", ".join([str(result.artifact), *result.report.written]),
+                                max(shutil.get_terminal_size((80, 24)).columns, 40), subsequent_indent="  ",
+                                break_on_hyphens=False, break_long_words=False))
     return 0
 
 
@@ -231,8 +236,8 @@ def _print_report(report, expand: bool = False) -> None:
         b, f = report.budget, report.budget["final"]
         test = "" if f["test"] is None else f", test {f['test']:.4f} ({-f['drop_pts_test']:+.2f} pt)"
         print(textwrap.fill(f"budget {b['max_drop']} pt met: {f['name']}: val {f['val']:.4f} "
-                            f"({-f['drop_pts_val']:+.2f} pt){test}; {f['speedup_vs_input']}x faster than the input, "
-                            f"{f['speedup_vs_int8']}x than int8 alone ({report.latency.get('runtime', '')}, "
+                            f"({-f['drop_pts_val']:+.2f} pt){test}; {f['speedup_vs_input']:.2f}x faster than the input, "
+                            f"{f['speedup_vs_int8']:.2f}x than int8 alone ({report.latency.get('runtime', '')}, "
                             f"{report.latency.get('isa', '')})", max(width, 40)))
 
 
