@@ -153,7 +153,7 @@ class Compiler:
                                                                         step.pass_.args, result, dt))
         if opts.measure:
             report.finalize(runtime, opts.latency_runs, opts.threads, splits=ir.meta.get("output_splits"),
-                            batch=opts.batch)
+                            batch=opts.batch, cache_root=opts.cache_root())
         if opts.data:
             report.evaluate(self.evaluator(ir, opts, runtime), progress)
             report.accuracy = {"data": str(opts.data), "split": opts.eval_split}

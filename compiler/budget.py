@@ -203,7 +203,8 @@ class BudgetSearch:
             c.record = rec
             report.stages.append(rec)
         report.finalize(self.runtime, max(self.opts.latency_runs, 1), self.opts.threads,
-                        splits=base_ir.meta.get("output_splits"), batch=self.opts.batch)
+                        splits=base_ir.meta.get("output_splits"), batch=self.opts.batch,
+                        cache_root=self.opts.cache_root())
         report.accuracy = {"data": str(self.opts.data), "split": "val"}  # test: in each stage's changes
         int8_only = candidates[1].record
         summary = {"max_drop": budget, "metric": metric_name, "met": final is not None,

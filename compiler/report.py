@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__, measure, onnxgraph, report_render
+from . import __version__, ceiling, measure, onnxgraph, report_render
 from .errors import UsageError
 from .fileio import write_atomic
 
@@ -42,6 +42,8 @@ class StageRecord:
     throughput_ips: float | None = None  # images/s at batch 1
     batch_throughput_ips: float | None = None  # images/s at ``latency.batch`` (dynamic-batch models)
     memory_bytes: int | None = None  # resident memory of the runtime session (see measure.LatencyStats)
+    gmacs_per_s: float | None = None  # MACs / p50 latency
+    ceiling_pct: float | None = None  # gmacs_per_s as a percentage of the machine's int8 GEMM ceiling
     fidelity: dict[str, Any] | None = None
     metrics: dict[str, float] | None = None
 
@@ -82,7 +84,7 @@ class Report:
                 progress("evaluating stages", i, len(with_onnx))
 
     def finalize(self, runtime, latency_runs: int = 20, threads: int = 0, splits: dict | None = None,
-                 batch: int = 1) -> None:
+                 batch: int = 1, cache_root: str | Path | None = None) -> None:
         """Fill MACs, size, latency (round-robin on the target's ``runtime``) and fidelity per stage."""
         import onnx
 
@@ -98,6 +100,16 @@ class Report:
             s.fidelity = measure.fidelity(ref, runtime.load(s.onnx, threads).run(x), splits)
         if latency_runs > 0:
             self.measure_latency(runtime, with_onnx, x, latency_runs, threads, batch)
+            self.measure_efficiency(with_onnx, threads, cache_root)
+
+    def measure_efficiency(self, stages: list[StageRecord], threads: int, cache_root) -> None:
+        """Each stage's GMAC/s and its share of this machine's int8 GEMM ceiling (measured once, cached):
+        how much of the hardware the model uses, next to its latency."""
+        peak = ceiling.int8_ceiling_gmacs(threads, cache_root)
+        self.latency["int8_ceiling"] = peak
+        for s in stages:
+            if s.macs and s.latency_ms:
+                s.gmacs_per_s, s.ceiling_pct = ceiling.efficiency(s.macs, s.latency_ms, peak["gmacs"])
 
     def measure_latency(self, runtime, stages: list[StageRecord], x: np.ndarray, runs: int, threads: int,
                         batch: int) -> None:

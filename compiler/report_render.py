@@ -151,6 +151,7 @@ def terminal_columns(report) -> list[Column]:
     if metric is not None:
         cols.append(Column(metric, lambda s, b: _metric_cell(s, b, metric)))
     cols += [Column("MACs", size_like("macs", _short_count)),
+             Column("peak", lambda s, b: "-" if s.ceiling_pct is None else f"{s.ceiling_pct:.0f}%"),
              Column("size", size_like("size_bytes", _short_bytes)),
              Column("speed", lambda s, b: "-" if not (s.latency_ms and b.latency_ms)
                     else f"{b.latency_ms / s.latency_ms:.2f}x"),
@@ -190,7 +191,7 @@ def terminal_table(report, width: int = 80, expand: bool = False) -> str:
             for s in d.stages:
                 names.append(f"  {s.name}" + (" (auto)" if s.origin.startswith("auto") else ""))
                 stages.append(s)
-    cols, dropped = terminal_columns(report), []
+    cols, dropped = [c for c in terminal_columns(report) if any(c.cell(s, base) != "-" for s in stages)], []
     while True:
         lines = _layout(names, [[c.cell(s, base) for c in cols] for s in stages],
                         [c.header for c in cols], [c.align for c in cols])
@@ -210,6 +211,11 @@ def _footer(report, dropped: list[str], expand: bool) -> str:
                      + " mem: the session's resident memory.")
         if lat.get("batch_skipped"):
             parts.append(lat["batch_skipped"].capitalize() + ".")
+        if lat.get("int8_ceiling"):
+            busy = lat["int8_ceiling"].get("busy_load")
+            parts.append(f"peak: MACs/s as a share of this machine's int8 GEMM ceiling "
+                         f"({lat['int8_ceiling']['gmacs']:.0f} GMAC/s"
+                         + (f", measured under load {busy}: re-measured on a quiet run" if busy else "") + ").")
     metric = metric_name(report)
     if metric:
         split = (report.accuracy or {}).get("split", "val")
@@ -228,7 +234,7 @@ def markdown(report) -> str:
     metric = metric_name(report)
     lines = [f"# yolocc report: {report.model}", "",
              f"task: {report.task}, imgsz: {report.imgsz}, compile time: {report.compile_time_s:.1f} s", ""]
-    head = ["decision", "params", "MACs", "size", "p50", "p95", "img/s", "memory", "fidelity"]
+    head = ["decision", "params", "MACs", "size", "p50", "p95", "img/s", "memory", "GMAC/s (peak)", "fidelity"]
     batch = report.latency.get("batch", 1)
     if batch > 1:
         head.insert(7, f"img/s (batch {batch})")
@@ -242,7 +248,9 @@ def markdown(report) -> str:
                  with_delta(s.latency_ms, base.latency_ms, lambda v: f"{v:.2f} ms"),
                  "-" if s.latency_p95_ms is None else f"{s.latency_p95_ms:.2f} ms",
                  "-" if s.throughput_ips is None else f"{s.throughput_ips:.1f}",
-                 "-" if s.memory_bytes is None else nbytes(s.memory_bytes), fidelity_cell(s.fidelity)]
+                 "-" if s.memory_bytes is None else nbytes(s.memory_bytes),
+                 "-" if s.gmacs_per_s is None else f"{s.gmacs_per_s:.1f} ({s.ceiling_pct:.0f}%)",
+                 fidelity_cell(s.fidelity)]
         if batch > 1:
             cells.insert(7, "-" if s.batch_throughput_ips is None else f"{s.batch_throughput_ips:.1f}")
         if metric:
@@ -254,6 +262,11 @@ def markdown(report) -> str:
         lines += ["", f"Latency: {lat['runtime']} on {lat.get('isa', '?')}, p50 and p95 of {lat['runs']} batch-1 runs "
                       f"after {lat['warmup']} warm-up runs, stages timed round-robin in one run; img/s: images per "
                       f"second sustained over those runs; memory: {lat.get('memory', 'resident memory')}."]
+        if lat.get("int8_ceiling"):
+            c = lat["int8_ceiling"]
+            lines += ["", f"GMAC/s: the stage's MACs over its p50; peak: that as a share of this machine's int8 "
+                          f"ceiling, {c['gmacs']:.1f} GMAC/s ({c['op']}, {c['runtime']}, {c['isa']}, the fastest of "
+                          f"20 runs)."]
         if lat.get("batch_skipped"):
             lines += ["", lat["batch_skipped"].capitalize() + "."]
     lines += ["", "Fidelity: cosine similarity of the outputs with the input model's on one fixed input."]

@@ -13,6 +13,7 @@ def _stage(name, origin, p50, metric=None, macs=250e6, **kw):
                        modified=origin != "input", macs=int(macs), size_bytes=int(12e6 * macs / 250e6),
                        latency_ms=p50, latency_p95_ms=p50 * 1.2, latency_min_ms=p50 * 0.9,
                        throughput_ips=1000 / p50, memory_bytes=int(40e6 * p50 / 6), time_s=0.5,
+                       gmacs_per_s=macs / p50 / 1e6, ceiling_pct=macs / p50 / 1e6,
                        metrics=None if metric is None else {"mAP50-95": metric}, **kw)
 
 
@@ -20,7 +21,8 @@ def _pipeline_report(batch=1, metric=True) -> Report:
     m = (lambda v: v) if metric else (lambda v: None)
     r = Report(model="examples/digits/weights/yolov8n-digits.pt", task="detect", imgsz=160,
                latency={"runtime": "onnxruntime CPUExecutionProvider", "version": "1.32.0", "isa": "AVX2",
-                        "runs": 20, "warmup": 3, "batch": batch},
+                        "runs": 20, "warmup": 3, "batch": batch,
+                        "int8_ceiling": {"gmacs": 100.0, "op": "MatMulInteger", "runtime": "ort", "isa": "AVX2"}},
                accuracy={"data": "d.yaml", "split": "val"} if metric else None)
     r.stages = [_stage("input", "input", 6.32, m(0.6190)),
                 _stage("canonicalize", "auto: required by prune", 6.17, m(0.6190)),
@@ -81,6 +83,8 @@ def test_terminal_table_fits_80_columns_one_row_per_decision(batch, metric):
     assert ("mAP50-95" in header) == metric and (f"b{batch} img/s" in header) == (batch > 1)
     assert "4.78/5.74" in body[1] and "3.33/4.00" in body[2]  # p50/p95 of the decision's last stage
     assert "-30%" in body[1]  # MACs as a change against the input
+    if "peak" in header:  # 176M MACs in 3.33 ms against a 100 GMAC/s ceiling
+        assert " 53% " in body[2] and "(100 GMAC/s)" in text
     if metric:
         assert "0.5870 -3.20" in body[2]
     assert "-v: every stage" in text
@@ -96,6 +100,14 @@ def test_terminal_table_drops_columns_last_first_and_says_so():
     assert "p50/p95" in header and "params" not in header
     wide = terminal_table(r, width=160)
     assert "Left out" not in wide and "params" in wide
+
+
+def test_columns_with_nothing_measured_are_left_out():
+    r = _pipeline_report()
+    for s in r.stages:
+        s.memory_bytes = s.ceiling_pct = None
+    header = next(ln for ln in _lines(terminal_table(r, width=120)) if ln.startswith("stage"))
+    assert "mem" not in header and "peak" not in header and "p50/p95" in header
 
 
 def test_verbose_table_lists_every_stage_under_its_decision():
@@ -114,6 +126,7 @@ def test_markdown_has_decisions_then_every_stage():
     assert [r.split("|")[1].strip() for r in table[1:4]] == ["input", "prune", "int8"]
     assert "### Every stage" in md and md.count("| macro int8 |") == 4
     assert "mAP50-95: on the val split." in md
+    assert "| 52.9 (53%) |" in table[3] and "100.0 GMAC/s" in md
 
 
 def _boxes(labels):
