@@ -121,3 +121,26 @@ def test_silu_int8_still_runs_qlinear_sigmoid(compiler, tmp_path, calib_dir):
     res = compiler.compile("yolov8n.yaml", ["int8"], tmp_path / "q.onnx", imgsz=IMGSZ, calib=str(calib_dir),
                            measure=False)
     assert res.report.stages[-1].changes["ort_fusion"]["activations_after"].get("QLinearSigmoid", 0) > 50
+
+
+def test_cpu_fast_recipe_plans_act_before_recovery(compiler):
+    from pathlib import Path
+
+    from yolocc.compiler.recipe import load_recipe
+
+    specs, options = load_recipe(Path(__file__).resolve().parents[2] / "examples/recipes/cpu-fast.yaml")
+    plan = compiler.plan(compiler.load("yolov8n.yaml", IMGSZ), specs)
+    names = [s.pass_.name for s in plan if s.kind == "pass"]
+    assert names.index("act") < names.index("prune") < names.index("distill") < names.index("qdq")
+    prune = next(s.pass_ for s in plan if s.kind == "pass" and s.pass_.name == "prune")
+    assert prune.args["protect_head"] == "auto" and options["target"] == "ort-cpu"
+
+
+@pytest.mark.parametrize("raw, value", [("auto", "auto"), ("false", False), ("true", True), (False, False)])
+def test_protect_head_takes_bool_or_auto(raw, value):
+    assert Prune(protect_head=raw).args["protect_head"] == value
+
+
+def test_protect_head_rejects_other_words():
+    with pytest.raises(UsageError, match="true or false or auto"):
+        Prune(protect_head="maybe")
