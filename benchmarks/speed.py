@@ -49,8 +49,13 @@ def ultralytics_fp32(model: str, imgsz: int, folder: str) -> bytes:
     if Path(model).suffix == ".pt":
         src = os.path.join(folder, Path(model).name)
         shutil.copy(model, src)
-    out = YOLO(src).export(format="onnx", imgsz=imgsz, opset=17, simplify=True, dynamic=False, verbose=False)
-    return Path(out).read_bytes()
+    cwd = os.getcwd()
+    os.chdir(folder)  # a model YAML is exported into the working folder
+    try:
+        out = YOLO(src).export(format="onnx", imgsz=imgsz, opset=17, simplify=True, dynamic=False, verbose=False)
+        return Path(out).read_bytes()
+    finally:
+        os.chdir(cwd)
 
 
 def structural_passes(compiler: Compiler, recipe: str) -> list[PassSpec]:
@@ -64,7 +69,7 @@ def structural_passes(compiler: Compiler, recipe: str) -> list[PassSpec]:
             continue
         if spec.name == "prune" and any(recovers[i + 1:]) \
                 and compiler.registry.pass_class("prune").from_spec(spec).args["protect_head"] == "auto":
-            spec = PassSpec("prune", {**spec.args, "protect_head": False}, spec.positional)
+            spec = PassSpec("prune", {**spec.args, "protect_head": "false"}, spec.positional)
         out.append(spec)
     return out
 

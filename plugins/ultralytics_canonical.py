@@ -119,16 +119,15 @@ class DFLMatMul(nn.Module):
         bins = dfl.conv.weight.detach().reshape(1, -1)
         self.register_buffer("proj", torch.cat([bins, torch.ones_like(bins)]).clone())
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, anchor_major: bool = False) -> torch.Tensor:
+        """``(b, 4 * bins, anchors)`` -> ``(b, 4, anchors)``; with ``anchor_major`` the input is laid out
+        ``(b, anchors, 4 * bins)`` and the bins axis is last: a softmax there and one MatMul."""
+        if anchor_major:
+            return torch.matmul(x.unflatten(-1, (4, self.c1)).softmax(-1), self.proj[:1].T).squeeze(-1).transpose(1, 2)
         b, _, a = x.shape
         x = x.view(b, 4, self.c1, a)
         y = torch.matmul(self.proj, (x - x.amax(2, keepdim=True)).exp())  # (b, 4, 2, a)
         return y[:, :, 0] / y[:, :, 1]
-
-    def anchor_major(self, x: torch.Tensor) -> torch.Tensor:
-        """The same for boxes laid out ``(b, anchors, 4 * bins)``: a last-axis softmax and one MatMul
-        with the bins; returns ``(b, 4, anchors)``."""
-        return torch.matmul(x.unflatten(-1, (4, self.c1)).softmax(-1), self.proj[:1].T).squeeze(-1).transpose(1, 2)
 
 
 class DFLLastAxis(nn.Module):
@@ -222,7 +221,7 @@ try:  # defined at import so that checkpoints name an importable class
             if self.dynamic or self.shape != shape:
                 self.anchors, self.strides = (a.transpose(0, 1) for a in make_anchors(x["feats"], self.stride, 0.5))
                 self.shape = shape
-            return self.decode_bboxes(self.dfl.anchor_major(x["boxes"]), self.anchors.unsqueeze(0)) * self.strides
+            return self.decode_bboxes(self.dfl(x["boxes"], anchor_major=True), self.anchors.unsqueeze(0)) * self.strides
 
     class FusedConv(_Conv):
         """Ultralytics' Conv with its BatchNorm folded into the convolution."""
