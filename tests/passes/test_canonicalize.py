@@ -81,3 +81,17 @@ def test_exported_head_has_no_transpose_into_the_dfl(compiler):
         src = producer[src].input[0]
     # one Transpose per level, NCHW -> NHWC, which cancels against onnxruntime's own NHWC layout
     assert "Softmax" not in chain and chain.count("Transpose") <= 1
+
+
+def test_canonical_head_leaves_export_mode_switchable(compiler):
+    """Training turns the head's export mode off: the rewritten head must follow, or the trainer's
+    validation gets the inference tensor where it needs the raw outputs."""
+    from yolocc.plugins.ultralytics_frontend import set_export_mode
+
+    ir = compiler.load("yolov8n.yaml", IMGSZ)
+    Canonicalize()(ir, pass_ctx(ir))
+    head = ir.module.model[-1]
+    set_export_mode(ir.module, False)
+    assert head.export is False and isinstance(ir.module(ir.example_inputs()), tuple)
+    set_export_mode(ir.module, True)
+    assert head.export is True
