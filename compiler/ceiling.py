@@ -9,6 +9,7 @@ movement, small layers). Measured once per ISA, onnxruntime version and thread c
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -67,7 +68,7 @@ def measure_gemm(shape: tuple[int, int, int] = GEMM_SHAPE, threads: int = 0, run
 
 def int8_ceiling_gmacs(threads: int = 0, cache_root: str | Path | None = None,
                        shape: tuple[int, int, int] = GEMM_SHAPE) -> dict[str, Any]:
-    """The int8 ceiling of this machine: ``{"gmacs", "isa", "op", "threads", "runtime"}``, measured on
+    """The int8 ceiling of this machine: ``{"gmacs", "isa", "op", "threads", "runtime", "loadavg_1min"}``, measured on
     the first call and read from the cache (``CompileOptions.cache_root()/ceiling``) afterwards.
 
     The fastest run, not the median: the ceiling is what the machine can do, and other load only
@@ -81,8 +82,11 @@ def int8_ceiling_gmacs(threads: int = 0, cache_root: str | Path | None = None,
     root = Path(cache_root) if cache_root is not None else CompileOptions().cache_root()
 
     def compute() -> dict[str, Any]:
+        # The load when it was measured: a ceiling measured on a busy machine reads low (delete the cache
+        # file to measure again).
+        load = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
         return {"gmacs": round(measure_gemm(shape, threads), 2), "isa": isa, "op": op, "threads": threads,
-                "runtime": runtime}
+                "runtime": runtime, "loadavg_1min": load}
 
     value, _ = cached_json(root / "ceiling" / f"{key}.json", compute, "int8 ceiling")
     return value
