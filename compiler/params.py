@@ -22,7 +22,7 @@ class Param:
     """One typed parameter of a pass."""
 
     name: str
-    kind: str  # float | int | int|auto | str | bool | choice | path
+    kind: str  # float | int | int|auto | str | bool | bool|auto | choice | path
     default: Any = None
     doc: str = ""
     low: float | None = None
@@ -56,15 +56,18 @@ class Param:
             else:
                 value = _num(int, raw, f"{where} (an integer or 'auto')")
                 self._check_range(value, where)
-        elif self.kind == "bool":
-            if isinstance(raw, bool):
+        elif self.kind in ("bool", "bool|auto"):  # bool|auto: "auto" lets the pass decide from the plan
+            if self.kind == "bool|auto" and isinstance(raw, str) and raw.strip().lower() == "auto":
+                value = "auto"
+            elif isinstance(raw, bool):
                 value = raw
             elif str(raw).lower() in _TRUE:
                 value = True
             elif str(raw).lower() in _FALSE:
                 value = False
             else:
-                raise UsageError(f"{where} must be true or false, got '{raw}'")
+                either = " or auto" if self.kind == "bool|auto" else ""
+                raise UsageError(f"{where} must be true or false{either}, got '{raw}'")
         elif self.kind == "choice":
             value = str(raw)
             if value not in self.choices:

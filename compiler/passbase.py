@@ -36,6 +36,13 @@ class PassContext:
     frontend: Any = None
     #: The ``Runtime`` that measures the target (its own, or the default target's).
     runtime: Any = None
+    #: The passes the plan runs after the current one (set by ``pipeline.run``): lets a pass choose a
+    #: default by what follows it (e.g. prune opens the head when recovery training follows).
+    upcoming: tuple = ()
+
+    def recovery_follows(self) -> bool:
+        """Whether a pass that trains the model back (finetune, distill) runs later in the plan."""
+        return any(getattr(p, "recovers", False) for p in self.upcoming)
 
     def option(self, key: str, default: Any = None) -> Any:
         """One run option (a ``CompileOptions`` field), or ``default`` where it is unset."""
@@ -75,6 +82,10 @@ class Pass:
     #: planner tracks, and states it cannot run on, each with the fix the plan error suggests.
     makes: ClassVar[tuple[str, ...]] = ()
     rejects: ClassVar[dict[str, str]] = {}
+    #: Training passes that recover accuracy (finetune, distill); passes that change the function
+    #: (``act``) set ``needs_recovery`` and the pipeline warns when no recovering pass follows them.
+    recovers: ClassVar[bool] = False
+    needs_recovery: ClassVar[bool] = False
 
     def __init__(self, *positional: Any, **kwargs: Any):
         self.args = bind(self.name, self.params, kwargs, positional)

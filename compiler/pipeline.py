@@ -132,12 +132,20 @@ StageCallback = Callable[[Step, PassResult, float], None]
 def run(ir: ModelIR, steps: Sequence[Step], ctx: PassContext, on_pass: StageCallback | None = None) -> PassContext:
     """Run ``steps`` on ``ir`` in place; wrap pass failures in ``PassError`` naming the history."""
     opts = ctx.options
+    later = [s.pass_ for s in steps if s.kind == "pass"]
+    for i, p in enumerate(later):
+        if p.needs_recovery and opts.data and not any(q.recovers for q in later[i + 1:]):
+            log.warning("pass '%s' changes what the model computes and no finetune/distill follows it: "
+                        "add -p distill after it to recover the accuracy on --data", p.name)
+    done = 0
     for step in steps:
         if step.kind == "lower":
             lowering.lower(ir, opts.opset, opts.dynamic_batch)
             continue
         p = step.pass_
         assert p is not None
+        done += 1
+        ctx.upcoming = tuple(later[done:])
         if ctx.hook is not None:
             ctx.hook.yolocc_before_pass(pass_=p, ir=ir, ctx=ctx)
         t0 = time.perf_counter()

@@ -44,6 +44,10 @@ class Placement:
     #: Q/DQ on one shared range (with ``share_concat_ranges``) and their outputs none; consumers read the
     #: outputs as already quantized, so no requantization is inserted around them.
     transparent_ops: tuple[str, ...] = ()
+    #: Activations the runtime folds into the integer op before them (onnxruntime drops a Relu, or a
+    #: Clip, that feeds a QuantizeLinear whose range it covers): the op's raw output gets no Q/DQ, so
+    #: op -> activation -> Q fuses into one kernel; the activation's output is quantized.
+    fused_activations: tuple[str, ...] = ()
 
 
 @dataclass

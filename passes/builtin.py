@@ -2,6 +2,7 @@
 
 from yolocc.compiler.hookspecs import hookimpl
 
+from .act import Act
 from .calibrate import Calibrate
 from .canonicalize import Canonicalize
 from .finetune import Distill, Finetune
@@ -17,5 +18,5 @@ from .simplify import Simplify
 # tryfirst: built-ins register before any third-party plugin (pluggy calls later plugins first otherwise).
 @hookimpl(tryfirst=True)
 def yolocc_register_passes(registry):
-    for cls in (Canonicalize, Sensitivity, Prune, FuseBN, Finetune, Distill, Simplify, Calibrate, QDQ, Int8, FP16):
+    for cls in (Canonicalize, Act, Sensitivity, Prune, FuseBN, Finetune, Distill, Simplify, Calibrate, QDQ, Int8, FP16):
         registry.add_pass(cls)

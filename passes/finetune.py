@@ -58,6 +58,7 @@ class Finetune(Pass):
     name = "finetune"
     stage = "torch"
     preserves = ("canonical",)
+    recovers = True
     params = TRAIN_PARAMS
 
     def teacher(self, ir: ModelIR):

@@ -58,11 +58,13 @@ def thin_convs(graph: gs.Graph, below: int) -> set[str]:
 
 
 def _after_softmax(node: gs.Node) -> bool:
-    """DFL: a fixed conv applied to a softmax over box bins is part of the decode."""
-    src = node.inputs[0].inputs if node.inputs and isinstance(node.inputs[0], gs.Variable) else []
+    """DFL: a fixed conv or MatMul applied to a softmax (or the Exp of one written out) over box bins
+    is part of the decode."""
+    data = [t for t in node.inputs if isinstance(t, gs.Variable)]  # the MatMul form has the bins first
+    src = data[0].inputs if data else []
     hops = 0
     while src and hops < 3:
-        if src[0].op == "Softmax":
+        if src[0].op in ("Softmax", "Exp"):
             return True
         src = src[0].inputs[0].inputs if src[0].inputs and isinstance(src[0].inputs[0], gs.Variable) else []
         hops += 1

@@ -140,7 +140,8 @@ class Prune(Pass):
         Param("round_to", "int", 8, "keep channel counts a multiple of this", low=1, high=256),
         Param("layers", "path", None, "YAML of per-layer ratios (layer index -> ratio; head: [reg, cls])"),
         Param("global", "bool", False, "rank channels across layers instead of per layer"),
-        Param("protect_head", "bool", True, "never prune the detection/classification head"),
+        Param("protect_head", "bool|auto", "auto", "never prune the detection/classification head's inner "
+              "convolutions; auto: protected unless finetune/distill follows in the plan"),
         Param("macs", "float", None, "remove this fraction of the MACs instead of a uniform ratio; per-group "
               "ratios come from the sensitivity analysis (groups that matter least give most)",
               low=0.0, high=0.95),
@@ -154,10 +155,15 @@ class Prune(Pass):
         ratio = a["ratio"]
         allocation: dict = {}
         sensitivity: dict = {}
+        protect_head = a["protect_head"]
+        if protect_head == "auto":
+            # The head's inner convs are a large share of the MACs, and pruning them costs accuracy that
+            # only training brings back: open them when recovery follows.
+            protect_head = not ctx.recovery_follows() or (ctx.frontend or Frontend()).head(ir) is None
         if a["layers"]:
             ignored = self._apply_layer_file(ctx, ir, ir.protected_modules(), ratio_dict)
         else:
-            ignored = ignored_layers(ir, ctx, a["protect_head"])
+            ignored = ignored_layers(ir, ctx, protect_head)
         if "pre_prune" not in ir.analyses:  # the teacher for distillation: the model before any pruning
             import copy
 
@@ -201,6 +207,7 @@ class Prune(Pass):
                 save_ratios(a["save"], allocation["ratios"])
         return PassResult(bool(per_layer), {
             **({"allocation": allocation, "analysis": sensitivity} if allocation else {}),
+            "protect_head": protect_head,
             "params_before": params_before, "params_after": params_after,
             "param_reduction": round(1 - params_after / params_before, 4) if params_before else 0.0,
             "layers_pruned": len(per_layer), "channels_removed": pruned,

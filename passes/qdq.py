@@ -116,6 +116,7 @@ class QDQ(Pass):
                              f"nothing to quantize (check exclude=)")
         if placement.share_concat_ranges:
             _share_concat_ranges(quant, calib, transparent)
+        fused = _fused_outputs(quant, placement.fused_activations)
         missing: list[str] = []
         qdq_of: dict[str, gs.Variable] = {}
         grid: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # scale and zero point of each dequantized tensor
@@ -123,7 +124,7 @@ class QDQ(Pass):
         def act(t: gs.Tensor, like: gs.Variable | None = None) -> gs.Variable | None:
             """The dequantized twin of activation ``t`` (inserting Q/DQ once per tensor); ``like``
             (a dequantized tensor) makes it reuse that tensor's scale and zero point."""
-            if not isinstance(t, gs.Variable) or not t.name or t.dtype not in (np.float32, None):
+            if not isinstance(t, gs.Variable) or not t.name or t.dtype not in (np.float32, None) or t.name in fused:
                 return None
             if t.name in qdq_of:
                 return qdq_of[t.name]
@@ -216,6 +217,23 @@ def _share_concat_ranges(nodes, calib: dict, transparent: tuple[str, ...] = ()) 
         hi = max(calib[m][1] for m in members)
         for m in members:
             calib[m] = [lo, hi]
+
+
+def _fused_outputs(nodes: list[gs.Node], activations: tuple[str, ...]) -> set[str]:
+    """Names of weighted-op outputs read only by one activation in ``activations`` (both quantized):
+    they stay unquantized so the runtime folds the activation into the integer op."""
+    if not activations:
+        return set()
+    names = {n.name for n in nodes}
+    fused = set()
+    for node in nodes:
+        if node.op not in WEIGHTED_OPS:
+            continue
+        for t in node.outputs:
+            readers = list(t.outputs)
+            if len(readers) == 1 and readers[0].op in activations and readers[0].name in names:
+                fused.add(t.name)
+    return fused
 
 
 def _has_qdq(model) -> bool:

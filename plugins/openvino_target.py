@@ -114,9 +114,9 @@ class OpenVinoTarget(Target):
     placement = openvino_placement()
     default_emitter = "openvino"
     default_suffix = SUFFIX
-    #: Frontend rewrites this target runs slower with: Ultralytics' DFL with its softmax on the last
-    #: axis helps onnxruntime, but OpenVINO runs its own DFL (softmax on axis 1, then a 1x1 conv) faster.
-    skip_rewrites = frozenset({"DFL->DFLLastAxis"})
+    #: Frontend rewrites this target runs slower with: the MatMul DFL is written for onnxruntime;
+    #: OpenVINO runs Ultralytics' own DFL (softmax on axis 1, then a 1x1 conv) faster.
+    skip_rewrites = frozenset({"DFL->DFLMatMul", "Detect->DetectAnchorMajor"})
 
     def available(self) -> str | None:
         """None when the target can run here; otherwise one line saying what to install."""

@@ -22,6 +22,7 @@ class OrtCpuTarget(Target):
         share_concat_ranges=True,
         # onnxruntime's int8 convolution is slow on a 3-channel stem: float there is faster end to end.
         float_below_channels=4,
+        fused_activations=("Relu", "Clip"),
     )
 
     def verify(self, model) -> Verification:

@@ -3,7 +3,8 @@
 C2f (and subclasses that keep its forward, such as YOLO11's C3k2) computes ``cv1(x).chunk(2, 1)``.
 A channel split couples the two halves in ways pruners get wrong, so the 1x1 ``cv1`` is split
 into two convolutions with the same weights, one per half. The result computes the same function.
-DFL is rewritten with its softmax on the last axis (same values, a faster exported graph).
+DFL is rewritten as one MatMul over the bins axis, in the layout the box branch already has (same
+values, no transposes in the exported graph).
 """
 
 from __future__ import annotations
@@ -103,11 +104,34 @@ def _is_splittable_c2f(m: nn.Module) -> bool:
             and cv1.conv.groups == 1 and cv1.conv.out_channels == 2 * m.c)
 
 
+class DFLMatMul(nn.Module):
+    """Ultralytics' DFL (softmax over box bins, then their expectation) as one MatMul on the
+    box branch's own layout ``(b, 4, bins, anchors)``.
+
+    The expectation is ``sum(bins * e) / sum(e)`` with ``e = exp(x - max)``: numerator and
+    denominator are two rows of one ``(2, bins)`` matrix applied to ``e``. A Softmax would need the
+    bins on the last axis, i.e. a transpose of the whole box tensor (onnxruntime transposes around a
+    middle-axis softmax as well); this form has none."""
+
+    def __init__(self, dfl: nn.Module):
+        super().__init__()
+        self.c1 = dfl.c1
+        bins = dfl.conv.weight.detach().reshape(1, -1)
+        self.register_buffer("proj", torch.cat([bins, torch.ones_like(bins)]).clone())
+
+    def forward(self, x: torch.Tensor, anchor_major: bool = False) -> torch.Tensor:
+        """``(b, 4 * bins, anchors)`` -> ``(b, 4, anchors)``; with ``anchor_major`` the input is laid out
+        ``(b, anchors, 4 * bins)`` and the bins axis is last: a softmax there and one MatMul."""
+        if anchor_major:
+            return torch.matmul(x.unflatten(-1, (4, self.c1)).softmax(-1), self.proj[:1].T).squeeze(-1).transpose(1, 2)
+        b, _, a = x.shape
+        x = x.view(b, 4, self.c1, a)
+        y = torch.matmul(self.proj, (x - x.amax(2, keepdim=True)).exp())  # (b, 4, 2, a)
+        return y[:, :, 0] / y[:, :, 1]
+
+
 class DFLLastAxis(nn.Module):
-    """Ultralytics' DFL (softmax over box bins, then their expectation) with the softmax on the
-    last axis and the expectation as a MatMul. Same values; the exported graph avoids a softmax
-    over a middle axis, which onnxruntime runs through extra transposes (measured: 4.8 ms of a
-    36 ms int8 YOLOv8n at 640)."""
+    """The earlier DFL rewrite (softmax on the last axis), kept so that checkpoints saved with it load."""
 
     def __init__(self, dfl: nn.Module):
         super().__init__()
@@ -125,8 +149,22 @@ def _is_dfl(m: nn.Module) -> bool:
             isinstance(conv, nn.Conv2d) and conv.out_channels == 1 and conv.kernel_size == (1, 1))
 
 
+def _is_plain_detect(m: nn.Module) -> bool:
+    try:
+        from ultralytics.nn.modules.head import Detect
+    except ImportError:
+        return False
+    return type(m) is Detect and m.reg_max > 1 and not getattr(m, "end2end", False) and getattr(m, "one2one_cv2", None) is None
+
+
+def _anchor_major(m: nn.Module) -> nn.Module:
+    m.__class__ = DetectAnchorMajor  # same module, same parameters: only the exported graph changes
+    return m
+
+
 #: (rule name, matcher, rewriter). Rewriters must be numerically equivalent.
-REWRITES = [("C2f->C2fSplit", _is_splittable_c2f, C2fSplit), ("DFL->DFLLastAxis", _is_dfl, DFLLastAxis)]
+REWRITES = [("C2f->C2fSplit", _is_splittable_c2f, C2fSplit), ("Detect->DetectAnchorMajor", _is_plain_detect, _anchor_major),
+            ("DFL->DFLMatMul", _is_dfl, DFLMatMul)]
 
 
 
@@ -155,6 +193,35 @@ def fused_class(cls: type) -> type | None:
 
 try:  # defined at import so that checkpoints name an importable class
     from ultralytics.nn.modules.conv import Conv as _Conv, DWConv as _DWConv
+    from ultralytics.nn.modules.head import Detect as _Detect
+
+    class DetectAnchorMajor(_Detect):
+        """Detect whose exported box branch is laid out anchor-major, ``(b, anchors, 4 * bins)``.
+
+        That is the layout onnxruntime's int8 convolutions produce (NHWC) and the one a last-axis DFL
+        softmax needs, so the transposes back to NCHW and into the DFL cancel out. Training and
+        torch inference are Ultralytics' own."""
+
+        def forward_head(self, x, box_head=None, cls_head=None):
+            if box_head is None or cls_head is None or not torch.onnx.is_in_onnx_export() \
+                    or not isinstance(self.dfl, DFLMatMul):
+                return super().forward_head(x, box_head, cls_head)
+            bs = x[0].shape[0]
+            boxes = torch.cat([box_head[i](x[i]).permute(0, 2, 3, 1).reshape(bs, -1, 4 * self.reg_max)
+                               for i in range(self.nl)], 1)
+            scores = torch.cat([cls_head[i](x[i]).view(bs, self.nc, -1) for i in range(self.nl)], -1)
+            return {"boxes": boxes, "scores": scores, "feats": x, "anchor_major": True}
+
+        def _get_decode_boxes(self, x):
+            if not x.get("anchor_major"):
+                return super()._get_decode_boxes(x)
+            from ultralytics.utils.tal import make_anchors
+
+            shape = x["feats"][0].shape
+            if self.dynamic or self.shape != shape:
+                self.anchors, self.strides = (a.transpose(0, 1) for a in make_anchors(x["feats"], self.stride, 0.5))
+                self.shape = shape
+            return self.decode_bboxes(self.dfl(x["boxes"], anchor_major=True), self.anchors.unsqueeze(0)) * self.strides
 
     class FusedConv(_Conv):
         """Ultralytics' Conv with its BatchNorm folded into the convolution."""
@@ -168,4 +235,4 @@ try:  # defined at import so that checkpoints name an importable class
         def forward(self, x):
             return self.forward_fuse(x)
 except ImportError:  # Ultralytics not installed: no Ultralytics models to fuse either
-    FusedConv = FusedDWConv = None
+    FusedConv = FusedDWConv = DetectAnchorMajor = None

@@ -189,7 +189,8 @@ def head_of(module):
 def set_export_mode(module, on: bool) -> None:
     """Ultralytics heads return a single tensor (plus protos for seg) in export mode."""
     for m in module.modules():
-        if hasattr(m, "export") and type(m).__module__.startswith("ultralytics.nn.modules"):
+        # any subclass of an Ultralytics head counts too (canonicalize's DetectAnchorMajor)
+        if hasattr(m, "export") and any(c.__module__.startswith("ultralytics.nn.modules") for c in type(m).__mro__):
             m.export = on
             if hasattr(m, "format"):
                 m.format = "onnx" if on else None

@@ -19,7 +19,7 @@ def test_c2f_split_is_exact(compiler, cfg, expected):
         before = ir.module(x)
     result = Canonicalize()(ir, pass_ctx(ir))
     assert result.modified and result.changes["rewrites"]["C2f->C2fSplit"] == expected
-    assert result.changes["rewrites"]["DFL->DFLLastAxis"] == 1
+    assert result.changes["rewrites"]["DFL->DFLMatMul"] == 1
     assert sum(isinstance(m, C2fSplit) for m in ir.module.modules()) == expected
     with torch.no_grad():
         after = ir.module(x)
@@ -52,3 +52,46 @@ def test_takes_no_arguments():
 
     with pytest.raises(UsageError, match="has no argument 'x'"):
         Canonicalize(x=1)
+
+
+def test_exported_head_has_no_transpose_into_the_dfl(compiler):
+    """The canonical head exports the box branch anchor-major and the DFL as softmax + one MatMul: same
+    outputs as Ultralytics' graph, and no Transpose between the box convolutions and the DFL."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+
+    from yolocc.compiler import lowering
+
+    ir = compiler.load("yolov8n.yaml", IMGSZ)
+    before = lowering.onnx_bytes(ir)
+    result = Canonicalize()(ir, pass_ctx(ir))
+    assert result.changes["rewrites"]["Detect->DetectAnchorMajor"] == 1
+    after = lowering.onnx_bytes(ir)
+    x = np.random.default_rng(0).random((1, 3, IMGSZ, IMGSZ), dtype=np.float32)
+    ref, out = (ort.InferenceSession(m).run(None, {"images": x})[0] for m in (before, after))
+    assert float(np.abs(ref - out).max() / np.abs(ref).max()) < 1e-5
+    nodes = onnx.load_from_string(after).graph.node
+    producer = {o: n for n in nodes for o in n.output}
+    softmax = next(n for n in nodes if n.op_type == "Softmax")
+    assert softmax.attribute[0].i == -1 and any(n.op_type == "MatMul" for n in nodes)
+    src, chain = softmax.input[0], []
+    while src in producer and producer[src].op_type != "Conv":
+        chain.append(producer[src].op_type)
+        src = producer[src].input[0]
+    # one Transpose per level, NCHW -> NHWC, which cancels against onnxruntime's own NHWC layout
+    assert "Softmax" not in chain and chain.count("Transpose") <= 1
+
+
+def test_canonical_head_leaves_export_mode_switchable(compiler):
+    """Training turns the head's export mode off: the rewritten head must follow, or the trainer's
+    validation gets the inference tensor where it needs the raw outputs."""
+    from yolocc.plugins.ultralytics_frontend import set_export_mode
+
+    ir = compiler.load("yolov8n.yaml", IMGSZ)
+    Canonicalize()(ir, pass_ctx(ir))
+    head = ir.module.model[-1]
+    set_export_mode(ir.module, False)
+    assert head.export is False and isinstance(ir.module(ir.example_inputs()), tuple)
+    set_export_mode(ir.module, True)
+    assert head.export is True
