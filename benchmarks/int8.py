@@ -36,6 +36,7 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 from yolocc.compiler import measure  # noqa: E402
 from yolocc.compiler.api import Compiler  # noqa: E402
 from yolocc.passes.calib_data import load_calibration  # noqa: E402
+from yolocc.plugins.ort_runtime import OrtCpuRuntime  # noqa: E402
 
 DEFAULT_CALIB = "examples/digits/data/calib/images"
 
@@ -164,16 +165,17 @@ def main() -> int:
 
         models = {k: Path(v["path"]).read_bytes() for k, v in rows.items()}
         x = calib[:1]
-        repeats = [measure.latencies_ms(list(models.values()), x, runs=args.runs) for _ in range(args.repeat)]
+        runtime = OrtCpuRuntime()
+        repeats = [measure.latencies_ms(runtime, list(models.values()), x, runs=args.runs) for _ in range(args.repeat)]
         lat = [float(np.median(col)) for col in zip(*repeats)]
         names = list(models)
         speedups = {n: [round(r[0] / r[i], 2) for r in repeats] for i, n in enumerate(names)}
-        ref_sess = measure.session(models["ultralytics-fp32"])
+        ref_sess = runtime.load(models["ultralytics-fp32"])
         probe = calib[: min(8, len(calib))]
-        refs = [measure.run_outputs(ref_sess, p[None])["output0"] for p in probe]
+        refs = [ref_sess.run(p[None])["output0"] for p in probe]
         for (name, data), ms in zip(models.items(), lat):
-            sess = measure.session(data)
-            outs = [list(measure.run_outputs(sess, p[None]).values())[0] for p in probe]
+            sess = runtime.load(data)
+            outs = [list(sess.run(p[None]).values())[0] for p in probe]
             scores = [measure.compare(r[:, 4:], o[:, 4:])["cosine"] for r, o in zip(refs, outs)]
             boxes = [measure.compare(r[:, :4], o[:, :4])["rel_err"] for r, o in zip(refs, outs)]
             rows[name].update(size_bytes=len(data), latency_ms=round(ms, 3), speedup_per_repeat=speedups[name],
