@@ -143,14 +143,16 @@ def main() -> int:
 
     rows: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="yolocc-bench-") as tmp:
-        calib = load_calibration(args.calib, args.calib_n, (1, 3, args.imgsz, args.imgsz), "detect")
+        compiler = Compiler()
+        ir = compiler.load(args.model, args.imgsz)
+        frontend = compiler.frontend_of(ir)
+        calib = load_calibration(args.calib, args.calib_n, ir.input.shape, lambda im: frontend.preprocess(ir, im))
         fp32 = ultralytics_export(args.model, args.imgsz, tmp)
         rows["ultralytics-fp32"] = {"path": fp32}
         for name, u8s8 in (("ort-s8s8", False), ("ort-u8s8", True)):
             t0 = time.perf_counter()
             rows[name] = {"path": ort_quantize(fp32, calib, os.path.join(tmp, f"{name}.onnx"), u8s8),
                           "compile_s": round(time.perf_counter() - t0, 1)}
-        compiler = Compiler()
         int8 = f"int8:method={args.method}" if args.method else "int8"
         for name, passes in (("yolocc-int8", [int8]), ("yolocc-prune-int8", ["prune:0.25", int8]),
                              ("yolocc-prune-head-int8", ["prune:ratio=0.25,protect_head=false", int8])):
