@@ -181,12 +181,11 @@ def _compile_main(argv: list[str]) -> int:
     else:
         _print_report(result.report, expand=args.verbose)
         if result.artifact:
-            import shutil
             import textwrap
 
             print(textwrap.fill("wrote " + ", ".join([str(result.artifact), *result.report.written]),
-                                max(shutil.get_terminal_size((80, 24)).columns, 40), subsequent_indent="  ",
-                                break_on_hyphens=False, break_long_words=False))
+                                _terminal_width(), subsequent_indent="  ", break_on_hyphens=False,
+                                break_long_words=False))
     return 0
 
 
@@ -224,13 +223,19 @@ def _print_plan(ir, steps) -> None:
         print(f"  {i}. {s.describe():<50} {stage:<6}{origin}")
 
 
-def _print_report(report, expand: bool = False) -> None:
+def _terminal_width() -> int:
+    """Columns to fit the output to: the terminal's (or $COLUMNS), 80 when not a terminal, 40 at least."""
     import shutil
+
+    return max(shutil.get_terminal_size((80, 24)).columns, 40)
+
+
+def _print_report(report, expand: bool = False) -> None:
     import textwrap
 
     from .report_render import terminal_table
 
-    width = shutil.get_terminal_size((80, 24)).columns
+    width = _terminal_width()
     print(terminal_table(report, width, expand), end="")
     if report.budget and report.budget.get("final"):
         b, f = report.budget, report.budget["final"]
@@ -238,7 +243,7 @@ def _print_report(report, expand: bool = False) -> None:
         print(textwrap.fill(f"budget {b['max_drop']} pt met: {f['name']}: val {f['val']:.4f} "
                             f"({-f['drop_pts_val']:+.2f} pt){test}; {f['speedup_vs_input']:.2f}x faster than the input, "
                             f"{f['speedup_vs_int8']:.2f}x than int8 alone ({report.latency.get('runtime', '')}, "
-                            f"{report.latency.get('isa', '')})", max(width, 40)))
+                            f"{report.latency.get('isa', '')})", width))
 
 
 def _passes_main(argv: list[str]) -> int:

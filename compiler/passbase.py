@@ -62,6 +62,15 @@ class PassContext:
 SNAPSHOTS = ("pre_prune", "pre_prune_metrics")
 
 
+def keep_teacher(ir: ModelIR) -> None:
+    """Keep the model as it is now as the distillation teacher (``pre_prune``) unless an earlier pass
+    already did: the teacher is the model before the first pass that changed what it computes."""
+    if "pre_prune" not in ir.analyses:
+        import copy
+
+        ir.analyses["pre_prune"] = copy.deepcopy(ir.module)
+
+
 class Pass:
     """Base class of every pass, built-in or third-party.
 
@@ -119,6 +128,9 @@ class Pass:
         if ir.stage != self.stage:
             raise PipelineError(f"pass '{self.name}' runs at the {self.stage} stage but the model is at the {ir.stage} stage")
         result = self.call(ir, ctx)
+        if result.modified and self.needs_recovery and ctx.option("data") and not ctx.recovery_follows():
+            result.diagnostics.append(f"no finetune/distill follows '{self.name}': the accuracy it costs is "
+                                      f"not recovered")
         absent = [a for a in self.provides if a not in ir.analyses]
         if absent:
             raise PipelineError(f"pass '{self.name}' declares that it provides {', '.join(absent)} "

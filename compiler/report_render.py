@@ -241,7 +241,8 @@ def markdown(report) -> str:
     if metric:
         head.append(metric)
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for d in decisions(report.stages):
+    rows = decisions(report.stages)
+    for d in rows:
         s = d.result
         cells = [d.name, with_delta(s.params, base.params, count), with_delta(s.macs, base.macs, count),
                  with_delta(s.size_bytes, base.size_bytes, nbytes),
@@ -272,7 +273,7 @@ def markdown(report) -> str:
     lines += ["", "Fidelity: cosine similarity of the outputs with the input model's on one fixed input."]
     if metric:
         lines += ["", f"{metric}: on the {(report.accuracy or {}).get('split', 'val')} split."]
-    if len(report.stages) > len(decisions(report.stages)):
+    if len(report.stages) > len(rows):
         lines += ["", "### Every stage", "", "| stage | origin | changed | time | p50 |", "|---|---|---|---|---|"]
         for s in report.stages:
             lines.append(f"| {s.name} | {s.origin} | {'yes' if s.modified else 'no'} | {s.time_s:.2f} s | "

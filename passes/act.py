@@ -8,13 +8,12 @@ teacher stays the SiLU model (the snapshot is taken here when no earlier pass to
 
 from __future__ import annotations
 
-import copy
 
 import torch.nn as nn
 
 from yolocc.compiler.ir import ModelIR
 from yolocc.compiler.params import Param
-from yolocc.compiler.passbase import Pass, PassContext, PassResult
+from yolocc.compiler.passbase import Pass, PassContext, PassResult, keep_teacher
 
 #: The activations ``to=`` offers.
 ACTIVATIONS = {"relu": nn.ReLU, "relu6": nn.ReLU6, "hardswish": nn.Hardswish}
@@ -50,14 +49,9 @@ class Act(Pass):
                     choices=tuple(ACTIVATIONS)),)
 
     def call(self, ir: ModelIR, ctx: PassContext) -> PassResult:
-        before = copy.deepcopy(ir.module) if "pre_prune" not in ir.analyses else None
-        count = swap_silu(ir.module, ACTIVATIONS[self.args["to"]])
-        if not count:
+        if not any(type(m) is nn.SiLU for m in ir.module.modules()):
             return PassResult(False, {"reason": "no nn.SiLU modules"})
+        keep_teacher(ir)  # the distillation teacher (and epochs=auto's reference) stays the SiLU model
+        count = swap_silu(ir.module, ACTIVATIONS[self.args["to"]])
         ir.invalidate()
-        if before is not None:  # the distillation teacher (and epochs=auto's reference) stays the SiLU model
-            ir.analyses["pre_prune"] = before
-        diagnostics = []
-        if ctx.option("data") and not ctx.recovery_follows():
-            diagnostics.append("no finetune/distill follows 'act': the accuracy lost by the swap is not recovered")
-        return PassResult(True, {"to": self.args["to"], "replaced": count}, diagnostics)
+        return PassResult(True, {"to": self.args["to"], "replaced": count})

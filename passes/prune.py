@@ -9,7 +9,7 @@ from yolocc.compiler.errors import PassError, UsageError
 from yolocc.compiler.interfaces import Frontend, HeadParts
 from yolocc.compiler.ir import ModelIR
 from yolocc.compiler.params import Param
-from yolocc.compiler.passbase import Pass, PassContext, PassResult
+from yolocc.compiler.passbase import Pass, PassContext, PassResult, keep_teacher
 from yolocc.compiler.torchgraph import ROOT_TYPES, TORCH_GLOBAL_LOCK, all_params_require_grad, flatten_outputs
 
 from .layer_ratios import load_layer_ratios
@@ -164,10 +164,7 @@ class Prune(Pass):
             ignored = self._apply_layer_file(ctx, ir, ir.protected_modules(), ratio_dict)
         else:
             ignored = ignored_layers(ir, ctx, protect_head)
-        if "pre_prune" not in ir.analyses:  # the teacher for distillation: the model before any pruning
-            import copy
-
-            ir.analyses["pre_prune"] = copy.deepcopy(module)
+        keep_teacher(ir)
         if a["macs"] is not None and not a["layers"]:
             analysis = ir.analyses.get("sensitivity") or cached_analysis(ir, ctx, ignored, round_to=a["round_to"])
             chosen, predicted = allocate(analysis["groups"], a["macs"], analysis["layer_macs"])
