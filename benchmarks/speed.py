@@ -103,7 +103,7 @@ def main() -> int:
             compile_s[name] = round(time.perf_counter() - t0, 1)
             models[name] = res.ir.onnx_model.SerializeToString()
     _, runtime = compiler.target("ort-cpu")
-    ceil = ceiling.int8_ceiling_gmacs(args.threads)
+    ceil = runtime.int8_ceiling(args.threads)
     x = np.random.default_rng(0).random((1, 3, args.imgsz, args.imgsz), dtype=np.float32)
     load_before = os.getloadavg()[0]
     repeats = [measure.latencies_ms(runtime, list(models.values()), x, runs=args.runs, threads=args.threads)

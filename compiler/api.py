@@ -8,18 +8,22 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from . import lowering
 from .errors import UsageError
 from .fileio import artifact_facts, check_report_path, check_writable, refuse_input_overwrite, staged
+from .analyses import CALIBRATION, OUTPUT_SPLITS
+from .interfaces import Frontend
 from .ir import ModelIR
-from .options import DEFAULT_TARGET, CompileOptions
+from .metrics import Metrics
+from .options import DEFAULT_SEARCH, DEFAULT_TARGET, CompileOptions
 from .params import PassSpec
 from .passbase import Pass, PassContext, PassResult
 from .pipeline import Step, plan, resolve, run
 from .registry import Registry, build_registry, get_plugin_manager
 from .report import Report, StageRecord
+from .target import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +86,9 @@ class Compiler:
         runtime = target.runtime() or self.registry.target(DEFAULT_TARGET).runtime()
         return target, runtime
 
-    def frontend_of(self, ir: ModelIR):
-        return self.registry.frontends[ir.frontend].obj if ir.frontend in self.registry.frontends else None
+    def frontend_of(self, ir: ModelIR) -> Frontend:
+        """The frontend that loaded ``ir``, or the null ``Frontend()`` (neutral answers) for none."""
+        return self.registry.frontends[ir.frontend].obj if ir.frontend in self.registry.frontends else Frontend()
 
     def compile(self, model: Any, passes: Sequence[str | PassSpec | Pass] = (), output: str | Path | None = None,
                 options: CompileOptions | None = None, reports: Sequence[str | Path] = (),
@@ -106,6 +111,10 @@ class Compiler:
         for path in reports:
             check_report_path(path)
             refuse_input_overwrite(model, path)
+        if opts.max_drop is None and opts.search != DEFAULT_SEARCH:
+            raise UsageError(f"--search {opts.search} chooses how the accuracy budget searches: it needs --max-drop PTS")
+        if opts.max_drop is not None:
+            self.registry.strategy(opts.search)  # an unknown name fails before any work
         if opts.data is not None and not Path(opts.data).exists():
             raise UsageError(f"--data '{opts.data}' does not exist")
         if opts.data is not None and not opts.measure:
@@ -127,13 +136,17 @@ class Compiler:
                 log.info("cache hit %s: copied the cached artifact", key[:12])
                 return CompileResult(Path(output), report, None, [])
         if opts.max_drop is not None:
-            return self._budget(model, passes, output, emitter, opts, reports, progress, t_start)
+            if passes:
+                raise UsageError("--max-drop chooses the passes itself: drop the -p passes (or drop --max-drop)")
+            from .budget import Budget
+
+            ir, report = Budget(self, opts, self.registry.strategy(opts.search), progress).search(model)
+            return self._finish(ir, report, [], output, emitter, reports, key, opts, t_start)
         ir = model if isinstance(model, ModelIR) else self.load(model, opts.imgsz, opts.trust_model)
         steps = self.plan(ir, passes)
-        if not opts.calib and any(s.pass_ is not None and "calibration" in s.pass_.provides for s in steps):
+        if not opts.calib and any(s.pass_ is not None and CALIBRATION in s.pass_.provides for s in steps):
             raise UsageError("int8 needs calibration data: pass --calib IMAGES_DIR (an image folder, "
                              "an Ultralytics data YAML, or a .npy/.npz of preprocessed inputs)")
-        frontend = self.frontend_of(ir)
         report = Report(model=ir.source, task=ir.task, imgsz=ir.input.imgsz,
                         plan=[s.as_dict() for s in steps])
 
@@ -152,18 +165,24 @@ class Compiler:
         run(ir, steps, self.context(ir, opts, progress), on_pass=lambda step, result, dt: snapshot(step.pass_.name, step.origin,
                                                                         step.pass_.args, result, dt))
         if opts.measure:
-            report.finalize(runtime, opts.latency_runs, opts.threads, splits=ir.meta.get("output_splits"),
+            report.finalize(runtime, opts.latency_runs, opts.threads, splits=ir.meta.get(OUTPUT_SPLITS),
                             batch=opts.batch, cache_root=opts.cache_root())
         if opts.data:
             report.evaluate(self.evaluator(ir, opts, runtime), progress)
-            report.accuracy = {"data": str(opts.data), "split": opts.eval_split}
+            report.accuracy = {**(report.accuracy or {}), "data": str(opts.data), "split": opts.eval_split}
+        return self._finish(ir, report, steps, output, emitter, reports, key, opts, t_start)
+
+    def _finish(self, ir: ModelIR, report: Report, steps: list[Step], output, emitter, reports, key: str | None,
+                opts: CompileOptions, t_start: float) -> CompileResult:
+        """The one end of every compile, searched or not: emit the artifact, write the reports and store
+        both in the content cache (``key``), all staged and renamed into place together."""
         with contextlib.ExitStack() as stack:
             if emitter is None:
                 report.compile_time_s = time.perf_counter() - t_start
                 _stage_reports(report, reports, stack)
                 return CompileResult(None, report, ir, steps)
             tmp = stack.enter_context(staged(output, emitter.writes_folder))
-            info = emitter.emit(ir, tmp, self._emit_options(opts, frontend, target))
+            info = emitter.emit(ir, tmp, self._emit_options(opts, self.frontend_of(ir), self.target(opts.target)[0]))
             report.artifact = {"path": str(output), "emitter": emitter.name, **artifact_facts(tmp), **info}
             report.compile_time_s = time.perf_counter() - t_start
             if key is not None:
@@ -174,37 +193,20 @@ class Compiler:
             _stage_reports(report, reports, stack)
         return CompileResult(Path(output), report, ir, steps)
 
-    def _budget(self, model, passes, output, emitter, opts: CompileOptions, reports, progress,
-                t_start: float) -> CompileResult:
-        """``--max-drop``: the budget search chooses the passes (see ``budget``), then the same output rules."""
-        from .budget import BudgetSearch
-
-        if passes:
-            raise UsageError("--max-drop chooses the passes itself: drop the -p passes (or drop --max-drop)")
-        ir, report = BudgetSearch(self, opts, progress).search(model)
-        report.compile_time_s = time.perf_counter() - t_start
-        with contextlib.ExitStack() as stack:
-            if emitter is not None:
-                tmp = stack.enter_context(staged(output, emitter.writes_folder))
-                info = emitter.emit(ir, tmp, self._emit_options(opts, self.frontend_of(ir), self.target(opts.target)[0]))
-                report.artifact = {"path": str(output), "emitter": emitter.name, **artifact_facts(tmp), **info}
-            _stage_reports(report, reports, stack)
-        return CompileResult(Path(output) if emitter is not None else None, report, ir, [])
-
     @staticmethod
     def _emit_options(opts: CompileOptions, frontend, target) -> dict[str, Any]:
         return {"opset": opts.opset, "dynamic_batch": opts.dynamic_batch, "frontend": frontend, "target": target,
                 "cache_dir": str(opts.cache_root())}
 
-    def evaluator(self, ir: ModelIR, opts: CompileOptions, runtime):
-        """``onnx_bytes -> metrics`` on ``opts.data`` with the model's frontend, run on ``runtime``."""
+    def evaluator(self, ir: ModelIR, opts: CompileOptions, runtime: Runtime) -> Callable[..., Metrics]:
+        """``evaluate(onnx_bytes, split=opts.eval_split) -> Metrics`` on ``opts.data`` with the model's
+        frontend, run on ``runtime``."""
         frontend = self.frontend_of(ir)
 
-        def evaluate(onnx_bytes: bytes) -> dict:
-            metrics = frontend.evaluate(ir, onnx_bytes, opts.data, split=opts.eval_split, runtime=runtime) \
-                if frontend is not None else None
+        def evaluate(onnx_bytes: bytes, split: str = opts.eval_split) -> Metrics:
+            metrics = frontend.evaluate(ir, onnx_bytes, opts.data, runtime, split=split)
             if metrics is None:
-                raise UsageError(f"--data: the {ir.frontend} frontend cannot evaluate accuracy")
+                raise UsageError(f"--data: the {ir.frontend or 'model'}'s frontend cannot evaluate accuracy")
             return metrics
 
         return evaluate

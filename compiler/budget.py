@@ -1,41 +1,32 @@
 """The accuracy budget (``--max-drop PTS``): the fastest model whose val metric stays within PTS points.
 
-The search climbs a ladder of MAC reductions, each step building on the last accepted model:
+This module is the policy's frame, not the policy: it measures the input model, hands a search
+strategy (``--search NAME``, default ``ladder``; see ``compiler.search``) a ``SearchSpace`` through
+which the strategy runs typed trials, then verifies and reports. Every result goes into the report
+(val, test, latency on the target's runtime, MACs, size), with a Pareto plot of accuracy against
+latency. Choices are made on val only; test is reported. A chosen result over budget is refused, and
+so is a search that finds none: ``BudgetNotMet`` names the best candidate and how far it is over.
 
-1. measure the input model on val (and test, when the data has one);
-2. prune to the next MAC target with per-group ratios from the sensitivity analysis (head included),
-   then distil from the input model until the val metric is back within the pruning share of the
-   budget (``epochs=auto``); accept the step if it is, stop climbing at the first step that is not;
-3. quantize the last accepted model with INT8 mixed precision for what is left of the budget;
-4. verify: measure the final model on val, and on test for the report. If it is over budget, the
-   next milder accepted model is quantized instead; if none fits, the search refuses (exit 2) and
-   names the best candidate and how far it is from the budget.
-
-Every candidate goes into the report (val, test, latency on the target's runtime, MACs, size), with
-a Pareto plot of accuracy against latency. Choices are made on val only; test is reported.
+Trials run in this process, one after another (the local executor).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from . import lowering
+from .datasets import has_split
 from .errors import UsageError
 from .ir import ModelIR
+from .metrics import Metrics
+from .options import CompileOptions
+from .passbase import Pass
 from .report import BUDGET_ORIGIN, Report, StageRecord
+from .search import SearchStrategy, Trial, TrialResult
 
 log = logging.getLogger(__name__)
-
-#: Cumulative fractions of the input's MACs removed, tried in order (each step builds on the last).
-LADDER = (0.3, 0.45, 0.55, 0.65)
-#: The share of the budget kept for INT8 (its measured cost on the digits detector is 0.3-0.4 pt).
-INT8_SHARE = 0.4
-MAX_EPOCHS = 30
-PATIENCE = 5
 
 
 class BudgetNotMet(UsageError):
@@ -47,187 +38,157 @@ class BudgetNotMet(UsageError):
         self.report = report
 
 
-@dataclass
-class Candidate:
-    """One model the search built and measured."""
+class Budget:
+    """One ``--max-drop`` search for one ``Compiler``: the ``SearchSpace`` its strategy works in."""
 
-    name: str
-    passes: list[str]
-    ir: ModelIR | None = field(default=None, repr=False)
-    val: float | None = None
-    test: float | None = None
-    accepted: bool = False
-    facts: dict[str, Any] = field(default_factory=dict)
-    record: StageRecord | None = field(default=None, repr=False)
-
-
-def ladder_steps(ladder: tuple[float, ...]) -> list[float]:
-    """Per-step fractions of the *current* model's MACs that reach the cumulative ``ladder``."""
-    steps, kept = [], 1.0
-    for target in ladder:
-        steps.append(round(1 - (1 - target) / kept, 4))
-        kept = 1 - target
-    return steps
-
-
-class BudgetSearch:
-    """Runs the search for one ``Compiler`` (see the module docstring)."""
-
-    def __init__(self, compiler, opts, progress: Callable[[str, int, int], None] | None = None,
-                 ladder: tuple[float, ...] | None = None, max_epochs: int = MAX_EPOCHS, patience: int = PATIENCE):
+    def __init__(self, compiler, opts: CompileOptions, strategy: SearchStrategy,
+                 progress: Callable[[str, int, int], None] | None = None):
         if opts.max_drop is None:
             raise UsageError("the budget search needs --max-drop PTS")
         if not opts.data:
             raise UsageError("--max-drop needs --data DATA.yaml: the budget is measured on its val split")
         if not opts.calib:
             raise UsageError("--max-drop needs --calib IMAGES_DIR (INT8 calibration and the sensitivity analysis)")
-        self.compiler, self.opts, self.progress = compiler, opts, progress
-        ladder = tuple(LADDER if ladder is None else ladder)
-        self.ladder = tuple(m for m in ladder if opts.max_macs is None or m <= opts.max_macs + 1e-9)
-        self.max_epochs, self.patience = max_epochs, patience
+        self.compiler, self.options, self.strategy, self._progress = compiler, opts, strategy, progress
+        self.budget = float(opts.max_drop)
         self.target, self.runtime = compiler.target(opts.target)
+        self.results: list[TrialResult] = []
+        self._by_trial: dict[int, TrialResult] = {}
+        self._with_test = has_split(opts.data, "test")
+        self.input: TrialResult | None = None
 
-    # -------------------------------------------------------------------------------- helpers
-    def _apply(self, ir: ModelIR, passes: list[str]) -> list[dict]:
-        changes: list[dict] = []
-        self.compiler.apply(ir, passes, self.opts, self.progress, on_pass=lambda step, result, dt: changes.append(
-            {"pass": step.pass_.name, "changes": result.changes, "time_s": round(dt, 2)}))
-        return changes
+    # ------------------------------------------------------------------ the SearchSpace interface
+    def run(self, trials: Sequence[Trial]) -> list[TrialResult]:
+        return [self._run_one(t) for t in trials]
 
-    def _metric(self, ir: ModelIR, split: str) -> float:
-        evaluate = self.compiler.evaluator(ir, self.opts.merged({"eval_split": split}), self.runtime)
-        values = evaluate(lowering.onnx_bytes(ir, self.opts.opset))
-        return float(next(iter(values.values())))
+    def pass_(self, name: str, **args: Any) -> Pass:
+        return self.compiler.registry.pass_class(name)(**args)
 
-    def _has_test(self) -> bool:
-        import yaml
+    def drop(self, result: TrialResult) -> float:
+        return (self.input.val.value - result.val.value) * 100
 
-        try:
-            data = yaml.safe_load(Path(self.opts.data).read_text()) if Path(self.opts.data).is_file() else {}
-        except (OSError, yaml.YAMLError):
-            return False
-        return isinstance(data, dict) and bool(data.get("test")) or (Path(self.opts.data) / "test").is_dir()
+    def progress(self, what: str, done: int, total: int) -> None:
+        log.info("budget: %s (%d/%d)", what, done, total)
+        if self._progress:
+            self._progress(f"budget: {what}", done, total)
 
-    def _tell(self, what: str, i: int, n: int) -> None:
-        log.info("budget: %s (%d/%d)", what, i, n)
-        if self.progress:
-            self.progress(f"budget: {what}", i, n)
+    # ------------------------------------------------------------------ running trials
+    def _run_one(self, trial: Trial) -> TrialResult:
+        parent = self._result_of(trial.parent) if trial.parent is not None else self.input
+        ir = parent.ir.snapshot()
+        facts: list[dict] = []
+        if trial.passes:
+            ctx = self.compiler.context(ir, self.options, self._progress)
+            if trial.teacher is not None:
+                teacher = self._result_of(trial.teacher)
+                ctx.teacher, ctx.reference = teacher.ir.module, teacher.val
+            steps = self.compiler.plan(ir, trial.passes)
+            from .pipeline import run
 
-    # -------------------------------------------------------------------------------- search
+            run(ir, steps, ctx, on_pass=lambda step, result, dt: facts.append(
+                {"pass": step.pass_.name, "changes": result.changes, "time_s": round(dt, 2)}))
+        val, test = self._measure(ir)
+        result = TrialResult(trial, val, test, facts, ir)
+        self.results.append(result)
+        self._by_trial[id(trial)] = result
+        log.info("budget: %s val %.4f (%+.2f pt)", trial.name, val.value, -self.drop(result))
+        return result
+
+    def _result_of(self, trial: Trial) -> TrialResult:
+        if id(trial) not in self._by_trial:
+            raise UsageError(f"search strategy '{self.strategy.name}': trial '{trial.name}' is used as a parent "
+                             f"or teacher before it ran")
+        return self._by_trial[id(trial)]
+
+    def _measure(self, ir: ModelIR) -> tuple[Metrics, Metrics | None]:
+        evaluate = self.compiler.evaluator(ir, self.options, self.runtime)
+        model = lowering.onnx_bytes(ir, self.options.opset)
+        return evaluate(model, "val"), evaluate(model, "test") if self._with_test else None
+
+    # ------------------------------------------------------------------ the search
     def search(self, model: Any) -> tuple[ModelIR, Report]:
+        """Measure ``model``, let the strategy search, verify its choice; return (chosen IR, report)."""
         t0 = time.perf_counter()
-        budget = self.opts.max_drop
-        base_ir = model if isinstance(model, ModelIR) else \
-            self.compiler.load(model, self.opts.imgsz, self.opts.trust_model)
-        with_test = self._has_test()
-        n_steps = len(self.ladder) + 3
-        self._tell("measuring the input model", 1, n_steps)
-        base = Candidate("input", [], base_ir.snapshot(), val=self._metric(base_ir, "val"), accepted=True)
-        base.test = self._metric(base_ir, "test") if with_test else None
-        metric_name = self._metric_name(base_ir)
-        int8_only = Candidate("int8 alone", ["int8"], base_ir.snapshot())
-        self._apply(int8_only.ir, ["int8"])
-        int8_only.val = self._metric(int8_only.ir, "val")
-        int8_only.test = self._metric(int8_only.ir, "test") if with_test else None
-        int8_only.accepted = (base.val - int8_only.val) * 100 <= budget  # for reference; not chosen from here
-        prune_budget = budget * (1 - INT8_SHARE)
-        candidates = [base, int8_only]
-        accepted = [base]
-        current = base
-        for i, (cumulative, step) in enumerate(zip(self.ladder, ladder_steps(self.ladder)), 1):
-            self._tell(f"candidate {i}/{len(self.ladder)}: -{cumulative:.0%} MACs", i + 1, n_steps)
-            ir = current.ir.snapshot()
-            if "pre_prune" not in ir.analyses:
-                ir.analyses["pre_prune"] = base_ir.module  # the teacher: the input model
-            ir.analyses["pre_prune_metrics"] = {metric_name: base.val}
-            passes = [f"prune:macs={step},protect_head=false",
-                      f"distill:epochs=auto,within={prune_budget:.4f},max_epochs={self.max_epochs},"
-                      f"patience={self.patience}"]
-            facts = self._apply(ir, passes)
-            cand = Candidate(f"-{cumulative:.0%} MACs + distill", current.passes + passes, ir, facts={"steps": facts})
-            cand.val = self._metric(ir, "val")
-            cand.test = self._metric(ir, "test") if with_test else None
-            cand.accepted = (base.val - cand.val) * 100 <= prune_budget
-            candidates.append(cand)
-            log.info("budget: %s val %.4f (%s)", cand.name, cand.val, "within" if cand.accepted else "over")
-            if not cand.accepted:
-                break
-            accepted.append(cand)
-            current = cand
-        final = None
-        for j, start in enumerate(reversed(accepted), 1):  # the most aggressive first
-            left = budget - (base.val - start.val) * 100
-            if left <= 0:
-                continue
-            self._tell(f"int8 with mixed precision on '{start.name}'", len(self.ladder) + 2, n_steps)
-            ir = start.ir.snapshot()
-            passes = [f"int8:max_drop={left:.4f}"]
-            facts = self._apply(ir, passes)
-            cand = Candidate(f"{start.name} + int8" if start is not base else "int8 (mixed precision)",
-                             start.passes + passes, ir, facts={"steps": facts})
-            cand.val = self._metric(ir, "val")
-            cand.test = self._metric(ir, "test") if with_test else None
-            cand.accepted = (base.val - cand.val) * 100 <= budget
-            candidates.append(cand)
-            if cand.accepted:
-                final = cand
-                break
-        self._tell("measuring every candidate", n_steps, n_steps)
-        report = self._report(base_ir, candidates, final, base, budget, metric_name, time.perf_counter() - t0)
-        if final is None:
-            best = max((c for c in candidates if c is not base), key=lambda c: c.val)
-            raise BudgetNotMet(f"no model within --max-drop {budget} pt: the best candidate, '{best.name}', "
-                               f"drops {(base.val - best.val) * 100:.2f} pt on val "
-                               f"({(base.val - best.val) * 100 - budget:.2f} pt over budget)", report)
-        return final.ir, report
+        ir = model if isinstance(model, ModelIR) else \
+            self.compiler.load(model, self.options.imgsz, self.options.trust_model)
+        self.progress("measuring the input model", 0, 1)
+        val, test = self._measure(ir)
+        self.input = TrialResult(Trial("input", candidate=False), val, test, [], ir.snapshot())
+        self._by_trial[id(self.input.trial)] = self.input
+        chosen = self.strategy.search(self)
+        if chosen is not None and (not chosen.trial.candidate or self.drop(chosen) > self.budget + 1e-9):
+            log.warning("search strategy '%s' chose '%s', which is not a candidate within the budget; refused",
+                        self.strategy.name, chosen.trial.name)
+            chosen = None
+        self.progress("measuring every candidate", 1, 1)
+        report = self._report(chosen, time.perf_counter() - t0)
+        if chosen is None:
+            tried = [r for r in self.results if r.trial.candidate] or self.results
+            if not tried:
+                raise BudgetNotMet(f"no model within --max-drop {self.budget} pt: search strategy "
+                                   f"'{self.strategy.name}' ran no candidate", report)
+            best = max(tried, key=lambda r: r.val.value)
+            raise BudgetNotMet(f"no model within --max-drop {self.budget} pt: the best candidate, "
+                               f"'{best.trial.name}', drops {self.drop(best):.2f} pt on val "
+                               f"({self.drop(best) - self.budget:.2f} pt over budget)", report)
+        return chosen.ir, report
 
-    @staticmethod
-    def _metric_name(ir: ModelIR) -> str:
-        return "top1" if ir.task == "classify" else "mAP50-95"
-
-    def _report(self, base_ir: ModelIR, candidates: list[Candidate], final: Candidate | None, base: Candidate,
-                budget: float, metric_name: str, wall: float) -> Report:
-        """One stage per candidate, all timed round-robin on the target's runtime."""
-        report = Report(model=base_ir.source, task=base_ir.task, imgsz=base_ir.input.imgsz,
-                        plan=[{"step": "budget", "max_drop": budget, "passes": final.passes if final else []}])
-        for c in candidates:
-            rec = StageRecord(name=c.name, stage=c.ir.stage, params=c.ir.param_count(),
-                              origin="input" if c is base else BUDGET_ORIGIN, modified=c is not base,
-                              changes=c.facts, metrics={metric_name: round(c.val, 4)})
-            if c.test is not None:
-                rec.changes = {**c.facts, "test": {metric_name: round(c.test, 4)}}
-            rec.onnx = lowering.onnx_bytes(c.ir, self.opts.opset, self.opts.dynamic_batch)
-            first_prune = next((s["changes"] for s in c.facts.get("steps", []) if "analysis" in s["changes"]), None)
-            if first_prune is not None and not any("analysis" in r.changes for r in report.stages):
+    def _report(self, chosen: TrialResult | None, wall: float) -> Report:
+        """One stage per result, all timed round-robin on the target's runtime."""
+        base = self.input
+        ir = base.ir
+        metric = base.val.primary
+        report = Report(model=ir.source, task=ir.task, imgsz=ir.input.imgsz,
+                        plan=[{"step": "budget", "max_drop": self.budget, "search": self.strategy.name,
+                               "passes": chosen.trial.spec() if chosen else []}])
+        results = [base, *self.results]
+        records = {}
+        for r in results:
+            changes: dict[str, Any] = {"steps": r.facts} if r.facts else {}
+            if r.test is not None:
+                changes["test"] = {metric: round(r.test.value, 4)}
+            rec = StageRecord(name=r.trial.name, stage=r.ir.stage, params=r.ir.param_count(),
+                              origin="input" if r is base else BUDGET_ORIGIN, modified=r is not base,
+                              changes=changes, metrics={metric: round(r.val.value, 4)})
+            rec.onnx = lowering.onnx_bytes(r.ir, self.options.opset, self.options.dynamic_batch)
+            first_prune = next((s["changes"] for s in r.facts if "analysis" in s["changes"]), None)
+            if first_prune is not None and not any("analysis" in x.changes for x in report.stages):
                 rec.changes = {**rec.changes, "analysis": first_prune["analysis"]}  # the sensitivity chart
-            c.record = rec
+            records[id(r)] = rec
             report.stages.append(rec)
-        report.finalize(self.runtime, max(self.opts.latency_runs, 1), self.opts.threads,
-                        splits=base_ir.meta.get("output_splits"), batch=self.opts.batch,
-                        cache_root=self.opts.cache_root())
-        report.accuracy = {"data": str(self.opts.data), "split": "val"}  # test: in each stage's changes
-        int8_only = candidates[1].record
-        summary = {"max_drop": budget, "metric": metric_name, "met": final is not None,
-                   "baseline": {"val": round(base.val, 4), "test": _r(base.test)},
-                   "candidates": [{"name": c.name, "passes": c.passes, "val": round(c.val, 4), "test": _r(c.test),
-                                   "drop_pts": round((base.val - c.val) * 100, 3), "within": c.accepted,
-                                   "latency_ms": c.record.latency_ms, "macs": c.record.macs,
-                                   "size_bytes": c.record.size_bytes} for c in candidates],
-                   "wall_s": round(wall, 1)}
-        if final is not None:
-            rec = final.record
-            summary["final"] = {"name": final.name, "passes": final.passes, "val": round(final.val, 4),
-                                "test": _r(final.test), "drop_pts_val": round((base.val - final.val) * 100, 3),
-                                "drop_pts_test": _r((base.test - final.test) * 100) if final.test is not None else None,
-                                "speedup_vs_input": _ratio(base.record.latency_ms, rec.latency_ms),
-                                "speedup_vs_int8": _ratio(int8_only.latency_ms, rec.latency_ms),
-                                "macs_ratio": _ratio(rec.macs, base.record.macs)}
+        report.finalize(self.runtime, max(self.options.latency_runs, 1), self.options.threads,
+                        splits=ir.meta.get("output_splits"), batch=self.options.batch,
+                        cache_root=self.options.cache_root())
+        report.accuracy = {"data": str(self.options.data), "split": "val", "metric": metric}
+        for r in results:
+            rec = records[id(r)]
+            r.latency_ms, r.size_bytes, r.macs = rec.latency_ms, rec.size_bytes, rec.macs
+        summary: dict[str, Any] = {
+            "max_drop": self.budget, "metric": metric, "search": self.strategy.name, "met": chosen is not None,
+            "baseline": {"val": round(base.val.value, 4), "test": _value(base.test)},
+            "candidates": [{"name": r.trial.name, "passes": r.trial.spec(), "val": round(r.val.value, 4),
+                            "test": _value(r.test), "drop_pts": round(self.drop(r), 3),
+                            "within": self.drop(r) <= self.budget + 1e-9,
+                            "latency_ms": r.latency_ms, "macs": r.macs, "size_bytes": r.size_bytes}
+                           for r in results],
+            "wall_s": round(wall, 1)}
+        if chosen is not None:
+            final = {"name": chosen.trial.name, "passes": chosen.trial.spec(), "val": round(chosen.val.value, 4),
+                     "test": _value(chosen.test), "drop_pts_val": round(self.drop(chosen), 3),
+                     "drop_pts_test": (round((base.test.value - chosen.test.value) * 100, 4)
+                                       if chosen.test is not None and base.test is not None else None),
+                     "speedup_vs_input": _ratio(base.latency_ms, chosen.latency_ms),
+                     "macs_ratio": _ratio(chosen.macs, base.macs)}
+            for r in self.results:
+                if r.trial.compare_as:
+                    final.setdefault(f"speedup_vs_{r.trial.compare_as}", _ratio(r.latency_ms, chosen.latency_ms))
+            summary["final"] = final
         report.budget = summary
         return report
 
 
-def _r(v: float | None) -> float | None:
-    return None if v is None else round(v, 4)
+def _value(m: Metrics | None) -> float | None:
+    return None if m is None else round(m.value, 4)
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:

@@ -14,12 +14,14 @@ from pathlib import Path
 from typing import Sequence
 
 from . import __version__
+from .analyses import SENSITIVITY
 from .errors import PassError, UsageError, YoloccError
 
-SUBCOMMANDS = ("passes", "targets", "inspect")
+SUBCOMMANDS = ("passes", "targets", "strategies", "inspect")
 EPILOG = """other commands:
   yolocc passes [--json]               list passes: name, stage, parameters, provider, doc
   yolocc targets [--json]              list targets: name, quantization scheme, runtime, provider
+  yolocc strategies [--json]           list --max-drop search strategies (--search NAME)
   yolocc inspect MODEL [--imgsz N] [--json]
                                        show the IR: layers, params, MACs, coupling groups
 
@@ -68,6 +70,8 @@ def _compile_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-macs", type=float, metavar="F",
                    help="with --max-drop: the deepest MAC reduction the search tries, a fraction (default: 0.65; "
                         "smaller is faster to search)")
+    p.add_argument("--search", metavar="NAME",
+                   help="with --max-drop: the search strategy (default: ladder; 'yolocc strategies' lists them)")
     p.add_argument("--target", help="where the model will run: ort-cpu (default), tensorrt, openvino, or a "
                                     "plugin's target (see 'yolocc targets')")
     p.add_argument("--dry-run", "--plan", dest="dry_run", action="store_true",
@@ -240,10 +244,10 @@ def _print_report(report, expand: bool = False) -> None:
     if report.budget and report.budget.get("final"):
         b, f = report.budget, report.budget["final"]
         test = "" if f["test"] is None else f", test {f['test']:.4f} ({-f['drop_pts_test']:+.2f} pt)"
+        vs_int8 = f", {f['speedup_vs_int8']:.2f}x than int8 alone" if f.get("speedup_vs_int8") else ""
         print(textwrap.fill(f"budget {b['max_drop']} pt met: {f['name']}: val {f['val']:.4f} "
-                            f"({-f['drop_pts_val']:+.2f} pt){test}; {f['speedup_vs_input']:.2f}x faster than the input, "
-                            f"{f['speedup_vs_int8']:.2f}x than int8 alone ({report.latency.get('runtime', '')}, "
-                            f"{report.latency.get('isa', '')})", width))
+                            f"({-f['drop_pts_val']:+.2f} pt){test}; {f['speedup_vs_input']:.2f}x faster than the input"
+                            f"{vs_int8} ({report.latency.get('runtime', '')}, {report.latency.get('isa', '')})", width))
 
 
 def _passes_main(argv: list[str]) -> int:
@@ -372,6 +376,30 @@ def _targets_main(argv: list[str]) -> int:
     return 0
 
 
+def _strategies_main(argv: list[str]) -> int:
+    from .registry import build_registry, get_plugin_manager
+
+    p = _Parser(prog="yolocc strategies", description="List the search strategies of the accuracy budget "
+                                                        "(--max-drop ... --search NAME).")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    reg = build_registry(get_plugin_manager())
+    entries = [{"name": name, "provider": r.provider, "doc": r.obj.doc} for name, r in sorted(reg.strategies.items())]
+    if args.json:
+        print(json.dumps({"strategies": entries}, indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="yolocc search strategies (--max-drop PTS --search NAME)")
+    for col in ("strategy", "what it does", "provider"):
+        table.add_column(col)
+    for e in entries:
+        table.add_row(e["name"], e["doc"], e["provider"])
+    Console().print(table)
+    return 0
+
+
 def _sensitivity(compiler, ir, args) -> dict:
     """The sensitivity analysis of ``ir`` (canonicalized first, as prune sees it), plus its bar chart."""
     from .options import CompileOptions
@@ -381,7 +409,7 @@ def _sensitivity(compiler, ir, args) -> dict:
     if args.png and not args.png.lower().endswith(".png"):
         raise UsageError(f"--png path '{args.png}' must end in .png")
     compiler.apply(ir, ["canonicalize", "sensitivity"], CompileOptions(calib=args.calib))
-    result = ir.analyses["sensitivity"]
+    result = ir.analyses[SENSITIVITY]
     if args.png:
         from .fileio import write_with
         from .plot import sensitivity_png
@@ -390,4 +418,5 @@ def _sensitivity(compiler, ir, args) -> dict:
     return result
 
 
-_SUBCOMMAND_MAIN = {"passes": _passes_main, "targets": _targets_main, "inspect": _inspect_main}
+_SUBCOMMAND_MAIN = {"passes": _passes_main, "targets": _targets_main, "strategies": _strategies_main,
+                    "inspect": _inspect_main}

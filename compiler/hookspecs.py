@@ -37,6 +37,11 @@ def yolocc_register_targets(registry: Registry) -> None:
 
 
 @hookspec
+def yolocc_register_strategies(registry: Registry) -> None:
+    """Add budget search strategies (``--search NAME``): ``registry.add_strategy(MyStrategy())``."""
+
+
+@hookspec
 def yolocc_before_pass(pass_: Pass, ir: ModelIR, ctx: PassContext) -> None:
     """Called before each pass runs (timing, progress, IR dumps)."""
 

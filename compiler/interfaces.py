@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from .ir import ModelIR
+from .metrics import Metrics
 from .options import EVAL_SPLITS  # noqa: F401  (re-exported: the splits a frontend evaluates on)
-from .target import Runtime, Target  # noqa: F401  (Target re-exported for plugins written against API 1.0)
+from .target import Capability, Runtime, Target  # noqa: F401  (Target re-exported for plugins written against API 1.0)
+from .training import TrainSettings
 
 
 @dataclass
@@ -29,7 +31,8 @@ class HeadParts:
 class Frontend:
     """Loads a model file into a ``ModelIR`` and answers what generic passes need to know about its
     framework. ``load`` returns None for files it does not handle; the other methods have neutral
-    defaults, so a plain-torch frontend overrides only ``load``."""
+    defaults, so a plain-torch frontend overrides only ``load``. ``Frontend()`` itself is the null
+    frontend a ``PassContext`` holds when no frontend loaded the model."""
 
     name: ClassVar[str] = ""
     priority: ClassVar[int] = 100  # lower is tried first
@@ -37,10 +40,11 @@ class Frontend:
     def load(self, model: Any, options: dict[str, Any]) -> ModelIR | None:
         raise NotImplementedError
 
-    def evaluate(self, ir: ModelIR, onnx_bytes: bytes, data: str, split: str = "val",
-                 runtime: Runtime | None = None) -> dict[str, float] | None:
-        """Accuracy of one stage's ONNX on the ``split`` of labelled ``data``, run on ``runtime``
-        (None: this frontend cannot evaluate)."""
+    def evaluate(self, ir: ModelIR, onnx_bytes: bytes, data: str, runtime: Runtime,
+                 split: str = "val") -> Metrics | None:
+        """Accuracy of one stage's ONNX on the ``split`` of labelled ``data``, run on ``runtime`` (the
+        target's: through ``runtime.native_artifact``, or its sessions where it has none). None: this
+        frontend cannot evaluate. Raises ``UsageError`` for data it cannot read."""
         return None
 
     def preprocess(self, ir: ModelIR, image: Any) -> Any:
@@ -54,9 +58,10 @@ class Frontend:
         rgb = cv2.resize(image, (int(w), int(h)))[..., ::-1]
         return np.ascontiguousarray(rgb.transpose(2, 0, 1)).astype(np.float32) / 255.0
 
-    def canonicalize(self, ir: ModelIR, skip: frozenset[str] = frozenset()) -> dict[str, int]:
-        """Numerically equivalent rewrites that make the model prunable (rules named in ``skip`` left
-        out); counts per rule."""
+    def canonicalize(self, ir: ModelIR, capabilities: frozenset[str] = Capability.ALL) -> dict[str, int]:
+        """Numerically equivalent rewrites that make the model prunable, plus layout rewrites for the
+        target's ``capabilities`` (``Target.capabilities``: the frontend maps each to its own rules);
+        counts per rule."""
         return {}
 
     def layers(self, ir: ModelIR) -> list[Any] | None:
@@ -79,11 +84,11 @@ class Frontend:
         raise UsageError(f"the {self.name or 'generic'} frontend cannot train models: recovery passes "
                          f"(finetune, distill) need a frontend with a training loop, such as Ultralytics'")
 
-    def train(self, ir: ModelIR, data: str, settings: dict[str, Any], teacher: Any = None) -> tuple[Any, dict]:
+    def train(self, ir: ModelIR, data: str, settings: TrainSettings, teacher: Any = None) -> tuple[Any, dict]:
         """Train ``ir.module`` on ``data`` (recovery); return (trained module, facts for the report).
 
-        ``teacher`` is a module (or a checkpoint path) to distil from; ``settings`` carry the pass's
-        training arguments (epochs, lr, ...)."""
+        ``teacher`` is a module (or a checkpoint path) to distil from; ``settings`` are the pass's
+        typed training arguments (``compiler.training.TrainSettings``: epochs, lr, distillation ...)."""
         self.check_train(ir, teacher is not None)
         raise NotImplementedError
 

@@ -113,11 +113,13 @@ class ModelIR:
 
         return graph_from_onnx(self.onnx_model)
 
-    def coupling_groups(self) -> list[CouplingGroup]:
-        """Channel-coupling groups (torch stage), with head/output protection applied."""
+    def coupling_groups(self, protected: list | None = None) -> list[CouplingGroup]:
+        """Channel-coupling groups (torch stage) rooted outside ``protected`` (default: the head/output
+        protection, ``protected_modules()``): the groups ``prune`` cuts and ``sensitivity`` measures."""
         from .torchgraph import coupling_groups
 
-        return coupling_groups(self.dependency_graph(), self.module, self.protected_modules())
+        return coupling_groups(self.dependency_graph(), self.module,
+                               self.protected_modules() if protected is None else protected)
 
     def protected_modules(self) -> list:
         """The ``nn.Module`` objects named in ``protected`` plus generic output layers."""

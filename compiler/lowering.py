@@ -11,11 +11,10 @@ import torch
 
 from .errors import ExportError
 from .ir import ModelIR
+from .options import DEFAULT_OPSET  # noqa: F401  (defined once in options; re-exported for emitters)
 from .torchgraph import TORCH_GLOBAL_LOCK
 
 log = logging.getLogger(__name__)
-
-DEFAULT_OPSET = 17
 
 
 def export_onnx(module: torch.nn.Module, ir: ModelIR, opset: int = DEFAULT_OPSET,

@@ -18,6 +18,7 @@ from .errors import UsageError
 EVAL_SPLITS = ("val", "test")
 DEFAULT_OPSET = 17
 DEFAULT_TARGET = "ort-cpu"
+DEFAULT_SEARCH = "ladder"
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class CompileOptions:
     cache_dir: str | None = None  # --cache: the content cache (compile results, calibration)
     max_drop: float | None = None  # --max-drop: the accuracy budget in points (see budget)
     max_macs: float | None = None  # --max-macs: the deepest MAC reduction the budget search tries
+    search: str = DEFAULT_SEARCH  # --search: the budget's search strategy (a registered name)
     trust_model: bool = False  # --trust-model: allow a full pickle (.pt) to run code while loading
 
     def __post_init__(self) -> None:
@@ -93,7 +95,7 @@ class CompileOptions:
 
 _TYPES = {"imgsz": int, "opset": int, "dynamic_batch": bool, "target": str, "calib": str, "calib_n": int,
           "data": str, "eval_split": str, "measure": bool, "latency_runs": int, "threads": int, "batch": int,
-          "cache_dir": str, "max_drop": float, "max_macs": float, "trust_model": bool}
+          "cache_dir": str, "max_drop": float, "max_macs": float, "search": str, "trust_model": bool}
 
 
 def coerce(values: Mapping[str, Any], source: str) -> dict[str, Any]:

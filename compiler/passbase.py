@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
+from . import analyses
 from .errors import PipelineError
+from .interfaces import Frontend
 from .ir import ModelIR
+from .metrics import Metrics
 from .options import CompileOptions
 from .params import Param, PassSpec, bind
+from .target import Runtime, Target
 
 
 @dataclass
@@ -21,24 +25,45 @@ class PassResult:
     diagnostics: list[str] = field(default_factory=list)
 
 
+def _default_target() -> Target:
+    return Target()
+
+
+def _default_runtime() -> Runtime:
+    return Runtime()
+
+
 @dataclass
 class PassContext:
-    """Run-wide options and services a pass may use; never global state."""
+    """Run-wide options and services a pass may use; never global state.
+
+    Every service is present: ``Compiler.context`` fills them from the run (the model's frontend, the
+    ``--target`` and its runtime); a context built by hand gets the null ``Frontend()`` (neutral
+    answers, no training), a ``Target()`` without an integer path and a ``Runtime()`` that cannot load.
+    """
 
     options: CompileOptions = field(default_factory=CompileOptions)
-    hook: Any = None  # pluggy hook relay, for event hooks
+    #: The pluggy hook relay for event hooks (``yolocc_before_pass`` ...); None: nobody listens.
+    hook: Any = None
     history: list[str] = field(default_factory=list)  # passes already run
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("yolocc"))
-    progress: Any = None  # callable(description, completed, total) or None
+    #: ``progress(description, completed, total)`` for long work, or None.
+    progress: Callable[[str, int, int], None] | None = None
     #: The ``Target`` the graph is compiled for (its quantization rules, verification, runtime).
-    target: Any = None
+    target: Target = field(default_factory=_default_target)
     #: The ``Frontend`` that loaded the model: what generic passes ask about the framework.
-    frontend: Any = None
+    frontend: Frontend = field(default_factory=Frontend)
     #: The ``Runtime`` that measures the target (its own, or the default target's).
-    runtime: Any = None
+    runtime: Runtime = field(default_factory=_default_runtime)
     #: The passes the plan runs after the current one (set by ``pipeline.run``): lets a pass choose a
     #: default by what follows it (e.g. prune opens the head when recovery training follows).
     upcoming: tuple = ()
+    #: A module the run distils from, given by the caller (a search trial's teacher); None: the
+    #: recovery passes use the model before pruning (``analyses.TEACHER``).
+    teacher: Any = None
+    #: ``Metrics`` of the teacher on the val split when the caller measured them already; None: the
+    #: recovery passes measure the reference themselves.
+    reference: Metrics | None = None
 
     def recovery_follows(self) -> bool:
         """Whether a pass that trains the model back (finetune, distill) runs later in the plan."""
@@ -57,18 +82,17 @@ class PassContext:
 
 
 #: Analyses that are snapshots of an earlier model, not facts about the current one: no change to
-#: the model makes them stale (``pre_prune`` is the default distillation teacher, ``pre_prune_metrics``
-#: its val accuracy, which ``epochs=auto`` recovers towards).
-SNAPSHOTS = ("pre_prune", "pre_prune_metrics")
+#: the model makes them stale (``analyses.TEACHER`` is the default distillation teacher).
+SNAPSHOTS = analyses.SNAPSHOTS
 
 
 def keep_teacher(ir: ModelIR) -> None:
     """Keep the model as it is now as the distillation teacher (``pre_prune``) unless an earlier pass
     already did: the teacher is the model before the first pass that changed what it computes."""
-    if "pre_prune" not in ir.analyses:
+    if analyses.TEACHER not in ir.analyses:
         import copy
 
-        ir.analyses["pre_prune"] = copy.deepcopy(ir.module)
+        ir.analyses[analyses.TEACHER] = copy.deepcopy(ir.module)
 
 
 class Pass:
@@ -136,12 +160,29 @@ class Pass:
             raise PipelineError(f"pass '{self.name}' declares that it provides {', '.join(absent)} "
                                 f"but did not produce it (a bug in the pass)")
         if result.modified:
+            ir.invalidate()  # the cached views (dependency graph, networkx) describe the old model
             for key in list(ir.analyses):
                 if key not in self.preserves and key not in self.provides and key not in SNAPSHOTS:
                     del ir.analyses[key]
         ir.log_pass(self.name, self.args, result.changes)
         return result
 
+    def spec(self) -> str:
+        """``name`` plus the arguments that differ from their defaults, as ``-p`` would take them (for
+        reports and plans; yolocc never parses this back)."""
+        defaults = {p.name: p.default for p in self.params}
+        shown = ",".join(f"{k}={_text(v)}" for k, v in self.args.items() if v != defaults.get(k))
+        return self.name + (f":{shown}" if shown else "")
+
     def __str__(self) -> str:
         shown = ",".join(f"{k}={v}" for k, v in self.args.items() if v is not None)
         return self.name + (f":{shown}" if shown else "")
+
+
+def _text(value: Any) -> str:
+    """An argument as ``-p`` text: booleans lower-case, floats without trailing noise."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)

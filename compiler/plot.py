@@ -4,16 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .metrics import primary_metric
+
 def plot_points(report) -> list[tuple[str, float, float]]:
     """(decision, latency, accuracy) of the input and every decision that carries both (see
     ``report_render.decisions``: automatic steps are folded into the pass that needed them)."""
     from .report_render import decisions
 
+    metric = primary_metric(report)
     points = []
     for d in decisions(report.stages):
         s = d.result
         if s.latency_ms is not None and s.metrics and (s.origin == "input" or any(x.modified for x in d.stages)):
-            points.append((d.name, s.latency_ms, next(iter(s.metrics.values()))))
+            points.append((d.name, s.latency_ms, s.metrics[metric]))
     return points
 
 
@@ -49,7 +52,7 @@ def draw_accuracy_latency(report):
 
     points = plot_points(report)
     groups = coincident_groups(points)
-    metric = next(iter(next(s.metrics for s in report.stages if s.metrics)))
+    metric = primary_metric(report)
     fig, ax = plt.subplots(figsize=(6.4, 4.8), dpi=120)
     xs, ys = [p[1] for p in points], [p[2] for p in points]
     chosen = (report.budget or {}).get("final", {}) or {}

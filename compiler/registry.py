@@ -25,15 +25,17 @@ import pluggy
 
 from . import hookspecs
 from .errors import PluginError, PipelineError, UsageError
+from .guard import guard
 from .interfaces import Emitter, Frontend
 from .passbase import Pass
+from .search import SearchStrategy
 from .target import Target
 
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "yolocc"
 DISABLE_ENV = "YOLOCC_DISABLE_PLUGINS"
-BUILTIN_MODULES = ("yolocc.passes.builtin", "yolocc.plugins.builtin")
+BUILTIN_MODULES = ("yolocc.passes.builtin", "yolocc.strategies.builtin", "yolocc.plugins.builtin")
 
 
 @dataclass
@@ -46,12 +48,13 @@ class Registered:
 
 @dataclass
 class Registry:
-    """Passes, frontends, emitters and targets by name, each with its provider."""
+    """Passes, frontends, emitters, targets and search strategies by name, each with its provider."""
 
     passes: dict[str, Registered] = field(default_factory=dict)
     frontends: dict[str, Registered] = field(default_factory=dict)
     emitters: dict[str, Registered] = field(default_factory=dict)
     targets: dict[str, Registered] = field(default_factory=dict)
+    strategies: dict[str, Registered] = field(default_factory=dict)
     broken: dict[str, str] = field(default_factory=dict)  # plugin name -> why it failed to load
 
     @property
@@ -74,16 +77,26 @@ class Registry:
             raise PluginError(f"plugin '{self.provider}': pass '{cls.name}' has unknown stage '{cls.stage}'")
         self._add(self.passes, "pass", cls.name, cls)
 
+    def _guarded(self, obj: Any, kind: str) -> Any:
+        """A third-party object's failures name its plugin (``guard``); built-ins stay as they are."""
+        return obj if self.provider in BUILTIN_MODULES else guard(obj, self.provider, kind)
+
     def add_frontend(self, frontend: Frontend) -> None:
-        self._add(self.frontends, "frontend", frontend.name, frontend)
+        self._add(self.frontends, "frontend", frontend.name, self._guarded(frontend, "frontend"))
 
     def add_emitter(self, emitter: Emitter) -> None:
-        self._add(self.emitters, "emitter", emitter.name, emitter)
+        self._add(self.emitters, "emitter", emitter.name, self._guarded(emitter, "emitter"))
 
     def add_target(self, target: Target) -> None:
         if not isinstance(target, Target):
             raise PluginError(f"plugin '{self.provider}' registered {target!r}, which is not a Target")
-        self._add(self.targets, "target", target.name, target)
+        self._add(self.targets, "target", target.name, self._guarded(target, "target"))
+
+    def add_strategy(self, strategy: SearchStrategy) -> None:
+        """A search strategy for ``--search NAME`` (see ``compiler.search``)."""
+        if not isinstance(strategy, SearchStrategy):
+            raise PluginError(f"plugin '{self.provider}' registered {strategy!r}, which is not a SearchStrategy")
+        self._add(self.strategies, "search strategy", strategy.name, self._guarded(strategy, "strategy"))
 
     # ------------------------------------------------------------ lookups
     def pass_class(self, name: str) -> type[Pass]:
@@ -110,10 +123,16 @@ class Registry:
             raise UsageError(f"unknown target '{name}'; available targets: {', '.join(sorted(self.targets))}")
         return self.targets[name].obj
 
+    def strategy(self, name: str) -> SearchStrategy:
+        if name not in self.strategies:
+            raise UsageError(f"unknown search strategy '{name}'; available strategies: "
+                             f"{', '.join(sorted(self.strategies))}")
+        return self.strategies[name].obj
+
 
 _PROVIDER: contextvars.ContextVar[str] = contextvars.ContextVar("yolocc_provider", default="?")
 REGISTRATION_HOOKS = ("yolocc_register_passes", "yolocc_register_frontends",
-                      "yolocc_register_emitters", "yolocc_register_targets")
+                      "yolocc_register_emitters", "yolocc_register_targets", "yolocc_register_strategies")
 
 
 def disabled_plugins() -> set[str]:

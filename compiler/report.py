@@ -70,16 +70,18 @@ class Report:
     accuracy: dict[str, Any] | None = None  # with --data: {"data": path, "split": the split measured}
 
     def evaluate(self, evaluator, progress=None) -> None:
-        """Fill ``metrics`` of every stage with ``evaluator(onnx_bytes)`` (same bytes: same result)."""
+        """Fill ``metrics`` of every stage with ``evaluator(onnx_bytes) -> Metrics`` (same bytes: same
+        result) and record the primary metric's name in ``accuracy["metric"]``."""
         import hashlib
 
-        done: dict[str, dict] = {}
+        done: dict[str, Any] = {}
         with_onnx = [s for s in self.stages if s.onnx is not None]
         for i, s in enumerate(with_onnx, 1):
             key = hashlib.sha256(s.onnx).hexdigest()
             if key not in done:
                 done[key] = evaluator(s.onnx)
-            s.metrics = done[key]
+            s.metrics = done[key].as_dict()
+            self.accuracy = {**(self.accuracy or {}), "metric": done[key].primary}
             if progress:
                 progress("evaluating stages", i, len(with_onnx))
 
@@ -100,12 +102,15 @@ class Report:
             s.fidelity = measure.fidelity(ref, runtime.load(s.onnx, threads).run(x), splits)
         if latency_runs > 0:
             self.measure_latency(runtime, with_onnx, x, latency_runs, threads, batch)
-            self.measure_efficiency(with_onnx, threads, cache_root)
+            self.measure_efficiency(runtime, with_onnx, threads, cache_root)
 
-    def measure_efficiency(self, stages: list[StageRecord], threads: int, cache_root) -> None:
-        """Each stage's GMAC/s and its share of this machine's int8 GEMM ceiling (measured once, cached):
-        how much of the hardware the model uses, next to its latency."""
-        peak = ceiling.int8_ceiling_gmacs(threads, cache_root)
+    def measure_efficiency(self, runtime, stages: list[StageRecord], threads: int, cache_root) -> None:
+        """Each stage's GMAC/s and its share of ``runtime``'s int8 GEMM ceiling on this machine (measured
+        once, cached; a runtime without one leaves the column out): how much of the hardware the model
+        uses, next to its latency."""
+        peak = runtime.int8_ceiling(threads, Path(cache_root) if cache_root is not None else None)
+        if not peak:
+            return
         self.latency["int8_ceiling"] = peak
         for s in stages:
             if s.macs and s.latency_ms:

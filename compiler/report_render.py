@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from .metrics import primary_metric
+
 BUDGET_ORIGIN = "budget candidate"
 
 
@@ -120,8 +122,8 @@ def fidelity_cell(fid: dict | None) -> str:
 
 
 def metric_name(report) -> str | None:
-    base = report.stages[0] if report.stages else None
-    return next(iter(base.metrics)) if base is not None and base.metrics else None
+    """The report's primary metric (``metrics.primary_metric``)."""
+    return primary_metric(report)
 
 
 # ---------------------------------------------------------------- terminal table
@@ -294,9 +296,10 @@ def budget_markdown(b: dict[str, Any]) -> list[str]:
         f = b["final"]
         test_drop = "" if f["drop_pts_test"] is None else f" ({-f['drop_pts_test']:+.2f} pt)"
         passes = " ".join(f"-p {p}" for p in f["passes"])
+        vs_int8 = f", {f['speedup_vs_int8']:.2f}x than int8 alone" if f.get("speedup_vs_int8") else ""
         lines.append(f"Chosen: **{f['name']}** (`{passes}`): val {f['val']:.4f} ({-f['drop_pts_val']:+.2f} pt), "
-                     f"test {_opt(f['test'])}{test_drop}; {f['speedup_vs_input']:.2f}x faster than the input, "
-                     f"{f['speedup_vs_int8']:.2f}x than int8 alone.")
+                     f"test {_opt(f['test'])}{test_drop}; {f['speedup_vs_input']:.2f}x faster than the input"
+                     f"{vs_int8}.")
     else:
         lines.append("No candidate met the budget.")
     lines += ["", "| candidate | val | test | change (val) | within | latency | MACs | size |",

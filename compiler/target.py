@@ -10,6 +10,7 @@ outside a target's own plugin tests its name. A new target is one class register
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
@@ -50,6 +51,18 @@ class Placement:
     fused_activations: tuple[str, ...] = ()
 
 
+class Capability:
+    """Names of what a target's kernels do well, which decide the frontend's layout rewrites."""
+
+    #: The runtime's int8 convolutions write channels-last (NHWC) outputs, so a head that reads its
+    #: box branch anchor-major needs no transposes (the Ultralytics frontend's anchor-major Detect).
+    CHANNELS_LAST_INT8 = "channels-last-int8"
+    #: A softmax over the last axis followed by a MatMul runs faster than a softmax over channels and a
+    #: 1x1 convolution (the Ultralytics frontend's MatMul DFL).
+    LAST_AXIS_SOFTMAX_MATMUL = "last-axis-softmax-matmul"
+    ALL = frozenset({CHANNELS_LAST_INT8, LAST_AXIS_SOFTMAX_MATMUL})
+
+
 @dataclass
 class Verification:
     """A target's check of a quantized graph: facts for the report and rule violations."""
@@ -66,7 +79,11 @@ class Session(Protocol):
 
 
 class Runtime:
-    """Runs ONNX bytes the way the target will: latency, output fidelity and accuracy."""
+    """Runs ONNX bytes the way the target will: latency, output fidelity and accuracy.
+
+    Everything yolocc measures for a target goes through its runtime: ``load`` for latency and
+    fidelity, ``native_artifact`` (or, where it has none, ``load``) for accuracy on ``--data``, and
+    ``int8_ceiling`` for the report's efficiency column."""
 
     name: ClassVar[str] = ""
 
@@ -76,6 +93,21 @@ class Runtime:
     def describe(self) -> dict[str, Any]:
         """Facts about the runtime for the report (name, version, device)."""
         return {"runtime": self.name}
+
+    def native_artifact(self, onnx_bytes: bytes, folder: Path) -> Path | None:
+        """Write the model in the form this runtime's own tools load by path (ONNX for onnxruntime, an
+        IR folder for OpenVINO) under ``folder`` and return its path. A frontend's evaluator hands that
+        path to the framework's validator (Ultralytics': its backend for the format runs it).
+
+        None (the default): the runtime has no format such tools load; evaluators then run the model
+        through ``load`` in process, so accuracy is still measured on this runtime."""
+        return None
+
+    def int8_ceiling(self, threads: int = 0, cache_root: Path | None = None) -> dict[str, Any] | None:
+        """The multiply-accumulates per second this runtime sustains on one large int8 GEMM on this
+        machine: ``{"gmacs", "isa", "op", "threads", "runtime"}`` (see ``compiler.ceiling``), or None
+        when the runtime does not measure one (the report then leaves out its efficiency column)."""
+        return None
 
 
 class Target:
@@ -90,9 +122,10 @@ class Target:
     default_emitter: ClassVar[str] = "onnx"
     #: The output suffix of ``default_emitter`` (for the default output name).
     default_suffix: ClassVar[str] = ".onnx"
-    #: Names of the frontend's canonical rewrites that make this target slower (``canonicalize`` skips
-    #: them), e.g. a rewrite tuned for another runtime's kernels.
-    skip_rewrites: ClassVar[frozenset[str]] = frozenset()
+    #: What the target's kernels do well (``Capability`` values). A frontend maps these to its own
+    #: rewrites: it applies a layout-changing rewrite only where the target declares the capability
+    #: the rewrite relies on. The default declares every capability (what the built-in rewrites assume).
+    capabilities: ClassVar[frozenset[str]] = Capability.ALL
 
     def extra_float_nodes(self, graph: Any) -> set[str]:
         """Names of nodes (onnx-graphsurgeon graph) this target keeps float beyond the YOLO tail."""

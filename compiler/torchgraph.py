@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
 
 import networkx as nx
@@ -22,12 +22,17 @@ ROOT_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.Linear)
 
 @dataclass
 class CouplingGroup:
-    """Channels that must be pruned together, lifted from a torch-pruning group."""
+    """Channels that must be pruned together, lifted from a torch-pruning group.
+
+    ``members``: every layer the group cuts, as (qualname, ``"out"`` or ``"in"``: which of its channel
+    dimensions); ``prunable``: False when the group would also cut the output channels of a protected
+    layer; ``group``: torch-pruning's own group object (to prune or silence channels with it)."""
 
     root: str
     channels: int
     members: list[tuple[str, str]]  # (layer qualname, "out" | "in")
     prunable: bool
+    group: Any = field(default=None, repr=False, compare=False)
 
     def as_dict(self) -> dict[str, Any]:
         return {"root": self.root, "channels": self.channels, "prunable": self.prunable,
@@ -140,6 +145,12 @@ def expand_modules(mods: Iterable[nn.Module]) -> list[nn.Module]:
     return out
 
 
+def cuts_out_channels(dg, dep) -> bool:
+    """Whether torch-pruning dependency ``dep`` removes its target's *output* channels (else input
+    channels): the one place yolocc decides this, from the DependencyGraph itself."""
+    return bool(dg.is_out_channel_pruning_fn(dep.handler))
+
+
 def coupling_groups(dg, module: nn.Module, protected: list[nn.Module]):
     """The DependencyGraph's coupling groups rooted outside ``protected``, as ``CouplingGroup``s.
 
@@ -156,12 +167,12 @@ def coupling_groups(dg, module: nn.Module, protected: list[nn.Module]):
             target = item.dep.target
             if not isinstance(target.module, nn.Module) or type(target.module).__name__.startswith("_"):
                 continue
-            dim = "out" if "out" in getattr(item.dep.handler, "__name__", "") else "in"
+            dim = "out" if cuts_out_channels(dg, item.dep) else "in"
             key = (node_name(target), dim)
             if key not in seen:
                 seen.add(key)
                 members.append(key)
         channels = dg.get_out_channels(root)
         prunable = not any(dim == "out" and id(named.get(name)) in ignored_ids for name, dim in members)
-        groups.append(CouplingGroup(node_name(group[0].dep.target), int(channels or 0), members, prunable))
+        groups.append(CouplingGroup(node_name(group[0].dep.target), int(channels or 0), members, prunable, group))
     return groups

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch.nn as nn
 
+from yolocc.compiler.analyses import CANONICAL
 from yolocc.compiler.ir import ModelIR
 from yolocc.compiler.params import Param
 from yolocc.compiler.passbase import Pass, PassContext, PassResult, keep_teacher
@@ -42,7 +43,7 @@ class Act(Pass):
 
     name = "act"
     stage = "torch"
-    preserves = ("canonical",)
+    preserves = (CANONICAL,)
     needs_recovery = True
     params = (Param("to", "choice", "relu", "the activation that replaces SiLU (relu: folded into "
                     "onnxruntime's QLinearConv; relu6: a Clip, folded too; hardswish: float between int8 convs)",
@@ -53,5 +54,4 @@ class Act(Pass):
             return PassResult(False, {"reason": "no nn.SiLU modules"})
         keep_teacher(ir)  # the distillation teacher (and epochs=auto's reference) stays the SiLU model
         count = swap_silu(ir.module, ACTIVATIONS[self.args["to"]])
-        ir.invalidate()
         return PassResult(True, {"to": self.args["to"], "replaced": count})

@@ -7,7 +7,7 @@ frontend has none passes through unchanged.
 
 from __future__ import annotations
 
-from yolocc.compiler.interfaces import Frontend
+from yolocc.compiler.analyses import CANONICAL
 from yolocc.compiler.ir import ModelIR
 from yolocc.compiler.passbase import Pass, PassContext, PassResult
 
@@ -17,12 +17,9 @@ class Canonicalize(Pass):
 
     name = "canonicalize"
     stage = "torch"
-    provides = ("canonical",)
+    provides = (CANONICAL,)
 
     def call(self, ir: ModelIR, ctx: PassContext) -> PassResult:
-        skip = ctx.target.skip_rewrites if ctx.target is not None else frozenset()
-        counts = (ctx.frontend or Frontend()).canonicalize(ir, skip)
-        ir.analyses["canonical"] = True
-        if counts:
-            ir.invalidate()
+        counts = ctx.frontend.canonicalize(ir, ctx.target.capabilities)
+        ir.analyses[CANONICAL] = True
         return PassResult(bool(counts), {"rewrites": counts})

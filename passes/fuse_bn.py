@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch.nn as nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from yolocc.compiler.interfaces import Frontend
+from yolocc.compiler.analyses import CANONICAL
 from yolocc.compiler.ir import ModelIR
 from yolocc.compiler.passbase import Pass, PassContext, PassResult
 from yolocc.compiler.torchgraph import node_name
@@ -32,12 +32,12 @@ class FuseBN(Pass):
 
     name = "fuse-bn"
     stage = "torch"
-    preserves = ("canonical",)
+    preserves = (CANONICAL,)
     makes = ("bn_folded",)
 
     def call(self, ir: ModelIR, ctx: PassContext) -> PassResult:
         root = ir.module
-        frontend = ctx.frontend or Frontend()
+        frontend = ctx.frontend
         pairs = conv_bn_pairs(ir)
         for conv_name, bn_name in pairs:
             conv, bn = root.get_submodule(conv_name), root.get_submodule(bn_name)
@@ -48,6 +48,4 @@ class FuseBN(Pass):
             if not (bn_parent is parent and frontend.adopt_fused_conv(parent, conv_attr, bn_attr, fused)):
                 replace_module(root, conv_name, fused)
                 replace_module(root, bn_name, nn.Identity())
-        if pairs:
-            ir.invalidate()
         return PassResult(bool(pairs), {"folded": len(pairs)})

@@ -19,7 +19,6 @@ import onnx
 
 from yolocc.compiler import measure
 from yolocc.compiler.errors import UsageError
-from yolocc.compiler.interfaces import Frontend
 from yolocc.compiler.ir import ModelIR
 from yolocc.compiler.passbase import PassContext
 
@@ -55,14 +54,11 @@ def quantize_within(ir: ModelIR, ctx: PassContext, build: Build, max_drop: float
     data = ctx.option("data")
     if not data:
         raise UsageError("int8:max_drop (mixed precision) measures accuracy: pass --data DATA.yaml")
-    frontend = ctx.frontend or Frontend()
-    runtime = ctx.runtime
-
     def metric(model: onnx.ModelProto) -> float:
-        values = frontend.evaluate(ir, model.SerializeToString(), str(data), split="val", runtime=runtime)
-        if not values:
+        metrics = ctx.frontend.evaluate(ir, model.SerializeToString(), str(data), ctx.runtime, split="val")
+        if metrics is None:
             raise UsageError(f"int8:max_drop needs a frontend that evaluates accuracy ({ir.frontend} cannot)")
-        return float(next(iter(values.values())))
+        return metrics.value
 
     progress = ctx.progress_for("int8 mixed precision: steps")
     base = metric(ir.onnx_model)
@@ -96,8 +92,7 @@ def quantize_within(ir: ModelIR, ctx: PassContext, build: Build, max_drop: float
 def rank_layers(ir: ModelIR, ctx: PassContext, build: Build, quantized: onnx.ModelProto) -> list[tuple[str, float]]:
     """Quantized layers by how much leaving each one alone float brings the output back to the float model's."""
     source = ctx.option("calib")
-    frontend = ctx.frontend or Frontend()
-    images = load_calibration(str(source), RANK_IMAGES, ir.input.shape, lambda im: frontend.preprocess(ir, im))
+    images = load_calibration(str(source), RANK_IMAGES, ir.input.shape, lambda im: ctx.frontend.preprocess(ir, im))
     runtime = ctx.runtime
     splits = ir.meta.get("output_splits", {})
 

@@ -5,38 +5,17 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from yolocc.compiler.analyses import CANONICAL, SENSITIVITY, TEACHER
 from yolocc.compiler.errors import PassError, UsageError
-from yolocc.compiler.interfaces import Frontend, HeadParts
+from yolocc.compiler.interfaces import HeadParts
 from yolocc.compiler.ir import ModelIR
 from yolocc.compiler.params import Param
 from yolocc.compiler.passbase import Pass, PassContext, PassResult, keep_teacher
-from yolocc.compiler.torchgraph import ROOT_TYPES, TORCH_GLOBAL_LOCK, all_params_require_grad, flatten_outputs
+from yolocc.compiler.torchgraph import TORCH_GLOBAL_LOCK, all_params_require_grad, flatten_outputs
 
 from .layer_ratios import load_layer_ratios
-from .sensitivity import cached_analysis, importance, layer_macs
-
-
-def ignored_layers(ir: ModelIR, ctx: PassContext, protect_head: bool = True) -> list[nn.Module]:
-    """The layers pruning must leave alone: the protected ones, minus the head's inner convs when
-    ``protect_head`` is off (the frontend says which parts of the head always stay)."""
-    ignored = ir.protected_modules()
-    if protect_head:
-        return ignored
-    frontend = ctx.frontend or Frontend()
-    head = frontend.head(ir)
-    if head is None:
-        raise UsageError("prune: protect_head=false needs a model whose frontend names its head "
-                         "(e.g. an Ultralytics model)")
-    return unprotect_head(head, ignored)
-
-
-def unprotect_head(head: HeadParts, ignored: list[nn.Module]) -> list[nn.Module]:
-    """``ignored`` with the head's inner convolutions opened to pruning; ``head.keep`` stays protected."""
-    return [m for m in ignored if m is not head.module] + list(head.keep)
-
-
-def total_macs(ir: ModelIR) -> float:
-    return sum(layer_macs(ir.module, ir.example_inputs()).values())
+from .pruning import ignored_layers, importance, out_channels, pruner_class, total_macs, unprotect_head
+from .sensitivity import cached_analysis
 
 
 def allocate(groups: list[dict], fraction: float, layer_macs: dict[str, float]) -> tuple[dict[str, float], float]:
@@ -99,27 +78,6 @@ def save_ratios(path: str, ratios: dict[str, float]) -> None:
 
 
 
-def _pruner_class():
-    """torch-pruning's MetaPruner, rounding kept channels to the *nearest* multiple of round_to.
-
-    torch-pruning floors them, so a 16-channel layer asked to lose 10% keeps 8 (loses 50%).
-    """
-    import torch_pruning as tp
-
-    class NearestRoundPruner(tp.pruner.MetaPruner):
-        def _round_to(self, n_pruned, current_channels, round_to):
-            keep = current_channels - n_pruned
-            keep = min(current_channels, max(round_to, int(keep / round_to + 0.5) * round_to))
-            return max(current_channels - keep, 0)
-
-    return NearestRoundPruner
-
-
-def _out_channels(module: nn.Module) -> dict[str, int]:
-    return {n: (m.out_channels if hasattr(m, "out_channels") else m.out_features)
-            for n, m in module.named_modules() if isinstance(m, ROOT_TYPES)}
-
-
 def _output_shapes(module: nn.Module, x: torch.Tensor) -> list[tuple[int, ...]]:
     with torch.no_grad():
         return [tuple(t.shape) for t in flatten_outputs(module(x))]
@@ -130,9 +88,9 @@ class Prune(Pass):
 
     name = "prune"
     stage = "torch"
-    requires = ("canonical",)
-    preserves = ("canonical",)
-    provides = ("pre_prune",)
+    requires = (CANONICAL,)
+    preserves = (CANONICAL,)
+    provides = (TEACHER,)
     rejects = {"bn_folded": "prune before folding BatchNorm (put 'prune' before 'fuse-bn' or 'int8')"}
     params = (
         Param("ratio", "float", 0.25, "fraction of channels removed per layer", low=0.0, high=1.0, high_open=True),
@@ -159,14 +117,14 @@ class Prune(Pass):
         if protect_head == "auto":
             # The head's inner convs are a large share of the MACs, and pruning them costs accuracy that
             # only training brings back: open them when recovery follows.
-            protect_head = not ctx.recovery_follows() or (ctx.frontend or Frontend()).head(ir) is None
+            protect_head = not ctx.recovery_follows() or ctx.frontend.head(ir) is None
         if a["layers"]:
             ignored = self._apply_layer_file(ctx, ir, ir.protected_modules(), ratio_dict)
         else:
             ignored = ignored_layers(ir, ctx, protect_head)
         keep_teacher(ir)
         if a["macs"] is not None and not a["layers"]:
-            analysis = ir.analyses.get("sensitivity") or cached_analysis(ir, ctx, ignored, round_to=a["round_to"])
+            analysis = ir.analyses.get(SENSITIVITY) or cached_analysis(ir, ctx, ignored, round_to=a["round_to"])
             chosen, predicted = allocate(analysis["groups"], a["macs"], analysis["layer_macs"])
             named = dict(module.named_modules())
             ratio_dict = {named[root]: r for root, r in chosen.items() if root in named}
@@ -180,20 +138,19 @@ class Prune(Pass):
         x = ir.example_inputs()
         shapes_before = _output_shapes(module, x)
         params_before = ir.param_count()
-        channels_before = _out_channels(module)
+        channels_before = out_channels(module)
         with TORCH_GLOBAL_LOCK, all_params_require_grad(module), torch.random.fork_rng():
             torch.manual_seed(0)
-            pruner = _pruner_class()(
+            pruner = pruner_class()(
                 module, x, importance=importance(a["importance"]), pruning_ratio=ratio,
                 pruning_ratio_dict=ratio_dict or None, ignored_layers=ignored, round_to=a["round_to"],
                 global_pruning=a["global"])
             pruner.step()
-        ir.invalidate()
         shapes_after = _output_shapes(module, x)
         if shapes_after != shapes_before:
             raise PassError(f"pruning changed the output shapes {shapes_before} -> {shapes_after}; "
                             f"protect the output layers")
-        channels_after = _out_channels(module)
+        channels_after = out_channels(module)
         per_layer = {n: [c, channels_after[n]] for n, c in channels_before.items()
                      if n in channels_after and channels_after[n] != c}
         params_after = ir.param_count()
@@ -213,8 +170,7 @@ class Prune(Pass):
 
     # ------------------------------------------------------------------ head handling
     def _head(self, ctx: PassContext, ir: ModelIR) -> tuple[HeadParts, list]:
-        frontend = ctx.frontend or Frontend()
-        head, layers = frontend.head(ir), frontend.layers(ir)
+        head, layers = ctx.frontend.head(ir), ctx.frontend.layers(ir)
         if head is None or layers is None:
             raise UsageError("prune: per-layer ratios (layers=) and protect_head=false need a model whose "
                              "frontend names its layers and head (e.g. an Ultralytics model)")

@@ -21,16 +21,17 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from yolocc.compiler.analyses import CANONICAL, SENSITIVITY
 from yolocc.compiler.errors import UsageError
 from yolocc.compiler.cache import cached_json
-from yolocc.compiler.interfaces import Frontend
 from yolocc.compiler.measure import output_distance
 from yolocc.compiler.ir import ModelIR
 from yolocc.compiler.params import Param
 from yolocc.compiler.passbase import Pass, PassContext, PassResult
-from yolocc.compiler.torchgraph import ROOT_TYPES, TORCH_GLOBAL_LOCK, flatten_outputs
+from yolocc.compiler.torchgraph import ROOT_TYPES, TORCH_GLOBAL_LOCK, cuts_out_channels, flatten_outputs
 
 from .calib_data import fingerprint, load_calibration
+from .pruning import ignored_layers, importance, keep_channels, layer_macs
 
 
 RATIOS = (0.25, 0.5, 0.75)
@@ -55,50 +56,6 @@ class GroupSensitivity:
                 "drop": {str(r): round(d, 6) for r, d in self.drop.items()}}
 
 
-def keep_channels(n: int, ratio: float, round_to: int) -> int:
-    """Channels kept at ``ratio``, rounded to the nearest multiple of ``round_to`` (as ``prune`` does)."""
-    keep = n * (1 - ratio)
-    return min(n, max(round_to, int(keep / round_to + 0.5) * round_to))
-
-
-def importance(name: str):
-    import torch_pruning as tp
-
-    return {"l1": lambda: tp.importance.GroupMagnitudeImportance(p=1),
-            "l2": lambda: tp.importance.GroupMagnitudeImportance(p=2),
-            "bn": lambda: tp.importance.BNScaleImportance(),
-            "random": lambda: tp.importance.RandomImportance()}[name]()
-
-
-def prunable_groups(ir: ModelIR, ignored: list[nn.Module]):
-    """torch-pruning's groups rooted outside ``ignored`` (the layers ``prune`` may cut)."""
-    from yolocc.compiler.torchgraph import expand_modules
-
-    dg = ir.dependency_graph()
-    return dg, list(dg.get_all_groups(ignored_layers=expand_modules(ignored), root_module_types=ROOT_TYPES))
-
-
-def layer_macs(module: nn.Module, x: torch.Tensor) -> dict[nn.Module, float]:
-    """Multiply-accumulates of every Conv/Linear layer for input ``x`` (one forward with hooks)."""
-    macs: dict[nn.Module, float] = {}
-
-    def hook(m, inp, out):
-        if isinstance(m, nn.Linear):
-            macs[m] = float(m.in_features * m.out_features * (out.numel() // out.shape[-1]))
-        else:
-            k = int(np.prod(m.kernel_size))
-            macs[m] = float(out.numel() * k * m.in_channels // m.groups)
-
-    handles = [m.register_forward_hook(hook) for m in module.modules() if isinstance(m, ROOT_TYPES)]
-    try:
-        with torch.no_grad():
-            module(x)
-    finally:
-        for h in handles:
-            h.remove()
-    return macs
-
-
 def _silence(members: list[tuple[nn.Module, list[int]]]):
     """Forward hooks that zero the given output channels of each module."""
     def make(idxs):
@@ -119,9 +76,11 @@ def _outputs(module: nn.Module, x: torch.Tensor) -> dict[str, np.ndarray]:
 
 def analyse(ir: ModelIR, images: np.ndarray, ignored: list[nn.Module], ratios=RATIOS, round_to: int = 8,
             importance_name: str = "l2", progress=None) -> list[GroupSensitivity]:
-    """The proxy drop of every prunable group at every ratio (see the module docstring)."""
+    """The proxy drop of every coupling group rooted outside ``ignored`` at every ratio (see the
+    module docstring). ``images``: (N, C, H, W) float32 model inputs."""
     module = ir.module
-    dg, groups = prunable_groups(ir, ignored)
+    dg = ir.dependency_graph()
+    groups = ir.coupling_groups(ignored)
     x = torch.from_numpy(images)
     splits = ir.meta.get("output_splits", {})
     imp = importance(importance_name)
@@ -129,17 +88,19 @@ def analyse(ir: ModelIR, images: np.ndarray, ignored: list[nn.Module], ratios=RA
     with TORCH_GLOBAL_LOCK, torch.no_grad():
         ref = _outputs(module, x)
         results = []
-        for i, group in enumerate(groups, 1):
+        named = dict(module.named_modules())
+        for i, coupling in enumerate(groups, 1):
+            group = coupling.group
             root = group[0].dep.target.module
-            n = int(dg.get_out_channels(root) or 0)
+            n = coupling.channels
             if n <= round_to:
                 continue
             score = imp(group)
             if score is None:
                 continue
             order = torch.argsort(score.cpu()).tolist()
-            members = sorted({(names[dep.target.module], "out" if dg.is_out_channel_pruning_fn(dep.handler) else "in")
-                              for dep, _ in group if isinstance(dep.target.module, ROOT_TYPES)})
+            members = sorted({(name, dim) for name, dim in coupling.members
+                              if isinstance(named.get(name), ROOT_TYPES)})
             drop, cuts = {}, {}
             for r in ratios:
                 cut = n - keep_channels(n, r, round_to)
@@ -149,7 +110,7 @@ def analyse(ir: ModelIR, images: np.ndarray, ignored: list[nn.Module], ratios=RA
                     continue
                 sub = dg.get_pruning_group(root, group[0].dep.handler, sorted(order[:cut]))
                 silenced = [(dep.target.module, [int(j) for j in idxs]) for dep, idxs in sub
-                            if isinstance(dep.target.module, nn.Module) and dg.is_out_channel_pruning_fn(dep.handler)]
+                            if isinstance(dep.target.module, nn.Module) and cuts_out_channels(dg, dep)]
                 handles = _silence(silenced)
                 try:
                     drop[r] = output_distance(ref, _outputs(module, x), splits)
@@ -168,8 +129,7 @@ def cached_analysis(ir: ModelIR, ctx: PassContext, ignored: list[nn.Module], n_i
     source = ctx.option("calib") or ctx.option("data")
     if not source:
         raise UsageError("sensitivity needs images: pass --calib IMAGES_DIR (or --data)")
-    frontend = ctx.frontend or Frontend()
-    images = load_calibration(str(source), n_images, ir.input.shape, lambda im: frontend.preprocess(ir, im))
+    images = load_calibration(str(source), n_images, ir.input.shape, lambda im: ctx.frontend.preprocess(ir, im))
     h = hashlib.sha256(VERSION)
     for name, t in sorted(ir.module.state_dict().items()):
         h.update(name.encode())
@@ -185,7 +145,7 @@ def cached_analysis(ir: ModelIR, ctx: PassContext, ignored: list[nn.Module], n_i
     per_layer = {names[m]: v for m, v in layer_macs(ir.module, ir.example_inputs()).items()}
     result = {"groups": groups, "ratios": list(RATIOS), "images": int(len(images)), "proxy": "output cosine",
               "layer_macs": per_layer, "cache": "hit" if hit else "miss"}
-    ir.analyses["sensitivity"] = result
+    ir.analyses[SENSITIVITY] = result
     return result
 
 
@@ -194,18 +154,16 @@ class Sensitivity(Pass):
 
     name = "sensitivity"
     stage = "torch"
-    requires = ("canonical",)
-    provides = ("sensitivity",)
+    requires = (CANONICAL,)
+    provides = (SENSITIVITY,)
     rejects = {"bn_folded": "measure sensitivity before folding BatchNorm (before 'fuse-bn')"}
-    preserves = ("canonical",)
+    preserves = (CANONICAL,)
     params = (
         Param("n", "int", DEFAULT_IMAGES, "calibration images the proxy is measured on", low=1, high=10000),
         Param("protect_head", "bool", True, "leave the head's inner convolutions out (as prune does)"),
     )
 
     def call(self, ir: ModelIR, ctx: PassContext) -> PassResult:
-        from .prune import ignored_layers
-
         result = cached_analysis(ir, ctx, ignored_layers(ir, ctx, self.args["protect_head"]), self.args["n"])
         worst = sorted(result["groups"], key=lambda g: -g["drop"][str(RATIOS[-1])])[:3]
         return PassResult(False, {"groups": len(result["groups"]), "images": result["images"],

@@ -98,7 +98,13 @@ class OpenVinoRuntime(Runtime):
     def describe(self) -> dict[str, Any]:
         return {"runtime": self.name, "version": self.ov.__version__}
 
-    def write_for_eval(self, onnx_bytes: bytes, folder: Path, ir: Any = None) -> Path:
+    def int8_ceiling(self, threads: int = 0, cache_root: Path | None = None) -> dict[str, Any]:
+        """A Q/DQ MatMul that OpenVINO runs as an int8 FullyConnected (``openvino_ceiling``)."""
+        from .openvino_ceiling import int8_ceiling_gmacs
+
+        return int8_ceiling_gmacs(threads, cache_root)
+
+    def native_artifact(self, onnx_bytes: bytes, folder: Path) -> Path:
         """The IR folder Ultralytics' validator loads, so accuracy is measured on OpenVINO."""
         out = Path(folder) / f"model{SUFFIX}"
         write_ir_folder(onnx_bytes, out)
@@ -114,9 +120,9 @@ class OpenVinoTarget(Target):
     placement = openvino_placement()
     default_emitter = "openvino"
     default_suffix = SUFFIX
-    #: Frontend rewrites this target runs slower with: the MatMul DFL is written for onnxruntime;
-    #: OpenVINO runs Ultralytics' own DFL (softmax on axis 1, then a 1x1 conv) faster.
-    skip_rewrites = frozenset({"DFL->DFLMatMul", "Detect->DetectAnchorMajor"})
+    #: Neither layout capability: OpenVINO runs Ultralytics' own head and DFL (softmax on axis 1, then a
+    #: 1x1 conv) faster than the anchor-major head and MatMul DFL written for onnxruntime.
+    capabilities = frozenset()
 
     def available(self) -> str | None:
         """None when the target can run here; otherwise one line saying what to install."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -54,3 +55,15 @@ class OrtCpuRuntime(Runtime):
         import onnxruntime as ort
 
         return {"runtime": self.name, "version": ort.__version__}
+
+    def int8_ceiling(self, threads: int = 0, cache_root: Path | None = None) -> dict[str, Any]:
+        """A ``MatMulInteger`` u8 x s8 GEMM (``ort_ceiling``): the kernel behind QLinearConv."""
+        from .ort_ceiling import int8_ceiling_gmacs
+
+        return int8_ceiling_gmacs(threads, cache_root)
+
+    def native_artifact(self, onnx_bytes: bytes, folder: Path) -> Path:
+        """``model.onnx``: Ultralytics' ONNX backend runs it on onnxruntime's CPU provider."""
+        path = Path(folder) / "model.onnx"
+        path.write_bytes(onnx_bytes)
+        return path

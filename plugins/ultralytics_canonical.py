@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 
 from yolocc.compiler.modutil import replace_module
+from yolocc.compiler.target import Capability
 
 #: Attributes Ultralytics' model runner reads on every layer.
 _ULTRALYTICS_LAYER_ATTRS = ("f", "i", "type", "np")
@@ -162,19 +163,21 @@ def _anchor_major(m: nn.Module) -> nn.Module:
     return m
 
 
-#: (rule name, matcher, rewriter). Rewriters must be numerically equivalent.
-REWRITES = [("C2f->C2fSplit", _is_splittable_c2f, C2fSplit), ("Detect->DetectAnchorMajor", _is_plain_detect, _anchor_major),
-            ("DFL->DFLMatMul", _is_dfl, DFLMatMul)]
+#: (rule name, matcher, rewriter, the target capability the rule relies on or None). Rewriters must be
+#: numerically equivalent; a rule that only changes the exported layout runs where the target has the
+#: capability that makes the layout pay (``compiler.target.Capability``).
+REWRITES = [("C2f->C2fSplit", _is_splittable_c2f, C2fSplit, None),
+            ("Detect->DetectAnchorMajor", _is_plain_detect, _anchor_major, Capability.CHANNELS_LAST_INT8),
+            ("DFL->DFLMatMul", _is_dfl, DFLMatMul, Capability.LAST_AXIS_SOFTMAX_MATMUL)]
 
 
-
-
-def canonicalize(module: nn.Module, skip: frozenset[str] = frozenset()) -> dict[str, int]:
-    """Apply every rewrite not named in ``skip`` in place; return how often each rule fired."""
+def canonicalize(module: nn.Module, capabilities: frozenset[str] = Capability.ALL) -> dict[str, int]:
+    """Apply in place every rewrite whose capability is in ``capabilities`` (the target's); return how
+    often each rule fired."""
     counts: dict[str, int] = {}
     for qualname, sub in list(module.named_modules()):
-        for rule, match, rewrite in REWRITES:
-            if qualname and rule not in skip and match(sub):
+        for rule, match, rewrite, needs in REWRITES:
+            if qualname and (needs is None or needs in capabilities) and match(sub):
                 replace_module(module, qualname, rewrite(sub))
                 counts[rule] = counts.get(rule, 0) + 1
     return counts

@@ -6,40 +6,44 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import os
 import tempfile
 from pathlib import Path
 
+import numpy as np
+import torch
+
+from yolocc.compiler.datasets import check_split
 from yolocc.compiler.errors import UsageError
+from yolocc.compiler.ir import ModelIR
+from yolocc.compiler.metrics import Metrics
+from yolocc.compiler.target import Runtime
 
 log = logging.getLogger(__name__)
 
 
-def evaluate_onnx(model_bytes: bytes, data: str, imgsz: int, task: str, batch: int = 16,
-                  split: str = "val", runtime=None, ir=None) -> dict[str, float]:
-    """Validate ONNX ``model_bytes`` on the ``split`` of ``data`` (a data YAML, or a classify folder).
-
-    The model runs where ``runtime.write_for_eval`` puts it (a runtime that has one, such as
-    OpenVINO's, writes its own format that Ultralytics loads); otherwise as ONNX in onnxruntime."""
+def evaluate_onnx(model_bytes: bytes, data: str, imgsz: int, task: str, runtime: Runtime, batch: int = 16,
+                  split: str = "val", ir: ModelIR | None = None) -> Metrics:
+    """Validate ONNX ``model_bytes`` on the ``split`` of ``data`` (a data YAML, or a classify folder),
+    run on ``runtime``: Ultralytics loads the runtime's native artifact by path (ONNX for onnxruntime,
+    an IR folder for OpenVINO); a runtime without one is run in process through its sessions
+    (``RuntimeModule``). Returns mAP50-95 (primary) and mAP50, or top1 (primary) and top5."""
     from ultralytics import YOLO
 
-    if not Path(data).exists():
-        raise UsageError(f"--data '{data}' does not exist")
-    _check_split(data, split)
+    check_split(data, split)
     with tempfile.TemporaryDirectory(prefix="yolocc-eval-") as tmp:
-        path = os.path.join(tmp, "model.onnx")
-        Path(path).write_bytes(model_bytes)
-        if runtime is not None and hasattr(runtime, "write_for_eval"):
-            path = str(runtime.write_for_eval(model_bytes, Path(tmp), ir))
+        path = runtime.native_artifact(model_bytes, Path(tmp))
         logger = logging.getLogger("ultralytics")
         level = logger.level
         logger.setLevel(logging.ERROR)
         try:
             with contextlib.redirect_stdout(io.StringIO()):
-                model = YOLO(path, task=task)
-                res = model.val(data=data, imgsz=imgsz, batch=batch if _dynamic(model_bytes) else 1,
-                                device="cpu", plots=False, verbose=False, workers=0,
-                                project=tmp, name="val", half=False, split=split)
+                kwargs = dict(data=data, imgsz=imgsz, batch=batch if _dynamic(model_bytes) else 1, device="cpu",
+                              plots=False, verbose=False, workers=0, project=tmp, name="val", half=False,
+                              split=split)
+                if path is not None:
+                    res = YOLO(str(path), task=task).val(**kwargs)
+                else:
+                    res = _validate_in_process(RuntimeModule(runtime, model_bytes, ir, task), task, kwargs)
         except UsageError:
             raise
         except Exception as e:
@@ -47,25 +51,45 @@ def evaluate_onnx(model_bytes: bytes, data: str, imgsz: int, task: str, batch: i
         finally:
             logger.setLevel(level)
     if task == "classify":
-        return {"top1": round(float(res.top1), 4), "top5": round(float(res.top5), 4)}
+        return Metrics("top1", {"top1": round(float(res.top1), 4), "top5": round(float(res.top5), 4)})
     box = res.box
-    return {"mAP50-95": round(float(box.map), 4), "mAP50": round(float(box.map50), 4)}
+    return Metrics("mAP50-95", {"mAP50-95": round(float(box.map), 4), "mAP50": round(float(box.map50), 4)})
 
 
-def _check_split(data: str, split: str) -> None:
-    """A clear error when ``data`` has no ``split`` (Ultralytics would fail or silently fall back)."""
-    if Path(data).is_dir():
-        if not (Path(data) / split).is_dir():
-            raise UsageError(f"--data '{data}' has no '{split}' folder to evaluate on")
-        return
-    import yaml
+class RuntimeModule(torch.nn.Module):
+    """A module whose forward runs one session of ``runtime``: how a runtime without a native artifact
+    is validated by Ultralytics (its PyTorch backend calls ``forward`` on a (B, C, H, W) float batch and
+    gets the ONNX outputs, in order, as tensors)."""
 
-    try:
-        keys = yaml.safe_load(Path(data).read_text()) or {}
-    except (OSError, yaml.YAMLError) as e:
-        raise UsageError(f"--data '{data}' is not a readable data YAML: {str(e).splitlines()[0]}") from e
-    if not isinstance(keys, dict) or not keys.get(split):
-        raise UsageError(f"--data '{data}' has no '{split}:' entry to evaluate on")
+    def __init__(self, runtime: Runtime, model_bytes: bytes, ir: ModelIR | None, task: str):
+        super().__init__()
+        self.session = runtime.load(model_bytes)
+        meta = (ir.meta.get("onnx_metadata") or {}) if ir is not None else {}
+        self.probe = torch.nn.Parameter(torch.zeros(1), requires_grad=False)  # Ultralytics reads a parameter's dtype
+        self.names = dict(meta.get("names") or {})
+        self.stride = torch.tensor([float(meta.get("stride", 32))])
+        self.task = task
+        self.eval()
+
+    def __deepcopy__(self, memo):  # Ultralytics copies the model it validates; a session is not copyable
+        return self
+
+    def forward(self, x, *args, **kwargs):
+        outs = self.session.run(np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32))
+        tensors = [torch.from_numpy(v) for v in outs.values()]
+        return tensors[0] if len(tensors) == 1 else tensors
+
+
+def _validate_in_process(module, task: str, kwargs: dict):
+    """Ultralytics' validator for ``task`` on an in-memory module (its PyTorch backend)."""
+    from ultralytics.models import yolo
+
+    validator_cls = {"classify": yolo.classify.ClassificationValidator, "segment": yolo.segment.SegmentationValidator,
+                     "pose": yolo.pose.PoseValidator, "obb": yolo.obb.OBBValidator}.get(task, yolo.detect.DetectionValidator)
+    args = {k: v for k, v in kwargs.items() if k not in ("project", "name")}
+    validator = validator_cls(args=dict(args, mode="val", task=task))
+    validator(model=module)
+    return validator.metrics
 
 
 def _dynamic(model_bytes: bytes) -> bool:

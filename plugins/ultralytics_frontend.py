@@ -13,8 +13,12 @@ from typing import Any
 from yolocc.compiler.errors import UsageError
 from yolocc.compiler.interfaces import Frontend, HeadParts
 from yolocc.compiler.ir import InputSpec, ModelIR
+from yolocc.compiler.metrics import Metrics
+from yolocc.compiler.target import Capability, Runtime
+from yolocc.compiler.training import TrainSettings
 
 from .torchfile import count_outputs, is_torch_path, read_torch_file
+from .ultralytics_model import attention_layers, checkpoint_dict, head_of, set_export_mode, task_has_stride  # noqa: F401
 
 DEFAULT_IMGSZ = 640
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -68,11 +72,10 @@ class UltralyticsFrontend(Frontend):
             return build_ir(model, "<module>", imgsz or DEFAULT_IMGSZ, {})
         return None
 
-    def evaluate(self, ir: ModelIR, onnx_bytes: bytes, data: str, split: str = "val",
-                 runtime=None) -> dict[str, float] | None:
+    def evaluate(self, ir: ModelIR, onnx_bytes: bytes, data: str, runtime: Runtime, split: str = "val") -> Metrics:
         from .ultralytics_eval import evaluate_onnx
 
-        return evaluate_onnx(onnx_bytes, data, ir.input.imgsz, ir.task, split=split, runtime=runtime, ir=ir)
+        return evaluate_onnx(onnx_bytes, data, ir.input.imgsz, ir.task, runtime, split=split, ir=ir)
 
     def preprocess(self, ir: ModelIR, image):
         """Ultralytics' letterbox (pad 114, RGB, /255), or its classify transforms for classifiers."""
@@ -91,10 +94,10 @@ class UltralyticsFrontend(Frontend):
         boxed = LetterBox((imgsz, imgsz), auto=False, stride=32)(image=image)
         return np.ascontiguousarray(boxed[..., ::-1].transpose(2, 0, 1)).astype(np.float32) / 255.0
 
-    def canonicalize(self, ir: ModelIR, skip: frozenset[str] = frozenset()) -> dict[str, int]:
+    def canonicalize(self, ir: ModelIR, capabilities: frozenset[str] = Capability.ALL) -> dict[str, int]:
         from .ultralytics_canonical import canonicalize
 
-        return canonicalize(ir.module, skip)
+        return canonicalize(ir.module, capabilities)
 
     def layers(self, ir: ModelIR):
         return list(ir.module.model)
@@ -131,7 +134,7 @@ class UltralyticsFrontend(Frontend):
 
         check_task(ir.task, distill)
 
-    def train(self, ir: ModelIR, data: str, settings: dict[str, Any], teacher=None):
+    def train(self, ir: ModelIR, data: str, settings: TrainSettings, teacher=None):
         from .ultralytics_training import recover
 
         return recover(ir, data, settings, teacher)
@@ -181,36 +184,6 @@ def _is_ultralytics_model(obj: Any) -> bool:
     return any(c.__module__.startswith("ultralytics.") and c.__name__ == "BaseModel" for c in type(obj).__mro__)
 
 
-def head_of(module):
-    """The last layer of an Ultralytics model: Detect/Segment/Pose/OBB/Classify."""
-    return module.model[-1]
-
-
-def set_export_mode(module, on: bool) -> None:
-    """Ultralytics heads return a single tensor (plus protos for seg) in export mode."""
-    for m in module.modules():
-        # any subclass of an Ultralytics head counts too (canonicalize's DetectAnchorMajor)
-        if hasattr(m, "export") and any(c.__module__.startswith("ultralytics.nn.modules") for c in type(m).__mro__):
-            m.export = on
-            if hasattr(m, "format"):
-                m.format = "onnx" if on else None
-
-
-def attention_layers(module) -> set[str]:
-    """Top-level layers holding multi-head attention (YOLO11's C2PSA): their reshapes by head
-    count cannot be channel-pruned, so they are protected (their input channels still can be)."""
-    found = set()
-    for i, layer in enumerate(module.model):
-        if any(hasattr(m, "num_heads") and hasattr(m, "qkv") for m in layer.modules()):
-            found.add(f"model.{i}")
-    return found
-
-
-def task_has_stride(module) -> bool:
-    """Classification models carry a dummy stride; detectors carry their real one."""
-    return type(head_of(module)).__name__ != "Classify"
-
-
 def build_ir(module, source: str, imgsz: int, train_args: dict) -> ModelIR:
     """Wrap an Ultralytics model: export mode, float, eval; head protected; ONNX metadata."""
     tasks = _import_ultralytics()
@@ -245,15 +218,3 @@ def build_ir(module, source: str, imgsz: int, train_args: dict) -> ModelIR:
     if task in ("detect", "segment", "pose", "obb") and nc:
         ir.meta["output_splits"] = {"output0": {"boxes": slice(0, 4), "scores": slice(4, 4 + nc)}}
     return ir
-
-
-def checkpoint_dict(ir: ModelIR, module=None) -> dict[str, Any]:
-    """An Ultralytics-style checkpoint of ``module`` (default: the IR's) that ``YOLO(path)`` reloads."""
-    import copy
-
-    import ultralytics
-
-    module = copy.deepcopy(ir.module if module is None else module)
-    set_export_mode(module, False)
-    return {"model": module, "ema": None, "train_args": ir.meta.get("ultralytics", {}).get("train_args", {}),
-            "version": ultralytics.__version__, "yolocc": {"source": ir.source, "passes": ir.provenance}}

@@ -22,6 +22,10 @@ from ultralytics.nn.distill_model import DistillationModel
 
 from yolocc.compiler.errors import UsageError
 
+from yolocc.compiler.training import AutoStop, DistillSettings, TrainSettings
+
+from .ultralytics_model import checkpoint_dict, set_export_mode
+
 #: Default (optimizer, gradient-clipping norm) per task: the seed paper's Adam with clipping at 1.0
 #: for classifiers (equal to AdamW/10 on the digits classifier's test split, see the README), and
 #: Ultralytics' own AdamW/10 for detection and the other tasks.
@@ -111,8 +115,10 @@ class ClassifyKDLoss:
     curriculum ``T(e) = max(1, T0 * gamma**e)`` over epochs (``epoch`` is set by the trainer).
     """
 
-    def __init__(self, teacher, alpha: float = 0.7, t0: float = 5.0, gamma: float = 1.0, standardize: bool = True):
-        self.teacher, self.alpha, self.t0, self.gamma, self.standardize = teacher.eval(), alpha, t0, gamma, standardize
+    def __init__(self, teacher, settings: DistillSettings):
+        self.teacher = teacher.eval()
+        self.alpha, self.t0, self.gamma, self.standardize = (settings.alpha, settings.t0, settings.gamma,
+                                                             settings.standardize)
         self.epoch = 0
         for p in self.teacher.parameters():
             p.requires_grad_(False)
@@ -147,9 +153,9 @@ class RecoveryWatch:
     """Records the val metric after every epoch and stops training once it reaches ``target``
     (``epochs=auto``); Ultralytics' own patience rule stops it when it no longer improves."""
 
-    def __init__(self, task: str, stop_at: dict | None, progress=None):
+    def __init__(self, task: str, stop_at: AutoStop | None, progress=None):
         self.key = TRAINER_METRIC.get(task, TRAINER_METRIC["detect"])
-        self.target = stop_at["target"] if stop_at else None
+        self.target = stop_at.target if stop_at else None
         self.curve: list[float] = []
         self.reason = "max_epochs" if stop_at else "epochs"
         self.progress = progress
@@ -170,14 +176,16 @@ class RecoveryWatch:
 
 
 def train(module, task: str, data: str, overrides: dict[str, Any], teacher: str | None = None,
-          kd_weight: float = 1.0, temperature: float = 2.0, classify_kd: dict | None = None,
-          max_grad_norm: float = 10.0, stop_at: dict | None = None, progress=None):
+          distill: DistillSettings | None = None, max_grad_norm: float = 10.0, stop_at: AutoStop | None = None,
+          progress=None):
     """Train ``module`` (an Ultralytics model in train mode); return (best module, trainer facts).
 
-    Detection with ``teacher``: OutputKDDistillation. Classification with ``teacher`` and
-    ``classify_kd`` (alpha, t0, gamma, standardize): ClassifyKDLoss as the student's criterion.
-    ``stop_at`` (``{"target": metric}``) ends training once the val metric reaches the target.
+    Detection with ``teacher``: OutputKDDistillation with ``distill``'s weight and temperature.
+    Classification with ``teacher``: ClassifyKDLoss (``distill``'s alpha, t0, gamma, standardize) as
+    the student's criterion. ``stop_at`` ends training once the val metric reaches its target.
     """
+    if teacher and distill is None:
+        raise ValueError("a teacher needs DistillSettings")
     watch = RecoveryWatch(task, stop_at, progress)
     with tempfile.TemporaryDirectory(prefix="yolocc-train-") as tmp, _trainer_output():
         args = dict(data=str(data), workers=0, amp=False, plots=False, pretrained=False, project=tmp,
@@ -191,14 +199,14 @@ def train(module, task: str, data: str, overrides: dict[str, Any], teacher: str 
         if teacher and task == "classify":
             from ultralytics.nn.tasks import load_checkpoint
 
-            criterion = ClassifyKDLoss(load_checkpoint(teacher)[0].float(), **(classify_kd or {}))
+            criterion = ClassifyKDLoss(load_checkpoint(teacher)[0].float(), distill)
             module.criterion = criterion
             trainer.add_callback("on_train_epoch_start", lambda tr: setattr(criterion, "epoch", tr.epoch))
             trainer.model = module
         elif teacher:
             module.args = trainer.args
             wrapped = OutputKDDistillation(teacher_model=teacher, student_model=module)
-            wrapped.kd_weight, wrapped.temperature = kd_weight, temperature
+            wrapped.kd_weight, wrapped.temperature = distill.kd, distill.temperature
             trainer.model = wrapped
         else:
             trainer.model = module
@@ -217,40 +225,34 @@ def check_task(task: str, distill: bool) -> None:
                          f"is not built yet (use finetune)")
 
 
-def recover(ir, data: str, settings: dict[str, Any], teacher=None):
+def recover(ir, data: str, settings: TrainSettings, teacher=None):
     """``Frontend.train`` for Ultralytics models: the finetune/distill passes' training run.
 
-    ``teacher`` is a module (the pre-prune snapshot) or a checkpoint path; ``settings`` hold the
-    pass's arguments (epochs, lr, optimizer, clip, batch, imgsz, seed, name, kd)."""
-    from .ultralytics_frontend import checkpoint_dict, set_export_mode
-
-    kd = settings.get("kd") or {}
+    ``teacher`` is a module (the pre-prune snapshot) or a checkpoint path; ``settings`` the pass's typed
+    training arguments (``optimizer``/``clip`` None: ``TASK_OPTIMIZER``'s per-task default)."""
     check_task(ir.task, teacher is not None)
     optimizer, clip = TASK_OPTIMIZER.get(ir.task, TASK_OPTIMIZER["detect"])
     module = ir.module
     set_export_mode(module, False)
     for p in module.parameters():
         p.requires_grad_(True)
-    auto = settings.get("auto")
-    epochs = auto["max_epochs"] if auto else settings["epochs"]
-    overrides = dict(epochs=epochs, imgsz=settings["imgsz"], batch=settings["batch"], lr0=settings["lr"],
-                     optimizer=settings["optimizer"] or optimizer, seed=settings["seed"],
-                     close_mosaic=max(1, epochs // 2), warmup_epochs=0, name=settings["name"],
+    epochs = settings.max_epochs
+    overrides = dict(epochs=epochs, imgsz=settings.imgsz, batch=settings.batch, lr0=settings.lr,
+                     optimizer=settings.optimizer or optimizer, seed=settings.seed,
+                     close_mosaic=max(1, epochs // 2), warmup_epochs=0, name=settings.name,
                      model=ir.source if Path(ir.source).is_file() else "yolov8n.yaml")  # replaced by module
-    if teacher is not None and "feat" in kd:
-        overrides["dis"] = kd["feat"]
+    if teacher is not None and settings.distill is not None:
+        overrides["dis"] = settings.distill.feat
     with tempfile.TemporaryDirectory(prefix="yolocc-teacher-") as folder:
         teacher_path = teacher
         if teacher is not None and not isinstance(teacher, (str, Path)):
             teacher_path = str(Path(folder) / "teacher.pt")
             torch.save(checkpoint_dict(ir, teacher), teacher_path)
-        if auto:
-            overrides["patience"] = auto["patience"]
-        trained, facts = train(module, ir.task, data, overrides, teacher_path,
-                               max_grad_norm=settings["clip"] or clip,
-                               kd_weight=kd.get("kd_weight", 1.0), temperature=kd.get("temperature", 2.0),
-                               classify_kd=kd.get("classify_kd"), stop_at=auto,
-                               progress=settings.get("progress"))
+        if settings.auto is not None:
+            overrides["patience"] = settings.auto.patience
+        trained, facts = train(module, ir.task, data, overrides, teacher_path, distill=settings.distill,
+                               max_grad_norm=settings.clip or clip, stop_at=settings.auto,
+                               progress=settings.progress)
     for p in trained.parameters():
         p.requires_grad_(False)
     set_export_mode(trained, True)

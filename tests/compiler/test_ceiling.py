@@ -5,12 +5,13 @@ import onnxruntime as ort
 import pytest
 
 from yolocc.compiler import ceiling
+from yolocc.plugins import ort_ceiling
 
 SMALL = (64, 64, 64)
 
 
 def test_gemm_model_computes_the_integer_product():
-    model = ceiling.gemm_model(*SMALL)
+    model = ort_ceiling.gemm_model(*SMALL)
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     a = np.random.default_rng(2).integers(0, 256, size=SMALL[:2], dtype=np.uint8)
     b = np.frombuffer(model.graph.initializer[0].raw_data, np.int8).reshape(SMALL[1:])
@@ -19,28 +20,28 @@ def test_gemm_model_computes_the_integer_product():
 
 
 def test_ceiling_is_measured_once_then_cached(tmp_path, monkeypatch):
-    first = ceiling.int8_ceiling_gmacs(cache_root=tmp_path, shape=SMALL)
+    first = ort_ceiling.int8_ceiling_gmacs(cache_root=tmp_path, shape=SMALL)
     assert first["gmacs"] > 0 and first["isa"] and "MatMulInteger" in first["op"] and first["threads"] == 0
     files = list((tmp_path / "ceiling").glob("*.json"))
     assert len(files) == 1
     stored = json.loads(files[0].read_text())
     stored["gmacs"] = 12345.0
     files[0].write_text(json.dumps(stored))
-    monkeypatch.setattr(ceiling, "measure_gemm", lambda *a, **k: pytest.fail("measured again despite the cache"))
-    assert ceiling.int8_ceiling_gmacs(cache_root=tmp_path, shape=SMALL)["gmacs"] == 12345.0
+    monkeypatch.setattr(ort_ceiling, "measure_gemm", lambda *a, **k: pytest.fail("measured again despite the cache"))
+    assert ort_ceiling.int8_ceiling_gmacs(cache_root=tmp_path, shape=SMALL)["gmacs"] == 12345.0
 
 
 def test_cache_is_keyed_by_threads(tmp_path, monkeypatch):
-    monkeypatch.setattr(ceiling, "measure_gemm", lambda shape, threads: 10.0 * (threads or 1))
-    assert ceiling.int8_ceiling_gmacs(1, tmp_path, SMALL)["gmacs"] == 10.0
-    assert ceiling.int8_ceiling_gmacs(2, tmp_path, SMALL)["gmacs"] == 20.0
+    monkeypatch.setattr(ort_ceiling, "measure_gemm", lambda shape, threads: 10.0 * (threads or 1))
+    assert ort_ceiling.int8_ceiling_gmacs(1, tmp_path, SMALL)["gmacs"] == 10.0
+    assert ort_ceiling.int8_ceiling_gmacs(2, tmp_path, SMALL)["gmacs"] == 20.0
     assert len(list((tmp_path / "ceiling").glob("*.json"))) == 2
 
 
 def test_default_cache_root_follows_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("YOLOCC_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(ceiling, "measure_gemm", lambda shape, threads: 50.0)
-    assert ceiling.int8_ceiling_gmacs(shape=SMALL)["gmacs"] == 50.0
+    monkeypatch.setattr(ort_ceiling, "measure_gemm", lambda shape, threads: 50.0)
+    assert ort_ceiling.int8_ceiling_gmacs(shape=SMALL)["gmacs"] == 50.0
     assert list((tmp_path / "ceiling").glob("*.json"))
 
 
@@ -54,10 +55,10 @@ def test_efficiency_arithmetic():
 def test_a_ceiling_measured_under_load_is_measured_again_when_quiet(tmp_path, monkeypatch):
     loads = iter([3.5, None])  # busy while the first measurement runs, quiet on the next call
     monkeypatch.setattr(ceiling, "busy_load", lambda: next(loads, None))
-    monkeypatch.setattr(ceiling, "measure_gemm", lambda shape, threads: 10.0)
-    first = ceiling.int8_ceiling_gmacs(cache_root=tmp_path, shape=SMALL)
+    monkeypatch.setattr(ort_ceiling, "measure_gemm", lambda shape, threads: 10.0)
+    first = ort_ceiling.int8_ceiling_gmacs(cache_root=tmp_path, shape=SMALL)
     assert first == {**first, "gmacs": 10.0, "busy_load": 3.5}
-    monkeypatch.setattr(ceiling, "measure_gemm", lambda shape, threads: 40.0)
-    again = ceiling.int8_ceiling_gmacs(cache_root=tmp_path, shape=SMALL)
+    monkeypatch.setattr(ort_ceiling, "measure_gemm", lambda shape, threads: 40.0)
+    again = ort_ceiling.int8_ceiling_gmacs(cache_root=tmp_path, shape=SMALL)
     assert again["gmacs"] == 40.0 and "busy_load" not in again
-    assert ceiling.int8_ceiling_gmacs(cache_root=tmp_path, shape=SMALL)["gmacs"] == 40.0  # kept now
+    assert ort_ceiling.int8_ceiling_gmacs(cache_root=tmp_path, shape=SMALL)["gmacs"] == 40.0  # kept now

@@ -106,14 +106,15 @@ def test_distill_tasks(compiler, tmp_path):
 def test_classify_kd_loss_terms():
     import torch
 
+    from yolocc.compiler.training import DistillSettings
     from yolocc.plugins.ultralytics_training import ClassifyKDLoss
 
     teacher = torch.nn.Linear(4, 3)
     batch = {"img": torch.randn(8, 4), "cls": torch.randint(0, 3, (8,))}
-    ce_only = ClassifyKDLoss(teacher, alpha=0.0)
+    ce_only = ClassifyKDLoss(teacher, DistillSettings(alpha=0.0))
     logits = torch.randn(8, 3)
     assert torch.isclose(ce_only(logits, batch)[0], torch.nn.functional.cross_entropy(logits, batch["cls"]))
-    kd = ClassifyKDLoss(teacher, alpha=1.0, t0=5.0, gamma=0.5)
+    kd = ClassifyKDLoss(teacher, DistillSettings(alpha=1.0, t0=5.0, gamma=0.5, standardize=True))
     assert kd.temperature() == 5.0
     kd.epoch = 2
     assert kd.temperature() == 1.25

@@ -2,6 +2,9 @@
 
 from types import SimpleNamespace
 
+from yolocc.compiler.metrics import Metrics
+from yolocc.compiler.training import AutoStop
+
 from yolocc.passes.finetune import Distill, Finetune
 from yolocc.plugins.ultralytics_training import RecoveryWatch
 from tests.conftest import pass_ctx
@@ -12,7 +15,7 @@ def _trainer(value, epochs=30):
 
 
 def test_watch_stops_when_the_target_is_reached():
-    watch = RecoveryWatch("detect", {"target": 0.5})
+    watch = RecoveryWatch("detect", AutoStop(30, 5, "mAP50-95", 0.5))
     for value in (0.2, 0.45):
         t = _trainer(value)
         watch.on_fit_epoch_end(t)
@@ -24,7 +27,7 @@ def test_watch_stops_when_the_target_is_reached():
 
 
 def test_watch_reports_patience_and_fixed_epochs():
-    watch = RecoveryWatch("detect", {"target": 0.9})
+    watch = RecoveryWatch("detect", AutoStop(30, 5, "mAP50-95", 0.9))
     for value in (0.2, 0.3):
         watch.on_fit_epoch_end(_trainer(value))
     assert watch.facts(_trainer(0.3))["stopped"] == "no improvement (patience)"  # ended before max_epochs
@@ -38,18 +41,18 @@ def test_auto_is_the_default_and_aims_at_the_unpruned_metric(load_ir, monkeypatc
     """The pass hands the frontend a target = reference val metric - within; a fixed count still works."""
     ir = load_ir("yolov8n.yaml", 64)
     ir.analyses["pre_prune"] = ir.module
-    ir.analyses["pre_prune_metrics"] = {"mAP50-95": 0.6}
     seen = []
 
     def fake_train(self, ir_, data, settings, teacher=None):
-        seen.append((settings.get("auto"), settings["epochs"]))
+        seen.append((settings.auto, settings.epochs))
         return ir_.module, {"epochs_run": 4}
 
     ctx = pass_ctx(ir, data="d.yaml")
+    ctx.reference = Metrics("mAP50-95", {"mAP50-95": 0.6, "mAP50": 0.8})  # as a search trial hands it over
     monkeypatch.setattr(type(ctx.frontend), "train", fake_train)
     result = Distill(within=0.5, max_epochs=12, patience=3)(ir, ctx)
     auto, epochs = seen[0]
-    assert epochs == "auto" and auto["max_epochs"] == 12 and auto["patience"] == 3
-    assert abs(auto["target"] - 0.595) < 1e-9 and result.changes["target"] == {"mAP50-95": 0.595}
+    assert epochs == 12 and auto.max_epochs == 12 and auto.patience == 3 and auto.metric == "mAP50-95"
+    assert abs(auto.target - 0.595) < 1e-9 and result.changes["target"] == {"mAP50-95": 0.595}
     Finetune(epochs=2)(ir, pass_ctx(ir, data="d.yaml"))
     assert seen[1] == (None, 2)

@@ -1,0 +1,73 @@
+"""Typed training settings for recovery (``finetune``/``distill``), with every default defined once.
+
+The passes build their parameters from these defaults and hand a ``TrainSettings`` to
+``Frontend.train``; a frontend reads fields, never a loose dict. The distillation defaults are the
+ones measured on the digits fixtures (README, Results): detection feature weight 0.5 and output
+distillation weight 6.0 at T=2; classification alpha 0.7 with the curriculum T0=5, gamma 0.9 and no
+logit standardization.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+
+@dataclass(frozen=True)
+class DistillSettings:
+    """How the student learns from the teacher.
+
+    Detection: ``feat`` weights the neck-feature distillation (learned projector), ``kd`` the class-logit
+    and DFL output distillation at ``temperature``. Classification: ``(1 - alpha) * CE + alpha * T^2 *
+    KL(teacher || student)`` with ``T(e) = max(1, t0 * gamma**e)`` over epochs; ``standardize`` z-scores
+    the logits before the softmax."""
+
+    feat: float = 0.5
+    kd: float = 6.0
+    temperature: float = 2.0
+    alpha: float = 0.7
+    t0: float = 5.0
+    gamma: float = 0.9
+    standardize: bool = False
+
+
+@dataclass(frozen=True)
+class AutoStop:
+    """``epochs=auto``: train at most ``max_epochs``; stop once the val ``metric`` reaches ``target``
+    (a fraction, e.g. mAP50-95 0.61), or after ``patience`` epochs without improvement."""
+
+    max_epochs: int
+    patience: int
+    metric: str
+    target: float
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """One recovery run. ``optimizer``/``clip`` None: the frontend's per-task default. ``distill`` None:
+    hard labels only (finetune). ``auto`` None: exactly ``epochs`` epochs. ``progress(epoch, total)``
+    is called after each epoch when set."""
+
+    imgsz: int
+    epochs: int = 30
+    lr: float = 0.001
+    optimizer: str | None = None
+    clip: float | None = None
+    batch: int = 16
+    seed: int = 0
+    name: str = "finetune"
+    distill: DistillSettings | None = None
+    auto: AutoStop | None = None
+    progress: Callable[[int, int], None] | None = None
+
+    @property
+    def max_epochs(self) -> int:
+        """The most epochs this run may take."""
+        return self.auto.max_epochs if self.auto is not None else self.epochs
+
+
+#: ``epochs=auto`` defaults (the finetune/distill parameters and the budget search share them).
+MAX_EPOCHS = 30
+PATIENCE = 5
+#: Points of the val metric below the reference that count as recovered.
+WITHIN = 1.0

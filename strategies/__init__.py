@@ -1,0 +1,1 @@
+"""yolocc's built-in search strategies for the accuracy budget (``--search NAME``)."""

@@ -1,0 +1,81 @@
+"""``ladder``: the default budget search strategy. It climbs a ladder of MAC reductions, each step
+building on the last accepted model:
+
+1. ``int8`` alone on the input (for comparison: the report's "int8 alone" row; never chosen here);
+2. prune to the next MAC target with per-group ratios from the sensitivity analysis (head included),
+   then distil from the input model until the val metric is back within the pruning share of the
+   budget (``epochs=auto``); accept the step if it is, stop climbing at the first step that is not
+   (``--max-macs`` caps the deepest step);
+3. quantize the most aggressive accepted model with INT8 mixed precision for what is left of the
+   budget; if the result is over budget, the next milder accepted model is quantized instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from yolocc.compiler.search import SearchSpace, SearchStrategy, Trial, TrialResult
+from yolocc.compiler.training import MAX_EPOCHS, PATIENCE
+from yolocc.passes.finetune import Distill
+from yolocc.passes.int8 import Int8
+from yolocc.passes.prune import Prune
+
+#: Cumulative fractions of the input's MACs removed, tried in order (each step builds on the last).
+LADDER = (0.3, 0.45, 0.55, 0.65)
+#: The share of the budget kept for INT8 (its measured cost on the digits detector is 0.3-0.4 pt).
+INT8_SHARE = 0.4
+
+
+def ladder_steps(ladder: tuple[float, ...]) -> list[float]:
+    """Per-step fractions of the *current* model's MACs that reach the cumulative ``ladder``."""
+    steps, kept = [], 1.0
+    for target in ladder:
+        steps.append(round(1 - (1 - target) / kept, 4))
+        kept = 1 - target
+    return steps
+
+
+@dataclass
+class LadderSearch(SearchStrategy):
+    """Prune + distil up a ladder of MAC reductions, then INT8 with mixed precision (see the module)."""
+
+    name = "ladder"
+    doc = "prune (sensitivity-allocated) + distill up a ladder of MAC reductions, then int8 with mixed precision"
+    ladder: tuple[float, ...] = LADDER
+    int8_share: float = INT8_SHARE
+    max_epochs: int = MAX_EPOCHS
+    patience: int = PATIENCE
+
+    def search(self, space: SearchSpace) -> TrialResult | None:
+        max_macs = space.options.max_macs
+        ladder = tuple(m for m in self.ladder if max_macs is None or m <= max_macs + 1e-9)
+        budget = space.budget
+        prune_budget = budget * (1 - self.int8_share)
+        n_steps = len(ladder) + 2
+        space.progress("int8 alone", 1, n_steps)
+        space.run([Trial("int8 alone", [Int8()], candidate=False, compare_as="int8")])
+        accepted: list[TrialResult] = [space.input]
+        for i, (cumulative, step) in enumerate(zip(ladder, ladder_steps(ladder)), 1):
+            space.progress(f"candidate {i}/{len(ladder)}: -{cumulative:.0%} MACs", i + 1, n_steps)
+            parent = accepted[-1]
+            trial = Trial(f"-{cumulative:.0%} MACs + distill",
+                          [Prune(macs=step, protect_head=False),
+                           Distill(epochs="auto", within=round(prune_budget, 4), max_epochs=self.max_epochs,
+                                   patience=self.patience)],
+                          parent=parent.trial, teacher=space.input.trial,
+                          candidate=False)
+            result, = space.run([trial])
+            if space.drop(result) > prune_budget:
+                break
+            accepted.append(result)
+        for start in reversed(accepted):  # the most aggressive first
+            left = budget - space.drop(start)
+            if left <= 0:
+                continue
+            space.progress(f"int8 with mixed precision on '{start.trial.name}'", n_steps, n_steps)
+            name = f"{start.trial.name} + int8" if start is not space.input else "int8 (mixed precision)"
+            result, = space.run([Trial(name, [Int8(max_drop=round(left, 4))],
+                                       parent=start.trial)])
+            if space.drop(result) <= budget:
+                return result
+        return None
