@@ -42,7 +42,7 @@ def pruned(compiler, model, passes, opts):
 
 
 def macs_of(ir) -> float:
-    from yolocc.passes.prune import total_macs
+    from yolocc.passes.pruning import total_macs
 
     return total_macs(ir)
 
@@ -62,16 +62,16 @@ def uniform_ratio_for(compiler, model, target_macs: float, opts) -> float:
 def metric(compiler, ir, opts, split):
     _, runtime = compiler.target(opts.target)
     values = compiler.evaluator(ir, opts.merged({"eval_split": split}), runtime)(lowering.onnx_bytes(ir))
-    return float(values["mAP50-95"])
+    return float(values.values["mAP50-95"])
 
 
 def rank_correlation(compiler, model, opts, k: int) -> dict:
     """Proxy drop against the real val mAP drop for k groups pruned alone at ratio 0.5."""
     import torch
 
-    from yolocc.passes.prune import ignored_layers
+    from yolocc.passes.pruning import ignored_layers, importance, keep_channels
     from yolocc.plugins import ultralytics_canonical as canonical
-    from yolocc.passes.sensitivity import _silence, cached_analysis, importance, keep_channels, prunable_groups
+    from yolocc.passes.sensitivity import _silence, cached_analysis
 
     ir, _ = pruned(compiler, model, ["canonicalize"], opts)
     ctx = compiler.context(ir, opts)
@@ -80,9 +80,9 @@ def rank_correlation(compiler, model, opts, k: int) -> dict:
     base = metric(compiler, ir, opts, "val")
     ranked = sorted(analysis["groups"], key=lambda g: g["drop"]["0.5"])
     picks = [ranked[round(i * (len(ranked) - 1) / max(k - 1, 1))] for i in range(k)]
-    dg, groups = prunable_groups(ir, ignored)
+    dg = ir.dependency_graph()
     names = {m: n for n, m in ir.module.named_modules()}
-    by_root = {names[g[0].dep.target.module]: g for g in groups}
+    by_root = {names[c.group[0].dep.target.module]: c.group for c in ir.coupling_groups(ignored)}
     imp = importance("l2")
     rows = []
     for g in picks:

@@ -25,7 +25,7 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 
 from yolocc.compiler import lowering, measure  # noqa: E402
 from yolocc.compiler.api import Compiler  # noqa: E402
-from yolocc.compiler.budget import BudgetSearch  # noqa: E402
+from yolocc.compiler.budget import Budget  # noqa: E402
 from yolocc.compiler.options import CompileOptions  # noqa: E402
 
 DIGITS = ROOT / "examples/digits"
@@ -37,6 +37,8 @@ def main() -> int:
     ap.add_argument("--data", default=str(DIGITS / "data/digits.yaml"))
     ap.add_argument("--calib", default=str(DIGITS / "data/calib/images"))
     ap.add_argument("--max-drop", type=float, default=1.0)
+    ap.add_argument("--max-macs", type=float, default=None,
+                    help="the deepest MAC reduction the search tries (below the first ladder step: int8 only, no training)")
     ap.add_argument("--runs", type=int, default=100, help="timed rounds per repeat")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--out", default=str(ROOT / "runs/bench/budget.json"))
@@ -48,12 +50,13 @@ def main() -> int:
 
     t0 = time.perf_counter()
     compiler = Compiler()
-    opts = CompileOptions(data=args.data, calib=args.calib, max_drop=args.max_drop, latency_runs=args.runs)
+    opts = CompileOptions(data=args.data, calib=args.calib, max_drop=args.max_drop, max_macs=args.max_macs,
+                          latency_runs=args.runs)
 
     def progress(what: str, done: int, total: int) -> None:
         print(f"[{time.perf_counter() - t0:7.0f} s] {what}: {done}/{total}", file=sys.stderr, flush=True)
 
-    ir, report = BudgetSearch(compiler, opts, progress).search(args.model)
+    ir, report = Budget(compiler, opts, compiler.registry.strategy(opts.search), progress).search(args.model)
     wall = time.perf_counter() - t0
     Path(args.onnx).parent.mkdir(parents=True, exist_ok=True)
     Path(args.onnx).write_bytes(lowering.onnx_bytes(ir))

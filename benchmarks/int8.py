@@ -187,7 +187,7 @@ def main() -> int:
             if args.data:
                 from yolocc.plugins.ultralytics_eval import evaluate_onnx
 
-                rows[name].update(evaluate_onnx(data, args.data, args.imgsz, "detect"))
+                rows[name].update(evaluate_onnx(data, args.data, args.imgsz, "detect", OrtCpuRuntime()).as_dict())
     base = rows["ultralytics-fp32"]["latency_ms"]
     print(f"\n{args.model} at {args.imgsz}, onnxruntime CPU, median of {args.repeat}x{args.runs} runs, all timed "
           f"round-robin; "

@@ -16,7 +16,9 @@ import logging
 import time
 from typing import Any, Callable, Sequence
 
-from . import lowering
+import onnx
+
+from . import lowering, onnxgraph
 from .datasets import has_split
 from .errors import UsageError
 from .ir import ModelIR
@@ -87,8 +89,10 @@ class Budget:
 
             run(ir, steps, ctx, on_pass=lambda step, result, dt: facts.append(
                 {"pass": step.pass_.name, "changes": result.changes, "time_s": round(dt, 2)}))
-        val, test = self._measure(ir)
-        result = TrialResult(trial, val, test, facts, ir)
+        model = lowering.onnx_bytes(ir, self.options.opset)
+        val, test = self._measure(ir, model)
+        result = TrialResult(trial, val, test, facts, ir, size_bytes=len(model),
+                             macs=onnxgraph.macs(onnx.load_from_string(model)))
         self.results.append(result)
         self._by_trial[id(trial)] = result
         log.info("budget: %s val %.4f (%+.2f pt)", trial.name, val.value, -self.drop(result))
@@ -100,9 +104,9 @@ class Budget:
                              f"or teacher before it ran")
         return self._by_trial[id(trial)]
 
-    def _measure(self, ir: ModelIR) -> tuple[Metrics, Metrics | None]:
+    def _measure(self, ir: ModelIR, model: bytes) -> tuple[Metrics, Metrics | None]:
+        """Val (and test, where the data has it) metrics of ``model``, the ONNX of ``ir``."""
         evaluate = self.compiler.evaluator(ir, self.options, self.runtime)
-        model = lowering.onnx_bytes(ir, self.options.opset)
         return evaluate(model, "val"), evaluate(model, "test") if self._with_test else None
 
     # ------------------------------------------------------------------ the search
@@ -112,8 +116,10 @@ class Budget:
         ir = model if isinstance(model, ModelIR) else \
             self.compiler.load(model, self.options.imgsz, self.options.trust_model)
         self.progress("measuring the input model", 0, 1)
-        val, test = self._measure(ir)
-        self.input = TrialResult(Trial("input", candidate=False), val, test, [], ir.snapshot())
+        model = lowering.onnx_bytes(ir, self.options.opset)
+        val, test = self._measure(ir, model)
+        self.input = TrialResult(Trial("input", candidate=False), val, test, [], ir.snapshot(),
+                                 size_bytes=len(model), macs=onnxgraph.macs(onnx.load_from_string(model)))
         self._by_trial[id(self.input.trial)] = self.input
         chosen = self.strategy.search(self)
         if chosen is not None and (not chosen.trial.candidate or self.drop(chosen) > self.budget + 1e-9):

@@ -25,7 +25,10 @@ A target is one class: its ``QuantScheme``, its ``Placement`` rules for Q/DQ, ``
 Emitters that need ONNX call ``lowering.lower(ir, opset, dynamic_batch)`` when ``ir.stage`` is
 "torch". ``API_VERSION`` changes its major number when this surface changes incompatibly
 (2.0: targets are ``Target`` subclasses with a scheme, placement, verify and runtime; passes reach
-the framework through ``ctx.frontend``; ``Frontend.evaluate`` takes ``runtime``).
+the framework through ``ctx.frontend``. 3.0: ``Frontend.evaluate(ir, onnx_bytes, data, runtime, split)``
+returns ``Metrics``; ``Frontend.canonicalize`` takes the target's ``capabilities`` (``skip_rewrites``
+is gone); ``Frontend.train`` takes ``TrainSettings``; runtimes may give a ``native_artifact`` and an
+``int8_ceiling``; search strategies register with ``yolocc_register_strategies``).
 """
 
 from . import lowering
@@ -34,14 +37,18 @@ from .fileio import write_atomic, write_with
 from .hookspecs import hookimpl
 from .interfaces import Emitter, Frontend, HeadParts
 from .ir import InputSpec, ModelIR
+from .metrics import Metrics
 from .options import CompileOptions
 from .params import Param
 from .passbase import Pass, PassContext, PassResult
-from .target import Placement, QuantScheme, Runtime, Target, Verification
+from .search import SearchSpace, SearchStrategy, Trial, TrialResult
+from .target import Capability, Placement, QuantScheme, Runtime, Target, Verification
+from .training import AutoStop, DistillSettings, TrainSettings
 
-API_VERSION = "2.0"
+API_VERSION = "3.0"
 
 __all__ = ["API_VERSION", "lowering", "hookimpl", "Pass", "PassResult", "PassContext", "Param", "ModelIR", "InputSpec",
            "Frontend", "HeadParts", "Emitter", "Target", "QuantScheme", "Placement", "Verification", "Runtime",
-           "CompileOptions", "write_atomic", "write_with", "YoloccError", "UsageError",
+           "Capability", "Metrics", "SearchStrategy", "SearchSpace", "Trial", "TrialResult", "TrainSettings",
+           "DistillSettings", "AutoStop", "CompileOptions", "write_atomic", "write_with", "YoloccError", "UsageError",
            "PluginError", "PipelineError", "PassError", "ExportError"]

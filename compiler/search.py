@@ -52,7 +52,8 @@ class Trial:
 class TrialResult:
     """What a trial measured: val (and, when the data has a test split, test) metrics, the facts each
     pass reported, and, once the budget has timed every result round-robin on the target's runtime,
-    ``latency_ms`` (p50, batch 1), ``size_bytes`` and ``macs``. ``ir`` is the built model."""
+    ``latency_ms`` (p50, batch 1). ``size_bytes`` and ``macs`` (of its ONNX model) are known as soon as
+    the trial ran. ``ir`` is the built model."""
 
     trial: Trial
     val: Metrics

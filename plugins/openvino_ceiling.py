@@ -5,7 +5,7 @@ low-precision transformations turn into an int8 FullyConnected, compiled as ever
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -35,11 +35,10 @@ def qdq_gemm_model(m: int, k: int, n: int):
     return model
 
 
-def measure_gemm(shape: tuple[int, int, int] = GEMM_SHAPE, threads: int = 0, runs: int = 20,
+def measure_gemm(compile_cpu: Callable, shape: tuple[int, int, int] = GEMM_SHAPE, threads: int = 0, runs: int = 20,
                  warmup: int = 3) -> float:
-    """GMAC/s of the fastest of ``runs`` Q/DQ GEMMs on OpenVINO's CPU plugin."""
-    from .openvino_target import compile_cpu
-
+    """GMAC/s of the fastest of ``runs`` Q/DQ GEMMs on OpenVINO's CPU plugin, compiled with
+    ``compile_cpu(ov, model, threads, core)`` (the target's own configuration)."""
     ov = require_openvino("measuring OpenVINO's int8 ceiling")
     core = ov.Core()
     m, k, n = shape
@@ -49,10 +48,10 @@ def measure_gemm(shape: tuple[int, int, int] = GEMM_SHAPE, threads: int = 0, run
     return fastest_gmacs(lambda: request.infer({0: a}), m * k * n, runs, warmup)
 
 
-def int8_ceiling_gmacs(threads: int = 0, cache_root: str | Path | None = None,
+def int8_ceiling_gmacs(compile_cpu: Callable, threads: int = 0, cache_root: str | Path | None = None,
                        shape: tuple[int, int, int] = GEMM_SHAPE) -> dict[str, Any]:
     """OpenVINO's int8 ceiling on this machine (``compiler.ceiling.measured_ceiling``'s layout),
     measured once per ISA, OpenVINO version and thread count, then cached."""
     ov = require_openvino("measuring OpenVINO's int8 ceiling")
     return measured_ceiling(f"OpenVINO {ov.__version__}", "Q/DQ MatMul u8s8 {}x{}x{}".format(*shape),
-                            threads, cache_root, lambda: measure_gemm(shape, threads))
+                            threads, cache_root, lambda: measure_gemm(compile_cpu, shape, threads))

@@ -30,6 +30,7 @@ import numpy as np
 from yolocc.compiler.errors import UsageError
 from yolocc.compiler.target import Placement, QuantScheme, Runtime, Target, Verification
 
+from .openvino_ceiling import int8_ceiling_gmacs
 from .openvino_emitter import SUFFIX, openvino_missing, require_openvino, write_ir_folder
 
 #: Runtime layer types whose precision says whether the model's compute runs in int8.
@@ -100,9 +101,7 @@ class OpenVinoRuntime(Runtime):
 
     def int8_ceiling(self, threads: int = 0, cache_root: Path | None = None) -> dict[str, Any]:
         """A Q/DQ MatMul that OpenVINO runs as an int8 FullyConnected (``openvino_ceiling``)."""
-        from .openvino_ceiling import int8_ceiling_gmacs
-
-        return int8_ceiling_gmacs(threads, cache_root)
+        return int8_ceiling_gmacs(compile_cpu, threads, cache_root)
 
     def native_artifact(self, onnx_bytes: bytes, folder: Path) -> Path:
         """The IR folder Ultralytics' validator loads, so accuracy is measured on OpenVINO."""

@@ -19,7 +19,7 @@ import onnx
 from onnx import numpy_helper
 
 from yolocc.compiler.plugin_api import (Emitter, ExportError, ModelIR, Param, Pass, PassContext, PassResult, Placement,
-                                        QuantScheme, Target, Verification, hookimpl, write_atomic)
+                                        QuantScheme, Runtime, Target, Verification, hookimpl, write_atomic)
 
 #: ONNX ops whose second input is a weight tensor we may sparsify.
 WEIGHT_OPS = ("Conv", "Gemm")
@@ -151,6 +151,42 @@ def weighted_layers(names_and_ops) -> list[str]:
     return [name for name, op in names_and_ops if op in EDGE_OPS]
 
 
+class ExampleEdgeSession:
+    """One model on the example accelerator's runtime (here: onnxruntime with basic graph optimizations
+    only, standing in for a vendor SDK); counts the images it ran."""
+
+    def __init__(self, runtime: "ExampleEdgeRuntime", model_bytes: bytes, threads: int):
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        so.log_severity_level = 3
+        if threads:
+            so.intra_op_num_threads = threads
+        self.runtime, self.sess = runtime, ort.InferenceSession(model_bytes, so, providers=["CPUExecutionProvider"])
+        self.outputs = [o.name for o in self.sess.get_outputs()]
+
+    def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        self.runtime.images += int(x.shape[0])
+        outs = self.sess.run(None, {self.sess.get_inputs()[0].name: x.astype(np.float32)})
+        return {n: np.asarray(v, dtype=np.float32) for n, v in zip(self.outputs, outs)}
+
+
+class ExampleEdgeRuntime(Runtime):
+    """The example accelerator's runtime. It has no file format other tools load (no
+    ``native_artifact``), so yolocc measures accuracy on it by running its sessions in process; the
+    ``images`` counter shows that it did."""
+
+    name = "example-edge runtime (onnxruntime, basic optimizations)"
+
+    def __init__(self):
+        self.images = 0
+
+    def load(self, model_bytes: bytes, threads: int = 0) -> ExampleEdgeSession:
+        return ExampleEdgeSession(self, model_bytes, threads)
+
+
 class ExampleEdgeTarget(Target):
     """An example edge accelerator: symmetric int8 (zero point 0) on the inputs of Conv and Gemm
     only, everything between them (Add, ReLU, pooling ...) in float on dequantized values, and its
@@ -164,6 +200,13 @@ class ExampleEdgeTarget(Target):
            "first and last weighted layers float")
     scheme = QuantScheme(activation_dtype="int8", activation_symmetric=True, quantize_bias=False)
     placement = Placement(input_ops=EDGE_OPS)
+
+    def __init__(self):
+        self._runtime = ExampleEdgeRuntime()
+
+    def runtime(self) -> ExampleEdgeRuntime:
+        """Latency, fidelity and ``--data`` accuracy all run on the accelerator's runtime."""
+        return self._runtime
 
     def extra_float_nodes(self, graph) -> set[str]:
         """The first and the last Conv/Gemm of the graph (an onnx-graphsurgeon graph) stay float."""
