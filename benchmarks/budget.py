@@ -3,6 +3,7 @@ alone and the FP32 export timed side by side.
 
     .venv/bin/python benchmarks/budget.py                   # --max-drop 1.0, writes runs/bench/budget.json
     .venv/bin/python benchmarks/budget.py --time-only runs/bench/budget.onnx   # re-time on a quiet machine
+    .venv/bin/python benchmarks/budget.py --max-macs 0.1 --runs 2 --repeat 1   # int8 trials only: seconds
 
 The search picks its model on the val split; `baseline`, `final` and `drop_pts` are on the held-out
 test split. Latencies: the three ONNX files in one onnxruntime process, round-robin, thread spinning
@@ -38,7 +39,8 @@ def main() -> int:
     ap.add_argument("--calib", default=str(DIGITS / "data/calib/images"))
     ap.add_argument("--max-drop", type=float, default=1.0)
     ap.add_argument("--max-macs", type=float, default=None,
-                    help="the deepest MAC reduction the search tries (below the first ladder step: int8 only, no training)")
+                    help="the deepest MAC reduction the search tries (below the ladder's first step: only the "
+                         "int8 trials, no training; a quick check)")
     ap.add_argument("--runs", type=int, default=100, help="timed rounds per repeat")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--out", default=str(ROOT / "runs/bench/budget.json"))

@@ -60,8 +60,8 @@ def test_bad_argument():
 
 def test_distill_teacher_is_the_silu_model_before_act_and_prune(compiler):
     ir = compiler.load("yolov8n.yaml", IMGSZ)
-    compiler.apply(ir, ["act", "prune:0.25"], CompileOptions())
-    teacher = Distill().teacher(ir)
+    ctx = compiler.apply(ir, ["act", "prune:0.25"], CompileOptions())
+    teacher = Distill().teacher(ir, ctx)
     assert _silu_refs(teacher) > 50 and _silu_refs(ir.module) == 0
 
 

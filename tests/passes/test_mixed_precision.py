@@ -2,13 +2,15 @@
 
 import onnx
 
+from yolocc.compiler.metrics import Metrics
+
 from yolocc.passes.mixed_precision import quantized_convs
 
 
 def fake_metric(frontend_cls, monkeypatch):
     """Accuracy that falls 1 point per quantized convolution: a budget then needs float layers."""
-    def evaluate(self, ir, onnx_bytes, data, split="val", runtime=None):
-        return {"acc": 1.0 - 0.01 * len(quantized_convs(onnx.load_from_string(onnx_bytes)))}
+    def evaluate(self, ir, onnx_bytes, data, runtime, split="val"):
+        return Metrics("acc", {"acc": 1.0 - 0.01 * len(quantized_convs(onnx.load_from_string(onnx_bytes)))})
 
     monkeypatch.setattr(frontend_cls, "evaluate", evaluate)
 

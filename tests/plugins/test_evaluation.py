@@ -47,9 +47,10 @@ def test_missing_test_split_is_a_clear_error(compiler, tmp_path, tiny_digits):
         _map(compiler, tmp_path, _yaml(tmp_path, tiny_digits, None), "test")
     (tmp_path / "cls" / "val" / "0").mkdir(parents=True)
     with pytest.raises(UsageError, match="has no 'test' folder to evaluate on"):
+        from yolocc.plugins.ort_runtime import OrtCpuRuntime
         from yolocc.plugins.ultralytics_eval import evaluate_onnx
 
-        evaluate_onnx(b"", str(tmp_path / "cls"), 64, "classify", split="test")
+        evaluate_onnx(b"", str(tmp_path / "cls"), 64, "classify", OrtCpuRuntime(), split="test")
 
 
 def test_unknown_split(compiler, tmp_path, tiny_digits):

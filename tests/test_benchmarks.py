@@ -1,0 +1,183 @@
+"""Smoke test: every script in benchmarks/ runs end to end on tiny settings and writes the JSON it promises.
+
+The benchmarks are not imported by the package or the other tests, so a refactor can break them
+silently (it did, twice). Each case runs one script as a subprocess from the repo root, its JSON and
+content cache in ``tmp_path``, and checks the keys the script documents, not only the exit code.
+The settings are for speed, not for meaningful numbers: small images, 2 timed runs, 1 repeat,
+1 epoch. ``test_every_benchmark_has_a_smoke_case`` makes a new script without a case fail.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "benchmarks"
+DIGITS = ROOT / "examples/digits"
+DIGITS_YAML = DIGITS / "data/digits.yaml"
+DETECTOR = DIGITS / "weights/yolov8n-digits.pt"
+
+#: A tiny run is 10-35 s on 2 busy cores; the limit only catches a hang.
+TIMEOUT_S = 300
+SLOW_TIMEOUT_S = 1800
+
+
+def _has_keys(obj: dict, keys: list[str], what: str) -> None:
+    missing = [k for k in keys if k not in obj]
+    assert not missing, f"{what}: missing keys {missing} (has {sorted(obj)})"
+
+
+def check_allocation_rank(r, tmp):
+    _has_keys(r, ["model", "split", "rank_correlation", "wall_s"], "allocation.json")
+    rc = r["rank_correlation"]
+    _has_keys(rc, ["k", "ratio", "spearman_rho", "p_value", "groups"], "rank_correlation")
+    assert rc["k"] == 2 and len(rc["groups"]) == 2
+    for g in rc["groups"]:
+        _has_keys(g, ["root", "proxy", "real_drop_pts"], "rank_correlation group")
+    assert "variants" not in r  # --no-train
+
+
+def check_allocation_train(r, tmp):
+    _has_keys(r, ["model", "split", "macs_target", "uniform_ratio", "epochs", "seeds", "variants", "wall_s"],
+              "allocation.json")
+    assert set(r["variants"]) == {"sensitivity", "uniform"}
+    for v in r["variants"].values():
+        _has_keys(v, ["spec", "runs", "test_mean", "test_std"], "variant")
+        assert len(v["runs"]) == 1 and 0 <= v["runs"][0]["test"] <= 1
+
+
+def check_budget(r, tmp):
+    _has_keys(r, ["isa", "max_drop", "split", "baseline", "final", "drop_pts", "val", "latency_ms",
+                  "speedup_vs_fp32", "speedup_vs_int8", "speedup_vs_int8_per_repeat", "macs_ratio", "chosen",
+                  "wall_s", "candidates"], "budget.json")
+    assert set(r["latency_ms"]) == {"fp32", "int8", "final"}
+    assert r["drop_pts"] is not None and r["val"]["drop_pts"] <= r["max_drop"]
+    assert any("int8" in p for p in r["chosen"]), r["chosen"]  # --max-macs 0.1: only int8 candidates
+    assert (tmp / "budget.onnx").stat().st_size > 0
+
+
+def check_distill(metric, key):
+    def check(r, tmp):
+        _has_keys(r, ["model", "metric", "split", "ratio", "epochs", "seeds", "passes", "seconds", "per_seed",
+                      "baseline", "pruned", "std", key, f"{key}_recovered"], "distill.json")
+        assert r["metric"] == metric and set(r["per_seed"]) == {key} and r["epochs"] == 1
+        assert 0 <= r[key] <= 1 and 0 < r["baseline"] <= 1
+
+    return check
+
+
+INT8_ROWS = ["ultralytics-fp32", "ort-s8s8", "ort-u8s8", "yolocc-int8", "yolocc-prune-int8",
+             "yolocc-prune-head-int8", "hand-prune-u8s8"]
+
+
+def check_int8(r, tmp):
+    _has_keys(r, ["model", "imgsz", "rows"], "int8.json")
+    assert list(r["rows"]) == INT8_ROWS
+    for name, row in r["rows"].items():
+        _has_keys(row, ["size_bytes", "latency_ms", "speedup_per_repeat", "score_cosine", "box_rel_err",
+                        "ratio_vs_fp32", "mAP50-95"], f"int8 row {name}")
+    assert r["rows"]["yolocc-int8"]["score_cosine"] > 0.9  # the real detector: yolocc's int8 stays faithful
+
+
+def check_openvino(r, tmp):
+    _has_keys(r, ["fp32_ms", "nncf_ms", "yolocc_ms", "fp32_map", "nncf_map", "yolocc_map", "yolocc_prune_ms",
+                  "yolocc_prune_map", "yolocc_vs_nncf_latency", "isa", "openvino", "nncf", "rows"], "openvino.json")
+    assert set(r["rows"]) == {"fp32", "nncf", "yolocc", "yolocc-prune"}
+
+
+def check_prune(r, tmp):
+    assert isinstance(r, list) and [row["model"] for row in r] == ["yolov8n.yaml", "resnet18 (torchvision)"]
+    for row in r:
+        _has_keys(row, ["imgsz", "params", "params_pruned", "param_reduction", "macs", "macs_pruned", "latency_ms",
+                        "latency_ms_pruned", "latency_ratio", "outputs_equal", "compile_s"], f"prune {row['model']}")
+        assert row["params_pruned"] < row["params"] and row["macs_pruned"] < row["macs"]
+        assert row["outputs_equal"] is True
+
+
+def check_soak(r, tmp):
+    _has_keys(r, ["verdict", "rows"], "soak.json")
+    _has_keys(r["verdict"], ["n", "rss_mid_mb", "rss_last_mb", "rss_growth_mb", "open_files_growth",
+                             "memory_grows", "files_leak"], "soak verdict")
+    assert r["verdict"]["n"] == 2 and [row["i"] for row in r["rows"]] == [1, 2]
+
+
+def check_speed(r, tmp):
+    _has_keys(r, ["model", "imgsz", "isa", "ceiling", "runtime", "threads", "timing", "fast_passes", "recipe",
+                  "fp32_ms", "int8_ms", "prune_int8_ms", "fast_ms", "fast_speedup", "models"], "speed.json")
+    assert set(r["models"]) == {"fp32", "int8", "prune_int8", "fast"}
+    assert r["ceiling"]["gmacs"] > 0 and r["fast_passes"]
+    for name, row in r["models"].items():
+        _has_keys(row, ["latency_ms", "macs", "gmacs_per_s", "pct_of_ceiling", "speedup_vs_fp32"], f"speed {name}")
+
+
+def case(script, args, check, *, digits=True, modules=(), slow=None, id=None):
+    """One smoke run; ``{tmp}`` in ``args`` is pytest's tmp_path. ``slow``: why the case is marked slow."""
+    marks = [pytest.mark.slow] if slow else []
+    return pytest.param(script, args, check, digits, modules, SLOW_TIMEOUT_S if slow else TIMEOUT_S,
+                        marks=marks, id=id or script.removesuffix(".py"))
+
+
+CASES = [
+    case("allocation.py", ["--no-train", "--rank", "2", "--out", "{tmp}/allocation.json"], check_allocation_rank,
+         id="allocation-rank"),
+    # The allocation comparison proper: the sensitivity analysis, a 10-step bisection of uniform prunes,
+    # two 1-epoch distills and four evaluations: 70-80 s on 2 cores even at one seed, too much for make test.
+    case("allocation.py", ["--rank", "0", "--epochs", "1", "--seeds", "0", "--out", "{tmp}/allocation.json"],
+         check_allocation_train, slow="two distills, a 10-step bisection and four evaluations: over a minute",
+         id="allocation-train"),
+    # --max-macs 0.1 is below the ladder's first step: only the int8 trials, no training
+    case("budget.py", ["--max-macs", "0.1", "--runs", "2", "--repeat", "1", "--out", "{tmp}/budget.json",
+                       "--onnx", "{tmp}/budget.onnx"], check_budget),
+    case("distill.py", ["--epochs", "1", "--only", "distill", "--out", "{tmp}/distill.json"],
+         check_distill("mAP50-95", "distill"), id="distill-detect"),
+    case("distill.py", ["--task", "classify", "--epochs", "1", "--only", "distill", "--out", "{tmp}/distill.json"],
+         check_distill("top1", "distill"), id="distill-classify"),
+    # the real detector with --data: every row validated (the evaluate_onnx path)
+    case("int8.py", ["--model", str(DETECTOR), "--imgsz", "160", "--data", str(DIGITS_YAML), "--calib-n", "8",
+                     "--runs", "2", "--repeat", "1", "--out", "{tmp}/int8.json"], check_int8),
+    case("openvino.py", ["--runs", "2", "--repeat", "1", "--threads", "1", "--out", "{tmp}/openvino.json"],
+         check_openvino, modules=("openvino", "nncf")),
+    case("prune.py", ["--models", "yolov8n.yaml", "resnet18 (torchvision)", "--imgsz", "64", "--runs", "2",
+                      "--out", "{tmp}/prune.json"], check_prune, digits=False),
+    case("soak.py", ["--n", "2", "--imgsz", "64", "--out", "{tmp}/soak.json"], check_soak),
+    case("speed.py", ["--imgsz", "64", "--calib-n", "8", "--runs", "2", "--repeat", "1", "--out", "{tmp}/speed.json"],
+         check_speed),
+]
+
+
+def test_every_benchmark_has_a_smoke_case():
+    covered = {p.values[0] for p in CASES}
+    scripts = {p.name for p in BENCH.glob("*.py") if not p.name.startswith("_")}
+    assert scripts - covered == set(), "benchmarks without a smoke case in tests/test_benchmarks.py"
+
+
+@pytest.mark.parametrize("script, args, check, digits, modules, timeout", CASES)
+def test_benchmark_smoke(script, args, check, digits, modules, timeout, tmp_path):
+    if digits and not DIGITS_YAML.exists():
+        pytest.skip("the digits fixture is generated by make (examples/digits/make_dataset.py)")
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        pytest.skip(f"benchmarks/{script} needs {', '.join(missing)} (pip install -e '.[bench]')")
+    env = {**os.environ, "YOLO_OFFLINE": "1", "YOLO_AUTOINSTALL": "false", "YOLOCC_CACHE_DIR": str(tmp_path / "cache"),
+           "MPLBACKEND": "Agg"}
+    # One torch thread: on a small machine shared with other jobs, oversubscribed threads make the
+    # tiny runs several times slower; the smoke test measures nothing.
+    env.setdefault("OMP_NUM_THREADS", "1")
+    argv = [sys.executable, str(BENCH / script), *(a.replace("{tmp}", str(tmp_path)) for a in args)]
+    try:
+        proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        err = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else e.stderr or ""
+        pytest.fail(f"benchmarks/{script} ran over {timeout} s; stderr tail:\n{err[-3000:]}")
+    tail = f"stdout tail:\n{proc.stdout[-2000:]}\nstderr tail:\n{proc.stderr[-4000:]}"
+    assert proc.returncode == 0, f"benchmarks/{script} exited {proc.returncode}\n{tail}"
+    out = Path(argv[argv.index("--out") + 1])
+    assert out.is_file(), f"benchmarks/{script} wrote no {out.name}\n{tail}"
+    check(json.loads(out.read_text()), tmp_path)
