@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Sequence
 
@@ -109,10 +110,12 @@ class Calibrate(Pass):
                              "source has a single sample: pass more images, or a fixed method=")
         build, placement = calib_select.qdq_builder(ir, ctx)  # refuses a target without integer rules first
         model_hash = hashlib.sha256(model_bytes).hexdigest()
+        t0 = time.perf_counter()
         ranges_key = _key(model_hash, fingerprint(data), json.dumps(calib_select.CANDIDATES), "auto-ranges-v1")
         candidates, ranges_hit = cached_json(cache_dir(ctx) / f"{ranges_key}.json",
                                              lambda: _collect_candidates(model_bytes, ir.input.name, data, ctx),
                                              "calibration")
+        t1 = time.perf_counter()
         runtime = ctx.runtime.describe() if ctx.runtime is not None else {}
         choice_key = _key(ranges_key, fingerprint(held), ctx.target.name, json.dumps(placement, sort_keys=True),
                           json.dumps(runtime, sort_keys=True), "auto-choice-v1")
@@ -125,6 +128,7 @@ class Calibrate(Pass):
                     "domain": calib_checks.domain(candidates["ranges"]["minmax"], held_minmax)}
 
         choice, choice_hit = cached_json(cache_dir(ctx) / f"{choice_key}.json", choose, "calibration choice")
+        t2 = time.perf_counter()
         chosen = choice["chosen"]
         method, pct = calib_select.parse(chosen)
         scores = choice["fidelity"]
@@ -132,14 +136,17 @@ class Calibrate(Pass):
         ctx.log.info("%s", line)
         diagnostics = [d for d in [calib_checks.size_problem(method, candidates["n"], len(held)),
                                    calib_checks.domain_problem(choice["domain"])] if d]
-        diagnostics += [f"calibration: {label} left out: {why}" for label, why in candidates["failed"].items()]
+        if candidates["failed"]:
+            failed = candidates["failed"]
+            diagnostics.append(f"calibration: auto left out {', '.join(failed)}: {next(iter(failed.values()))}")
         calibration = {"method": method, "percentile": pct, "n": candidates["n"],
                        "activations": candidates["ranges"][chosen], "key": choice_key,
                        "auto": {"chosen": chosen, "fidelity": scores}}
         facts = {"method": "auto", "chosen": chosen, "fidelity": {k: round(v, 6) for k, v in scores.items()},
                  "images": candidates["n"], "held_out_images": int(len(held)),
                  "tensors": len(calibration["activations"]), "domain": choice["domain"],
-                 "cache": "hit" if ranges_hit and choice_hit else "miss", "note": line}
+                 "cache": "hit" if ranges_hit and choice_hit else "miss",
+                 "seconds": {"ranges": round(t1 - t0, 2), "scoring": round(t2 - t1, 2)}, "note": line}
         return calibration, facts, diagnostics
 
 
