@@ -92,7 +92,7 @@ def load_calibration(source: str, n: int, input_shape: Sequence[int], preprocess
     p = Path(source)
     if p.suffix.lower() in (".npy", ".npz"):
         return _load_array(p, input_shape)[:n]
-    data = _read_images(source, pick(image_paths(source), n), preprocess, progress)
+    data, _ = _read_images(source, pick(image_paths(source), n), preprocess, progress)
     if len(data) < min(n, 8):
         log.warning("calibration uses only %d images; ranges may be poor (pass more with --calib-n)", len(data))
     return data
@@ -131,16 +131,18 @@ def load_split(source: str, n: int, holdout: int, input_shape: Sequence[int], pr
         return data[ranges], data[held]
     paths = image_paths(source)
     ranges, held = holdout_split(len(paths), n, holdout)
-    data = _read_images(source, [paths[i] for i in ranges], preprocess, progress)
-    if not held:
+    order = sorted(ranges + held)  # read in path order, so that warnings name the first bad file
+    data, read = _read_images(source, [paths[i] for i in order], preprocess, progress)
+    in_ranges = np.array([i in set(ranges) for i, ok in zip(order, read) if ok])
+    if not in_ranges.any():  # none of the range images readable: the held-out ones give ranges instead
         return data, data[:0]
-    return data, _read_images(source, [paths[i] for i in held], preprocess)
+    return data[in_ranges], data[~in_ranges]
 
 
 def _read_images(source: str, paths: Sequence[Path], preprocess: Preprocess,
-                 progress: Progress | None = None) -> np.ndarray:
-    """``paths`` read and preprocessed into one (N, C, H, W) array; unreadable images are skipped
-    with one warning, and none readable is a ``UsageError``."""
+                 progress: Progress | None = None) -> tuple[np.ndarray, list[bool]]:
+    """``paths`` read and preprocessed into one (N, C, H, W) array, and which of them were read;
+    unreadable images are skipped with one warning, and none readable is a ``UsageError``."""
     arrays, bad = [], []
     for i, path in enumerate(paths, 1):
         image = read_image(path)
@@ -157,7 +159,7 @@ def _read_images(source: str, paths: Sequence[Path], preprocess: Preprocess,
     if bad:
         log.warning("calibration: %d of %d images unreadable and skipped (first: %s); using %d",
                     len(bad), len(paths), bad[0], len(arrays))
-    return np.stack(arrays)
+    return np.stack(arrays), [p not in bad for p in paths]
 
 
 def _load_array(path: Path, input_shape: Sequence[int]) -> np.ndarray:

@@ -161,7 +161,7 @@ def _collect_candidates(model_bytes: bytes, input_name: str, data: np.ndarray, c
         try:
             results = collect(model_bytes, input_name, data, method, pcts)
         except PassError as e:
-            failed.update({label: str(e) for label in labels})
+            failed.update({label: str(e).split("; ")[0] for label in labels})
             continue
         ranges.update(zip(labels, results))
         if progress:

@@ -151,3 +151,23 @@ def test_auto_refuses_target_without_integer_rules():
     ctx = SimpleNamespace(target=SimpleNamespace(name="fp", scheme=None, placement=None), upcoming=())
     with pytest.raises(UsageError, match="no integer rules"):
         calib_select.qdq_builder(None, ctx)
+
+
+@pytest.mark.slow
+def test_benchmark_tiny(tmp_path):
+    """``benchmarks/calibration.py --tiny`` runs end to end and writes the documented layout (8-40 s)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "calibration.py"
+    spec = importlib.util.spec_from_file_location("bench_calibration", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "calibration.json"
+    assert bench.main(["--tiny", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["isa"] and set(result["models"]) == {"yolov8n-random"}
+    row = result["models"]["yolov8n-random"]
+    assert set(row["methods"]) == set(calib_select.CANDIDATES)
+    assert row["methods"]["minmax"]["test_map"] is None and row["methods"]["minmax"]["fidelity"] > 0.9
+    assert row["auto"]["chosen"] in calib_select.CANDIDATES and row["auto"]["test_map"] is None
