@@ -201,7 +201,14 @@ def terminal_table(report, width: int = 80, expand: bool = False) -> str:
             break
         dropped.insert(0, cols.pop().header)
     title = f"yolocc: {Path(report.model).name} ({report.task}, imgsz {report.imgsz})"
-    return "\n".join([title, *lines, *textwrap.wrap(_footer(report, dropped, expand), width)]) + "\n"
+    noted = [ln for n in notes(report) for ln in textwrap.wrap(n, width, subsequent_indent="  ")]
+    return "\n".join([title, *lines, *noted, *textwrap.wrap(_footer(report, dropped, expand), width)]) + "\n"
+
+
+def notes(report) -> list[str]:
+    """The one-line notes passes leave for the reader in ``changes["note"]`` (e.g. which calibration
+    method ``calibrate:method=auto`` chose, and every method's score)."""
+    return [s.changes["note"] for s in report.stages if isinstance(s.changes.get("note"), str)]
 
 
 def _footer(report, dropped: list[str], expand: bool) -> str:
@@ -272,6 +279,7 @@ def markdown(report) -> str:
                           f"20 runs)."]
         if lat.get("batch_skipped"):
             lines += ["", lat["batch_skipped"].capitalize() + "."]
+    lines += [ln for n in notes(report) for ln in ("", n)]
     lines += ["", "Fidelity: cosine similarity of the outputs with the input model's on one fixed input."]
     if metric:
         lines += ["", f"{metric}: on the {(report.accuracy or {}).get('split', 'val')} split."]

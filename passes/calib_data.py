@@ -91,8 +91,58 @@ def load_calibration(source: str, n: int, input_shape: Sequence[int], preprocess
         raise UsageError(f"--calib-n must be at least 1, got {n}")
     p = Path(source)
     if p.suffix.lower() in (".npy", ".npz"):
-        return _load_array(p, n, input_shape)
-    paths = pick(image_paths(source), n)
+        return _load_array(p, input_shape)[:n]
+    data, _ = _read_images(source, pick(image_paths(source), n), preprocess, progress)
+    if len(data) < min(n, 8):
+        log.warning("calibration uses only %d images; ranges may be poor (pass more with --calib-n)", len(data))
+    return data
+
+
+def holdout_split(total: int, n: int, holdout: int) -> tuple[list[int], list[int]]:
+    """Indices of ``total`` samples split into (range samples, held-out samples), deterministically.
+
+    With ``total >= n + holdout`` the range samples are the same ``n`` that ``pick`` spreads over all
+    samples and the held-out ones are spread over the rest; a smaller source keeps a quarter of its
+    samples (at most ``holdout``, at least one when there are two) aside and uses the others for ranges."""
+    if total >= n + holdout:
+        ranges = [int(i) for i in pick(range(total), n)]
+        k = holdout
+    else:
+        k = min(holdout, max(total // 4, 1 if total >= 2 else 0))
+        ranges = []
+    rest = [i for i in range(total) if i not in set(ranges)]
+    held = [int(i) for i in pick(rest, k)] if k else []
+    if not ranges:
+        ranges = [i for i in rest if i not in set(held)][:n]
+    return ranges, held
+
+
+def load_split(source: str, n: int, holdout: int, input_shape: Sequence[int], preprocess: Preprocess,
+               progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Calibration inputs split into (range inputs, held-out inputs), each (N, C, H, W) float32: the
+    held-out ones are never used for ranges, only to score them (see ``holdout_split``); the held-out
+    array is empty when the source has a single sample."""
+    if n < 1:
+        raise UsageError(f"--calib-n must be at least 1, got {n}")
+    p = Path(source)
+    if p.suffix.lower() in (".npy", ".npz"):
+        data = _load_array(p, input_shape)
+        ranges, held = holdout_split(len(data), n, holdout)
+        return data[ranges], data[held]
+    paths = image_paths(source)
+    ranges, held = holdout_split(len(paths), n, holdout)
+    order = sorted(ranges + held)  # read in path order, so that warnings name the first bad file
+    data, read = _read_images(source, [paths[i] for i in order], preprocess, progress)
+    in_ranges = np.array([i in set(ranges) for i, ok in zip(order, read) if ok])
+    if not in_ranges.any():  # none of the range images readable: the held-out ones give ranges instead
+        return data, data[:0]
+    return data[in_ranges], data[~in_ranges]
+
+
+def _read_images(source: str, paths: Sequence[Path], preprocess: Preprocess,
+                 progress: Progress | None = None) -> tuple[np.ndarray, list[bool]]:
+    """``paths`` read and preprocessed into one (N, C, H, W) array, and which of them were read;
+    unreadable images are skipped with one warning, and none readable is a ``UsageError``."""
     arrays, bad = [], []
     for i, path in enumerate(paths, 1):
         image = read_image(path)
@@ -109,12 +159,11 @@ def load_calibration(source: str, n: int, input_shape: Sequence[int], preprocess
     if bad:
         log.warning("calibration: %d of %d images unreadable and skipped (first: %s); using %d",
                     len(bad), len(paths), bad[0], len(arrays))
-    if len(arrays) < min(n, 8):
-        log.warning("calibration uses only %d images; ranges may be poor (pass more with --calib-n)", len(arrays))
-    return np.stack(arrays)
+    return np.stack(arrays), [p not in bad for p in paths]
 
 
-def _load_array(path: Path, n: int, input_shape: Sequence[int]) -> np.ndarray:
+def _load_array(path: Path, input_shape: Sequence[int]) -> np.ndarray:
+    """Every sample of a .npy/.npz file, checked against the model's input shape."""
     if not path.is_file():
         raise UsageError(f"calibration source '{path}' does not exist")
     try:
@@ -140,7 +189,7 @@ def _load_array(path: Path, n: int, input_shape: Sequence[int]) -> np.ndarray:
         raise UsageError(f"calibration array '{path}' is empty")
     if not np.isfinite(data).all():
         raise UsageError(f"calibration array '{path}' contains NaN or Inf")
-    return data[:n]
+    return data
 
 
 def fingerprint(data: np.ndarray) -> str:

@@ -1,7 +1,8 @@
 """``calibrate``: activation ranges from onnxruntime's calibrators, cached by content hash.
 
 The result is the IR analysis ``calibration``: ``{"method", "activations": {tensor: [min, max]},
-"weights": {initializer: [per-channel max |w|]}, "n", "key"}``.
+"weights": {initializer: [per-channel max |w|]}, "n", "key"}`` (``method=auto`` adds ``"percentile"``
+of the chosen candidate and ``"auto"``: every candidate's fidelity, see ``calib_select``).
 """
 
 from __future__ import annotations
@@ -10,9 +11,12 @@ import contextlib
 import hashlib
 import io
 import json
+import logging
 import os
 import tempfile
+import time
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -23,10 +27,12 @@ from yolocc.compiler.ir import ModelIR
 from yolocc.compiler.params import Param
 from yolocc.compiler.passbase import Pass, PassContext, PassResult
 
-from .calib_data import DEFAULT_N, fingerprint, load_calibration
+from . import calib_checks, calib_select
+from .calib_data import DEFAULT_N, fingerprint, load_calibration, load_split
 
+log = logging.getLogger(__name__)
 
-METHODS = ("minmax", "entropy", "percentile", "distribution")
+METHODS = ("auto", "minmax", "entropy", "percentile", "distribution")
 #: Op types whose inputs/outputs are calibrated (everything a target may quantize).
 CALIBRATED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "Mul", "Sigmoid", "Concat",
                   "MaxPool", "AveragePool", "GlobalAveragePool", "Resize", "Relu", "Clip", "LeakyRelu",
@@ -39,6 +45,10 @@ def cache_dir(ctx: PassContext) -> Path:
     return ctx.options.cache_root() / "calibration"
 
 
+def _key(*parts: bytes | str) -> str:
+    return hashlib.sha256(b"|".join(p.encode() if isinstance(p, str) else p for p in parts)).hexdigest()
+
+
 class Calibrate(Pass):
     """Collect activation ranges with onnxruntime's calibrators (cached by content hash)."""
 
@@ -48,7 +58,9 @@ class Calibrate(Pass):
     rejects = {"fp16": "int8 quantizes the float32 graph: choose one of int8 and fp16 (or put int8 first)",
                "quantized": "quantize once (drop the second int8/qdq)"}
     params = (
-        Param("method", "choice", "minmax", "range estimator", choices=METHODS),
+        Param("method", "choice", "auto", "range estimator; auto: minmax, entropy and percentiles 99.9/99.99/"
+              "99.999 each scored by output fidelity on held-out calibration images, the best kept",
+              choices=METHODS),
         Param("n", "int", None, f"calibration images (default: --calib-n, else {DEFAULT_N})", low=1, high=100000),
         Param("percentile", "float", 99.999, "percentile kept by method=percentile", low=90.0, high=100.0),
     )
@@ -58,32 +70,118 @@ class Calibrate(Pass):
         if not source:
             raise UsageError("int8/calibrate needs calibration data: pass --calib IMAGES_DIR "
                              "(or a data YAML, or a .npy/.npz of preprocessed inputs)")
-        n = self.args["n"] or ctx.option("calib_n") or DEFAULT_N
+        n = int(self.args["n"] or ctx.option("calib_n") or DEFAULT_N)
         frontend = ctx.frontend or Frontend()
-        data = load_calibration(str(source), int(n), ir.input.shape, lambda image: frontend.preprocess(ir, image),
-                                ctx.progress_for("calibration images"))
         model_bytes = ir.onnx_model.SerializeToString()
-        key = hashlib.sha256(b"|".join([
-            hashlib.sha256(model_bytes).digest(), fingerprint(data).encode(),
-            json.dumps(self.args, sort_keys=True).encode(), b"v1"])).hexdigest()
-        cached, hit = cached_json(cache_dir(ctx) / f"{key}.json", lambda: {
-            "method": self.args["method"], "n": int(len(data)),
-            "activations": _collect(model_bytes, ir.input.name, data, self.args, ctx)}, "calibration")
-        bad = [t for t, (lo, hi) in cached["activations"].items() if not (np.isfinite(lo) and np.isfinite(hi))]
+        preprocess = lambda image: frontend.preprocess(ir, image)  # noqa: E731
+        progress = ctx.progress_for("calibration images")
+        if self.args["method"] == "auto":
+            data, held = load_split(str(source), n, calib_select.HOLDOUT, ir.input.shape, preprocess, progress)
+            calibration, facts, diagnostics = self._auto(ir, ctx, model_bytes, data, held)
+        else:
+            data = load_calibration(str(source), n, ir.input.shape, preprocess, progress)
+            key = hashlib.sha256(b"|".join([
+                hashlib.sha256(model_bytes).digest(), fingerprint(data).encode(),
+                json.dumps(self.args, sort_keys=True).encode(), b"v1"])).hexdigest()
+            cached, hit = cached_json(cache_dir(ctx) / f"{key}.json", lambda: {
+                "method": self.args["method"], "n": int(len(data)),
+                "activations": collect(model_bytes, ir.input.name, data, self.args["method"],
+                                       (self.args["percentile"],), ctx.progress_for("calibrating"))[0]},
+                "calibration")
+            calibration = {**cached, "key": key}
+            facts = {"method": cached["method"], "images": cached["n"], "tensors": len(cached["activations"]),
+                     "cache": "hit" if hit else "miss"}
+            diagnostics = [d for d in [calib_checks.size_problem(self.args["method"], cached["n"])] if d]
+        bad = [t for t, (lo, hi) in calibration["activations"].items() if not (np.isfinite(lo) and np.isfinite(hi))]
         if bad:
             raise PassError(f"calibration produced NaN/Inf ranges for {len(bad)} tensors (first: '{bad[0]}'); "
                             f"check the calibration inputs")
-        ir.analyses["calibration"] = {**cached, "key": key, "weights": _weight_ranges(ir.onnx_model)}
-        return PassResult(False, {"method": cached["method"], "images": cached["n"],
-                                  "tensors": len(cached["activations"]), "cache": "hit" if hit else "miss"})
+        for line in diagnostics:
+            log.warning("%s", line)
+        ir.analyses["calibration"] = {**calibration, "weights": _weight_ranges(ir.onnx_model)}
+        return PassResult(False, facts, diagnostics)
+
+    def _auto(self, ir: ModelIR, ctx: PassContext, model_bytes: bytes, data: np.ndarray,
+              held: np.ndarray) -> tuple[dict, dict, list[str]]:
+        """``method=auto``: every candidate's ranges on ``data``, scored on ``held`` (both (N, C, H, W));
+        returns (the calibration analysis of the best, report facts, diagnostics)."""
+        if len(held) == 0:
+            raise UsageError("calibrate:method=auto scores each method on held-out images, and the calibration "
+                             "source has a single sample: pass more images, or a fixed method=")
+        build, placement = calib_select.qdq_builder(ir, ctx)  # refuses a target without integer rules first
+        model_hash = hashlib.sha256(model_bytes).hexdigest()
+        t0 = time.perf_counter()
+        ranges_key = _key(model_hash, fingerprint(data), json.dumps(calib_select.CANDIDATES), "auto-ranges-v1")
+        candidates, ranges_hit = cached_json(cache_dir(ctx) / f"{ranges_key}.json",
+                                             lambda: _collect_candidates(model_bytes, ir.input.name, data, ctx),
+                                             "calibration")
+        t1 = time.perf_counter()
+        runtime = ctx.runtime.describe() if ctx.runtime is not None else {}
+        choice_key = _key(ranges_key, fingerprint(held), ctx.target.name, json.dumps(placement, sort_keys=True),
+                          json.dumps(runtime, sort_keys=True), "auto-choice-v1")
+
+        def choose() -> dict:
+            scores = calib_select.score(ir, ctx, candidates["ranges"], held, build,
+                                        ctx.progress_for("calibration: scoring methods"))
+            held_minmax = collect(model_bytes, ir.input.name, held, "minmax")[0]
+            return {"fidelity": scores, "chosen": calib_select.best(scores),
+                    "domain": calib_checks.domain(candidates["ranges"]["minmax"], held_minmax)}
+
+        choice, choice_hit = cached_json(cache_dir(ctx) / f"{choice_key}.json", choose, "calibration choice")
+        t2 = time.perf_counter()
+        chosen = choice["chosen"]
+        method, pct = calib_select.parse(chosen)
+        scores = choice["fidelity"]
+        line = calib_select.summary(chosen, scores, len(held))
+        ctx.log.info("%s", line)
+        diagnostics = [d for d in [calib_checks.size_problem(method, candidates["n"], len(held)),
+                                   calib_checks.domain_problem(choice["domain"])] if d]
+        if candidates["failed"]:
+            failed = candidates["failed"]
+            diagnostics.append(f"calibration: auto left out {', '.join(failed)}: {next(iter(failed.values()))}")
+        calibration = {"method": method, "percentile": pct, "n": candidates["n"],
+                       "activations": candidates["ranges"][chosen], "key": choice_key,
+                       "auto": {"chosen": chosen, "fidelity": scores}}
+        facts = {"method": "auto", "chosen": chosen, "fidelity": {k: round(v, 6) for k, v in scores.items()},
+                 "images": candidates["n"], "held_out_images": int(len(held)),
+                 "tensors": len(calibration["activations"]), "domain": choice["domain"],
+                 "cache": "hit" if ranges_hit and choice_hit else "miss",
+                 "seconds": {"ranges": round(t1 - t0, 2), "scoring": round(t2 - t1, 2)}, "note": line}
+        return calibration, facts, diagnostics
 
 
-def _collect(model_bytes: bytes, input_name: str, data: np.ndarray, args: dict, ctx: PassContext) -> dict:
+def _collect_candidates(model_bytes: bytes, input_name: str, data: np.ndarray, ctx: PassContext) -> dict:
+    """Every candidate's ranges on ``data``: ``{"n", "ranges": {label: {tensor: [min, max]}},
+    "failed": {label: why}}`` (a histogram calibrator that rejects the data leaves its labels out)."""
+    ranges, failed = {}, {}
+    groups = calib_select.by_method(calib_select.CANDIDATES)
+    progress = ctx.progress_for("calibrating (auto)")
+    for i, (method, pcts) in enumerate(groups.items(), 1):
+        labels = [label for label in calib_select.CANDIDATES if calib_select.parse(label)[0] == method]
+        try:
+            results = collect(model_bytes, input_name, data, method, pcts)
+        except PassError as e:
+            failed.update({label: str(e).split("; ")[0] for label in labels})
+            continue
+        ranges.update(zip(labels, results))
+        if progress:
+            progress(i, len(groups))
+    if "minmax" not in ranges:
+        raise PassError("calibration: the minmax calibrator failed; check the calibration inputs")
+    return {"n": int(len(data)), "ranges": ranges, "failed": failed}
+
+
+def collect(model_bytes: bytes, input_name: str, data: np.ndarray, method: str,
+            percentiles: Sequence[float | None] = (None,), progress=None) -> list[dict[str, list[float]]]:
+    """Activation ranges ``{tensor: [min, max]}`` of ``data`` (N, C, H, W) from onnxruntime's calibrator
+    for ``method``, one dict per entry of ``percentiles`` (``method=percentile``: every percentile is
+    read off one collected histogram; other methods: one entry). Raises ``PassError`` when a histogram
+    calibrator rejects a nearly constant activation."""
     from onnxruntime.quantization.calibrate import CalibrationDataReader, CalibrationMethod, create_calibrator
 
-    method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-              "percentile": CalibrationMethod.Percentile, "distribution": CalibrationMethod.Distribution}[args["method"]]
-    extra = {"percentile": args["percentile"]} if args["method"] == "percentile" else {}
+    kind = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+            "percentile": CalibrationMethod.Percentile, "distribution": CalibrationMethod.Distribution}[method]
+    extra = {"percentile": percentiles[0]} if method == "percentile" else {}
 
     class Reader(CalibrationDataReader):
         def __init__(self, rows):
@@ -93,12 +191,12 @@ def _collect(model_bytes: bytes, input_name: str, data: np.ndarray, args: dict, 
             row = next(self.rows, None)
             return None if row is None else {input_name: row[None]}
 
-    progress = ctx.progress_for("calibrating")
+    results = []
     with tempfile.TemporaryDirectory(prefix="yolocc-calib-") as tmp:
         model_path = os.path.join(tmp, "model.onnx")
         Path(model_path).write_bytes(model_bytes)
         calibrator = create_calibrator(model_path, list(CALIBRATED_OPS), os.path.join(tmp, "augmented.onnx"),
-                                       calibrate_method=method, extra_options=extra,
+                                       calibrate_method=kind, extra_options=extra,
                                        providers=["CPUExecutionProvider"])
         # onnxruntime's histogram calibrators print to stdout, which belongs to --json output.
         with contextlib.redirect_stdout(io.StringIO()):
@@ -107,12 +205,17 @@ def _collect(model_bytes: bytes, input_name: str, data: np.ndarray, args: dict, 
                     calibrator.collect_data(Reader(data[start:start + CHUNK]))
                     if progress:
                         progress(min(start + CHUNK, len(data)), len(data))
-                ranges = calibrator.compute_data()
+                for i, p in enumerate(percentiles if method == "percentile" else (None,)):
+                    if i:  # the same histogram, read at another percentile
+                        calibrator.collector.percentile = p
+                    ranges = calibrator.compute_data()
+                    results.append({name: [float(np.asarray(td.range_value[0]).min()),
+                                           float(np.asarray(td.range_value[1]).max())]
+                                    for name, td in ranges.items()})
             except ValueError as e:  # onnxruntime's histogram collectors reject near-constant tensors
-                raise PassError(f"onnxruntime's {args['method']} calibrator failed ({str(e).splitlines()[0]}); "
+                raise PassError(f"onnxruntime's {method} calibrator failed ({str(e).splitlines()[0]}); "
                                 f"some activation is nearly constant on these inputs: try method=minmax") from e
-    return {name: [float(np.asarray(td.range_value[0]).min()), float(np.asarray(td.range_value[1]).max())]
-            for name, td in ranges.items()}
+    return results
 
 
 def _weight_ranges(model) -> dict[str, list[float]]:

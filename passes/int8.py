@@ -17,7 +17,8 @@ class Int8(Pass):
     name = "int8"
     stage = "torch"
     params = (
-        Param("method", "choice", Calibrate.params[0].default, "calibration range estimator", choices=METHODS),
+        Param("method", "choice", Calibrate.params[0].default, "calibration range estimator (auto: the one whose "
+              "int8 outputs stay closest to the float model's on held-out calibration images)", choices=METHODS),
         Param("n", "int", None, "calibration images (default: --calib-n, else 128)", low=1, high=100000),
         Param("percentile", "float", 99.999, "percentile kept by method=percentile", low=90.0, high=100.0),
         Param("exclude", "str", "", "node names/patterns kept float, separated by '|'"),

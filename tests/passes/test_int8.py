@@ -96,7 +96,7 @@ def test_calibration_cache_hit(compiler, tmp_path, calib_dir):
     second, _ = _compile(compiler, tmp_path, ["int8"], calib=calib_dir)
     cal = [s for s in first.report.stages if s.name == "calibrate"][0].changes
     cal2 = [s for s in second.report.stages if s.name == "calibrate"][0].changes
-    assert (cal["cache"], cal2["cache"]) == ("miss", "hit") and cal["images"] == 8
+    assert (cal["cache"], cal2["cache"]) == ("miss", "hit") and cal["images"] + cal["held_out_images"] == 8
 
 
 @pytest.mark.parametrize("method", ["minmax", "percentile", "entropy"])
@@ -138,7 +138,8 @@ def test_npy_calibration(compiler, tmp_path):
     arr = tmp_path / "calib.npy"
     np.save(arr, np.random.default_rng(0).random((3, 3, IMGSZ, IMGSZ), dtype=np.float32))
     res, _ = _compile(compiler, tmp_path, ["int8"], calib=arr)
-    assert [s for s in res.report.stages if s.name == "calibrate"][0].changes["images"] == 3
+    cal = [s for s in res.report.stages if s.name == "calibrate"][0].changes
+    assert (cal["images"], cal["held_out_images"]) == (2, 1)  # method=auto holds a quarter out to score with
 
 
 def test_fp16_keeps_io_float32(compiler, tmp_path):
@@ -186,7 +187,7 @@ def test_everything_excluded(compiler, tmp_path, calib_dir):
         _compile(compiler, tmp_path, ["int8:exclude=*"], calib=calib_dir)
 
 
-@pytest.mark.parametrize("spec, message", [("int8:method=magic", "must be one of minmax"), ("int8:n=0", ">= 1")])
+@pytest.mark.parametrize("spec, message", [("int8:method=magic", "must be one of auto, minmax"), ("int8:n=0", ">= 1")])
 def test_bad_int8_arguments(compiler, tmp_path, calib_dir, spec, message):
     with pytest.raises(UsageError, match=message):
         _compile(compiler, tmp_path, [spec], calib=calib_dir)

@@ -1,0 +1,173 @@
+"""calibrate:method=auto: the range method chosen by held-out output fidelity, on tiny constructed models.
+
+Both models read the same 8-channel inputs: unit Gaussian noise with one rare spike (1000) per image.
+In the first, the convolution feeds a Sigmoid, which saturates on the spikes: clipping them costs
+nothing and the finer grid for the bulk wins (percentile 99.9). In the second the output is linear in
+the spikes, which dominate it: clipping them wrecks the output, so a method that keeps them wins.
+"""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from yolocc.compiler.errors import UsageError
+from yolocc.passes import calib_checks, calib_select
+from yolocc.passes.calib_data import holdout_split
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("YOLOCC_CACHE_DIR", str(tmp_path / "cache"))
+
+
+class TwoConv(nn.Module):
+    def __init__(self, saturate: bool):
+        super().__init__()
+        self.c1 = nn.Conv2d(8, 16, 3, 1, 1)
+        self.c2 = nn.Conv2d(16, 16, 1)
+        self.saturate = saturate
+
+    def forward(self, x):
+        y = self.c1(x)
+        return self.c2(torch.sigmoid(y) if self.saturate else y)
+
+
+@pytest.fixture(scope="module")
+def spiky_calib(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 1, (40, 8, 32, 32)).astype(np.float32)
+    for i in range(len(x)):
+        x[i, rng.integers(8), rng.integers(32), rng.integers(32)] = 1000.0
+    path = tmp_path_factory.mktemp("spiky") / "calib.npz"
+    np.savez(path, x=x)
+    return path
+
+
+def _model(tmp_path, saturate: bool):
+    torch.manual_seed(0)
+    path = tmp_path / f"{'sigmoid' if saturate else 'linear'}.pt"
+    torch.save(TwoConv(saturate).eval(), path)
+    return path
+
+
+def _calibrate_stage(res):
+    return next(s for s in res.report.stages if s.name == "calibrate")
+
+
+def test_auto_picks_per_model(compiler, tmp_path, spiky_calib):
+    chosen = {}
+    for saturate in (True, False):
+        res = compiler.compile(_model(tmp_path, saturate), ["int8"], tmp_path / "q.onnx", imgsz=32, trust_model=True,
+                               calib=str(spiky_calib), measure=False)
+        stage = _calibrate_stage(res)
+        facts = stage.changes
+        assert facts["method"] == "auto" and set(facts["fidelity"]) == set(calib_select.CANDIDATES)
+        assert facts["chosen"] == max(facts["fidelity"], key=facts["fidelity"].get)
+        assert (facts["images"], facts["held_out_images"]) == (30, 10)  # 40 samples: a quarter held out
+        chosen[saturate] = facts
+    sat, lin = chosen[True], chosen[False]
+    # The saturating model: clipping the spikes pays (a clearly better score than minmax's).
+    assert sat["chosen"] == "percentile 99.9" and sat["fidelity"]["percentile 99.9"] > sat["fidelity"]["minmax"] + 0.01
+    # The linear model: the same clipping ruins the output, and auto keeps the spikes.
+    assert lin["chosen"] != "percentile 99.9"
+    assert lin["fidelity"][lin["chosen"]] > lin["fidelity"]["percentile 99.9"] + 0.5
+
+
+def test_choice_and_scores_in_report(compiler, tmp_path, spiky_calib):
+    md, js = tmp_path / "r.md", tmp_path / "r.json"
+    res = compiler.compile(_model(tmp_path, True), ["int8"], tmp_path / "q.onnx", imgsz=32, trust_model=True,
+                           calib=str(spiky_calib), measure=False, reports=[md, js])
+    facts = _calibrate_stage(res).changes
+    stage = next(s for s in json.loads(js.read_text())["stages"] if s["name"] == "calibrate")
+    assert stage["changes"]["chosen"] == facts["chosen"] == "percentile 99.9"
+    assert stage["changes"]["fidelity"] == facts["fidelity"]
+    line = facts["note"]
+    assert line.startswith("calibration: auto chose percentile 99.9 (fidelity ")
+    assert all(label in line for label in calib_select.CANDIDATES)
+    assert line in md.read_text()
+    from yolocc.compiler.report_render import terminal_table
+
+    assert "auto chose percentile 99.9" in terminal_table(res.report, 200)
+
+
+def test_choice_is_cached(compiler, tmp_path, spiky_calib):
+    runs = [compiler.compile(_model(tmp_path, True), ["int8"], tmp_path / f"q{i}.onnx", imgsz=32, trust_model=True,
+                             calib=str(spiky_calib), measure=False) for i in range(2)]
+    first, second = (_calibrate_stage(r).changes for r in runs)
+    assert (first["cache"], second["cache"]) == ("miss", "hit") and first["fidelity"] == second["fidelity"]
+    assert (tmp_path / "q0.onnx").read_bytes() == (tmp_path / "q1.onnx").read_bytes()
+
+
+def test_fixed_method_unchanged_by_auto(compiler, tmp_path, spiky_calib):
+    res = compiler.compile(_model(tmp_path, True), ["int8:method=minmax"], tmp_path / "q.onnx", imgsz=32,
+                           trust_model=True, calib=str(spiky_calib), measure=False)
+    facts = _calibrate_stage(res).changes
+    assert facts["method"] == "minmax" and facts["images"] == 40 and "chosen" not in facts
+
+
+def test_auto_needs_two_samples(compiler, tmp_path):
+    one = tmp_path / "one.npy"
+    np.save(one, np.random.default_rng(0).normal(size=(1, 8, 32, 32)).astype(np.float32))
+    with pytest.raises(Exception, match="held-out images"):
+        compiler.compile(_model(tmp_path, True), ["int8"], tmp_path / "q.onnx", imgsz=32, trust_model=True,
+                         calib=str(one), measure=False)
+
+
+def test_holdout_split_is_disjoint_and_deterministic():
+    for total, n, k in [(128, 128, 32), (200, 128, 32), (8, 128, 32), (2, 1, 32), (1, 128, 32)]:
+        ranges, held = holdout_split(total, n, k)
+        assert not set(ranges) & set(held) and len(ranges) <= n and ranges
+        assert (ranges, held) == holdout_split(total, n, k)
+    assert [len(p) for p in holdout_split(200, 128, 32)] == [128, 32]
+    assert [len(p) for p in holdout_split(128, 128, 32)] == [96, 32]
+    assert holdout_split(200, 128, 32)[0] == holdout_split(200, 128, 0)[0]  # the ranges a fixed method picks
+
+
+def test_candidates_parse_and_tie_break():
+    assert calib_select.parse("percentile 99.99") == ("percentile", 99.99)
+    assert calib_select.parse("minmax") == ("minmax", None)
+    assert calib_select.by_method(calib_select.CANDIDATES)["percentile"] == [99.9, 99.99, 99.999]
+    assert calib_select.best({"entropy": 0.9, "minmax": 0.9, "percentile 99.9": 0.8}) == "minmax"
+
+
+def test_set_checks():
+    assert calib_checks.size_problem("minmax", 128) is None
+    assert "16 images for percentile" in calib_checks.size_problem("percentile", 16)
+    assert "3 held-out images" in calib_checks.size_problem("minmax", 128, 3)
+    calibrated = {f"t{i}": [0.0, 1.0] for i in range(10)}
+    same = calib_checks.domain(calibrated, {k: [0.0, 1.2] for k in calibrated})
+    assert same["share_beyond"] == 0.0 and calib_checks.domain_problem(same) is None
+    far = calib_checks.domain(calibrated, {k: [-0.1, 3.0] for k in calibrated})
+    assert far["share_beyond"] == 1.0 and far["worst_excess"] == 2.0
+    assert "out of domain" in calib_checks.domain_problem(far)
+
+
+def test_auto_refuses_target_without_integer_rules():
+    from types import SimpleNamespace
+
+    ctx = SimpleNamespace(target=SimpleNamespace(name="fp", scheme=None, placement=None), upcoming=())
+    with pytest.raises(UsageError, match="no integer rules"):
+        calib_select.qdq_builder(None, ctx)
+
+
+@pytest.mark.slow
+def test_benchmark_tiny(tmp_path):
+    """``benchmarks/calibration.py --tiny`` runs end to end and writes the documented layout (8-40 s)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "calibration.py"
+    spec = importlib.util.spec_from_file_location("bench_calibration", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "calibration.json"
+    assert bench.main(["--tiny", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["isa"] and set(result["models"]) == {"yolov8n-random"}
+    row = result["models"]["yolov8n-random"]
+    assert set(row["methods"]) == set(calib_select.CANDIDATES)
+    assert row["methods"]["minmax"]["test_map"] is None and row["methods"]["minmax"]["fidelity"] > 0.9
+    assert row["auto"]["chosen"] in calib_select.CANDIDATES and row["auto"]["test_map"] is None
