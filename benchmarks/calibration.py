@@ -87,9 +87,8 @@ def bench_model(name: str, spec: dict, calib_n: int | None, probe_n: int, folder
     def test_metric(path: str):
         if not spec["data"]:
             return None, None
-        values = frontend.evaluate(ir, Path(path).read_bytes(), spec["data"], split="test", runtime=runtime)
-        key = next(iter(values))
-        return round(float(values[key]), 4), key
+        metrics = frontend.evaluate(ir, Path(path).read_bytes(), spec["data"], runtime, split="test")
+        return round(metrics.value, 4), metrics.primary
 
     row: dict = {"model": spec["model"], "imgsz": spec["imgsz"], "probe_images": int(len(probe)), "methods": {}}
     row["fp32_test_map"], row["metric"] = test_metric(fp32)

@@ -19,6 +19,7 @@ from typing import Any, Callable, Sequence
 import onnx
 
 from . import lowering, onnxgraph
+from .analyses import OUTPUT_SPLITS
 from .datasets import has_split
 from .errors import UsageError
 from .ir import ModelIR
@@ -163,7 +164,7 @@ class Budget:
             records[id(r)] = rec
             report.stages.append(rec)
         report.finalize(self.runtime, max(self.options.latency_runs, 1), self.options.threads,
-                        splits=ir.meta.get("output_splits"), batch=self.options.batch,
+                        splits=ir.meta.get(OUTPUT_SPLITS), batch=self.options.batch,
                         cache_root=self.options.cache_root())
         report.accuracy = {"data": str(self.options.data), "split": "val", "metric": metric}
         for r in results:

@@ -16,6 +16,7 @@ import numpy as np
 import onnx
 
 from yolocc.compiler import measure
+from yolocc.compiler.analyses import CALIBRATION, OUTPUT_SPLITS
 from yolocc.compiler.errors import UsageError
 from yolocc.compiler.ir import ModelIR
 from yolocc.compiler.passbase import PassContext
@@ -57,17 +58,17 @@ def qdq_builder(ir: ModelIR, ctx: PassContext) -> tuple[Build, dict]:
         raise UsageError(f"calibrate:method=auto scores each method by quantizing for the target, and target "
                          f"'{name}' has no integer rules; choose a fixed method= or a target that quantizes")
     qdq = next((p for p in ctx.upcoming if isinstance(p, QDQ)), None) or QDQ()
-    saved = ir.analyses.get("calibration")
+    saved = ir.analyses.get(CALIBRATION)
 
     def build(ranges: Ranges) -> onnx.ModelProto:
-        ir.analyses["calibration"] = {"activations": ranges}
+        ir.analyses[CALIBRATION] = {"activations": ranges}
         try:
             return qdq.build(ir, target, set())[0]
         finally:
             if saved is None:
-                ir.analyses.pop("calibration", None)
+                ir.analyses.pop(CALIBRATION, None)
             else:
-                ir.analyses["calibration"] = saved
+                ir.analyses[CALIBRATION] = saved
 
     return build, {k: v for k, v in qdq.args.items() if k != "max_drop"}
 
@@ -91,7 +92,7 @@ def fidelity(ref: dict[str, np.ndarray], out: dict[str, np.ndarray],
 def score(ir: ModelIR, ctx: PassContext, candidates: dict[str, Ranges], held: np.ndarray, build: Build,
           progress=None) -> dict[str, float]:
     """Each candidate's fidelity (see ``fidelity``) on the held-out images ``held`` (N, C, H, W)."""
-    splits = ir.meta.get("output_splits", {})
+    splits = ir.meta.get(OUTPUT_SPLITS, {})
     ref = run_all(ctx, ir.onnx_model, held)
     scores = {}
     for i, (label, ranges) in enumerate(candidates.items(), 1):

@@ -20,9 +20,9 @@ from typing import Sequence
 
 import numpy as np
 
+from yolocc.compiler.analyses import CALIBRATION
 from yolocc.compiler.cache import cached_json
 from yolocc.compiler.errors import PassError, UsageError
-from yolocc.compiler.interfaces import Frontend
 from yolocc.compiler.ir import ModelIR
 from yolocc.compiler.params import Param
 from yolocc.compiler.passbase import Pass, PassContext, PassResult
@@ -54,7 +54,7 @@ class Calibrate(Pass):
 
     name = "calibrate"
     stage = "onnx"
-    provides = ("calibration",)
+    provides = (CALIBRATION,)
     rejects = {"fp16": "int8 quantizes the float32 graph: choose one of int8 and fp16 (or put int8 first)",
                "quantized": "quantize once (drop the second int8/qdq)"}
     params = (
@@ -71,7 +71,7 @@ class Calibrate(Pass):
             raise UsageError("int8/calibrate needs calibration data: pass --calib IMAGES_DIR "
                              "(or a data YAML, or a .npy/.npz of preprocessed inputs)")
         n = int(self.args["n"] or ctx.option("calib_n") or DEFAULT_N)
-        frontend = ctx.frontend or Frontend()
+        frontend = ctx.frontend
         model_bytes = ir.onnx_model.SerializeToString()
         preprocess = lambda image: frontend.preprocess(ir, image)  # noqa: E731
         progress = ctx.progress_for("calibration images")
@@ -98,7 +98,7 @@ class Calibrate(Pass):
                             f"check the calibration inputs")
         for line in diagnostics:
             log.warning("%s", line)
-        ir.analyses["calibration"] = {**calibration, "weights": _weight_ranges(ir.onnx_model)}
+        ir.analyses[CALIBRATION] = {**calibration, "weights": _weight_ranges(ir.onnx_model)}
         return PassResult(False, facts, diagnostics)
 
     def _auto(self, ir: ModelIR, ctx: PassContext, model_bytes: bytes, data: np.ndarray,

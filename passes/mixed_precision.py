@@ -18,6 +18,7 @@ import numpy as np
 import onnx
 
 from yolocc.compiler import measure
+from yolocc.compiler.analyses import OUTPUT_SPLITS
 from yolocc.compiler.errors import UsageError
 from yolocc.compiler.ir import ModelIR
 from yolocc.compiler.passbase import PassContext
@@ -94,7 +95,7 @@ def rank_layers(ir: ModelIR, ctx: PassContext, build: Build, quantized: onnx.Mod
     source = ctx.option("calib")
     images = load_calibration(str(source), RANK_IMAGES, ir.input.shape, lambda im: ctx.frontend.preprocess(ir, im))
     runtime = ctx.runtime
-    splits = ir.meta.get("output_splits", {})
+    splits = ir.meta.get(OUTPUT_SPLITS, {})
 
     def outputs(model: onnx.ModelProto) -> list[dict[str, np.ndarray]]:
         session = runtime.load(model.SerializeToString(), ctx.options.threads)

@@ -12,6 +12,7 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
+from yolocc.compiler.analyses import CALIBRATION
 from yolocc.compiler.errors import PassError, UsageError
 from yolocc.compiler.ir import ModelIR
 from yolocc.compiler.onnxgraph import copy_header, folded
@@ -64,7 +65,7 @@ class QDQ(Pass):
 
     name = "qdq"
     stage = "onnx"
-    requires = ("calibration",)
+    requires = (CALIBRATION,)
     provides = ("quantized",)
     makes = ("quantized",)
     rejects = {"fp16": "int8 quantizes the float32 graph: choose one of int8 and fp16 (or put int8 first)",
@@ -101,7 +102,7 @@ class QDQ(Pass):
         """The Q/DQ model of ``ir``'s graph for ``target`` with the nodes in ``extra_float`` kept float;
         returns (model, facts for the report, diagnostics)."""
         scheme, placement = target.scheme, target.placement
-        calib = dict(ir.analyses["calibration"]["activations"])
+        calib = dict(ir.analyses[CALIBRATION]["activations"])
         graph = gs.import_onnx(folded(ir.onnx_model))  # weights behind Identity/Shape ops become constants
         patterns = [p.strip() for p in self.args["exclude"].split("|") if p.strip()]
         float_nodes = output_tail(graph, self.args["float_head_convs"]) if self.args["keep_tail_float"] else set()

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from yolocc.compiler.analyses import CANONICAL, SENSITIVITY
+from yolocc.compiler.analyses import CANONICAL, OUTPUT_SPLITS, SENSITIVITY
 from yolocc.compiler.errors import UsageError
 from yolocc.compiler.cache import cached_json
 from yolocc.compiler.measure import output_distance
@@ -82,7 +82,7 @@ def analyse(ir: ModelIR, images: np.ndarray, ignored: list[nn.Module], ratios=RA
     dg = ir.dependency_graph()
     groups = ir.coupling_groups(ignored)
     x = torch.from_numpy(images)
-    splits = ir.meta.get("output_splits", {})
+    splits = ir.meta.get(OUTPUT_SPLITS, {})
     imp = importance(importance_name)
     names = {m: n for n, m in module.named_modules()}
     with TORCH_GLOBAL_LOCK, torch.no_grad():

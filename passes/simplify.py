@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from yolocc.compiler.analyses import CALIBRATION
 from yolocc.compiler.ir import ModelIR
 from yolocc.compiler.onnxgraph import folded
 from yolocc.compiler.passbase import Pass, PassContext, PassResult
@@ -12,7 +13,7 @@ class Simplify(Pass):
 
     name = "simplify"
     stage = "onnx"
-    preserves = ("calibration",)
+    preserves = (CALIBRATION,)
 
     def call(self, ir: ModelIR, ctx: PassContext) -> PassResult:
         import onnx

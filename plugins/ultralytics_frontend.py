@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from yolocc.compiler.analyses import OUTPUT_SPLITS
 from yolocc.compiler.errors import UsageError
 from yolocc.compiler.interfaces import Frontend, HeadParts
 from yolocc.compiler.ir import InputSpec, ModelIR
@@ -216,5 +217,5 @@ def build_ir(module, source: str, imgsz: int, train_args: dict) -> ModelIR:
     ir.meta = {"onnx_metadata": meta, "ultralytics": {"train_args": train_args},
                "names": dict(names)}
     if task in ("detect", "segment", "pose", "obb") and nc:
-        ir.meta["output_splits"] = {"output0": {"boxes": slice(0, 4), "scores": slice(4, 4 + nc)}}
+        ir.meta[OUTPUT_SPLITS] = {"output0": {"boxes": slice(0, 4), "scores": slice(4, 4 + nc)}}
     return ir
