@@ -12,14 +12,14 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
-from yolocc.compiler.analyses import CALIBRATION
+from yolocc.compiler.analyses import CALIBRATION, FLOAT_SCOPES
 from yolocc.compiler.errors import PassError, UsageError
 from yolocc.compiler.ir import ModelIR
 from yolocc.compiler.onnxgraph import copy_header, folded
 from yolocc.compiler.params import Param
 from yolocc.compiler.passbase import Pass, PassContext, PassResult
 
-from .float_region import matches, output_tail, thin_convs
+from .float_region import matches, output_tail, scoped_nodes, thin_convs
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +106,7 @@ class QDQ(Pass):
         graph = gs.import_onnx(folded(ir.onnx_model))  # weights behind Identity/Shape ops become constants
         patterns = [p.strip() for p in self.args["exclude"].split("|") if p.strip()]
         float_nodes = output_tail(graph, self.args["float_head_convs"]) if self.args["keep_tail_float"] else set()
+        float_nodes |= scoped_nodes(graph, ir.meta.get(FLOAT_SCOPES, ()))  # e.g. RT-DETR's decoder
         thin = (thin_convs(graph, placement.float_below_channels) | target.extra_float_nodes(graph)) - float_nodes
         float_nodes |= thin | extra_float
         transparent = placement.transparent_ops
@@ -170,6 +171,8 @@ class QDQ(Pass):
                 continue
             else:
                 for t in [t for t in node.inputs if isinstance(t, gs.Variable)]:
+                    if placement.fuses_conv_add and node.op == "Add" and _raw_conv_output(t):
+                        continue  # the runtime fuses this Add into the Conv: no Q/DQ on the raw output
                     act(t)
             if node.op in placement.output_ops:
                 for t in node.outputs:
@@ -191,6 +194,11 @@ class QDQ(Pass):
                  "float_thin_conv_nodes": len(thin),
                  "excluded_by_pattern": sum(1 for n in candidates if matches(n.name, patterns)), **check.facts}
         return model, facts, diagnostics + check.problems
+
+
+def _raw_conv_output(t: gs.Tensor) -> bool:
+    """Whether ``t`` is the output of a Conv read directly (no activation between)."""
+    return any(p.op == "Conv" for p in t.inputs)
 
 
 def _share_concat_ranges(nodes, calib: dict, transparent: tuple[str, ...] = ()) -> None:

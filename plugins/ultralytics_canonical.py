@@ -44,6 +44,30 @@ class C2fSplit(nn.Module):
         return self.cv2(torch.cat(y, 1))
 
 
+class C2Split(nn.Module):
+    """C2 (YOLOv8-P6's head block) with its ``cv1(x).chunk(2)`` replaced by two convolutions: ``cv0``
+    feeds the bottlenecks, ``cv1`` the bypass. torch-pruning couples a chunk's two halves wrongly (it
+    cut 96 channels to 72 on one side only), so, as for C2f, pruning sees two plain convolutions."""
+
+    def __init__(self, c2: nn.Module):
+        super().__init__()
+        self.c = c2.c
+        self.cv0 = _conv_slice(c2.cv1, 0, c2.c)
+        self.cv1 = _conv_slice(c2.cv1, c2.c, 2 * c2.c)
+        self.cv2 = c2.cv2
+        self.m = c2.m
+        for attr in _ULTRALYTICS_LAYER_ATTRS:
+            if hasattr(c2, attr):
+                setattr(self, attr, getattr(c2, attr))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.onnx.is_in_onnx_export() and _mergeable(self.cv0, self.cv1):
+            a, b = _merged_conv(self.cv0, self.cv1, x)
+        else:
+            a, b = self.cv0(x), self.cv1(x)
+        return self.cv2(torch.cat((self.m(a), b), 1))
+
+
 def _mergeable(a: nn.Module, b: nn.Module) -> bool:
     ca, cb = a.conv, b.conv
     same = all(getattr(ca, k) == getattr(cb, k) for k in ("in_channels", "kernel_size", "stride", "padding",
@@ -99,6 +123,18 @@ def _is_splittable_c2f(m: nn.Module) -> bool:
     except ImportError:
         return False
     if not isinstance(m, C2f) or type(m).forward is not C2f.forward:
+        return False
+    cv1 = m.cv1
+    return (hasattr(cv1, "conv") and isinstance(getattr(cv1, "bn", None), nn.BatchNorm2d)
+            and cv1.conv.groups == 1 and cv1.conv.out_channels == 2 * m.c)
+
+
+def _is_splittable_c2(m: nn.Module) -> bool:
+    try:
+        from ultralytics.nn.modules.block import C2
+    except ImportError:
+        return False
+    if not isinstance(m, C2) or type(m).forward is not C2.forward:
         return False
     cv1 = m.cv1
     return (hasattr(cv1, "conv") and isinstance(getattr(cv1, "bn", None), nn.BatchNorm2d)
@@ -166,7 +202,7 @@ def _anchor_major(m: nn.Module) -> nn.Module:
 #: (rule name, matcher, rewriter, the target capability the rule relies on or None). Rewriters must be
 #: numerically equivalent; a rule that only changes the exported layout runs where the target has the
 #: capability that makes the layout pay (``compiler.target.Capability``).
-REWRITES = [("C2f->C2fSplit", _is_splittable_c2f, C2fSplit, None),
+REWRITES = [("C2f->C2fSplit", _is_splittable_c2f, C2fSplit, None), ("C2->C2Split", _is_splittable_c2, C2Split, None),
             ("Detect->DetectAnchorMajor", _is_plain_detect, _anchor_major, Capability.CHANNELS_LAST_INT8),
             ("DFL->DFLMatMul", _is_dfl, DFLMatMul, Capability.LAST_AXIS_SOFTMAX_MATMUL)]
 
