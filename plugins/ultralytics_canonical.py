@@ -5,6 +5,9 @@ A channel split couples the two halves in ways pruners get wrong, so the 1x1 ``c
 into two convolutions with the same weights, one per half. The result computes the same function.
 DFL is rewritten as one MatMul over the bins axis, in the layout the box branch already has (same
 values, no transposes in the exported graph).
+
+``decanonicalize`` undoes every rewrite (and ``fuse-bn``'s fused classes), so that a checkpoint
+yolocc writes holds only torch and Ultralytics classes and loads where yolocc is not installed.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ class C2fSplit(nn.Module):
         self.cv1 = _conv_slice(c2f.cv1, c2f.c, 2 * c2f.c)
         self.cv2 = c2f.cv2
         self.m = c2f.m
+        self.source_class = type(c2f)  # C2f or a subclass that keeps its forward (C3k2): restored on save
         for attr in _ULTRALYTICS_LAYER_ATTRS:
             if hasattr(c2f, attr):
                 setattr(self, attr, getattr(c2f, attr))
@@ -217,6 +221,161 @@ def canonicalize(module: nn.Module, capabilities: frozenset[str] = Capability.AL
                 replace_module(module, qualname, rewrite(sub))
                 counts[rule] = counts.get(rule, 0) + 1
     return counts
+
+
+def decanonicalize(module: nn.Module) -> dict[str, int]:
+    """Undo, in place, every rewrite of this module (and ``fuse-bn``'s ``FusedConv``/``FusedDWConv``):
+    afterwards ``module`` holds only torch and Ultralytics classes and computes the same function
+    (up to float rounding). Returns how often each inverse ran; ``"C2f padded channels"`` counts the
+    zero channels added where pruning left a split C2f's two halves unequal (Ultralytics' C2f splits
+    ``cv1`` into equal halves), which add MACs but no change to the outputs.
+
+    Raises ``ValueError`` for a split C2f with unequal halves whose inner blocks it cannot pad."""
+    counts: dict[str, int] = {}
+
+    def count(rule: str, n: int = 1) -> None:
+        counts[rule] = counts.get(rule, 0) + n
+
+    for qualname, sub in list(module.named_modules()):  # fused convs first: the C2f merge needs BN
+        if FusedConv is not None and type(sub) in (FusedConv, FusedDWConv):
+            _unfuse(sub)
+            count("FusedConv->Conv")
+    for qualname, sub in list(module.named_modules()):
+        if not qualname:
+            continue
+        if isinstance(sub, C2fSplit):
+            stock, padded = _c2f_from_split(sub)
+            replace_module(module, qualname, stock)
+            count("C2fSplit->C2f")
+            if padded:
+                count("C2f padded channels", padded)
+        elif isinstance(sub, (DFLMatMul, DFLLastAxis)):
+            replace_module(module, qualname, _stock_dfl(sub))
+            count("DFLMatMul->DFL")
+        elif DetectAnchorMajor is not None and type(sub) is DetectAnchorMajor:
+            sub.__class__ = DetectAnchorMajor.__bases__[0]
+            sub.shape = None  # its anchors were cached transposed: recomputed on the next forward
+            count("DetectAnchorMajor->Detect")
+    return counts
+
+
+def _unfuse(block: nn.Module) -> None:
+    """A ``FusedConv``/``FusedDWConv`` back into Ultralytics' class, with a BatchNorm that passes the
+    fused convolution's output through unchanged (its bias moves into the BN)."""
+    block.__class__ = type(block).__bases__[0]
+    conv = block.conv
+    n = conv.out_channels
+    bn = nn.BatchNorm2d(n).to(conv.weight.device)
+    with torch.no_grad():
+        bn.running_mean.zero_()
+        bn.running_var.fill_(1.0)
+        bn.weight.fill_(float(1.0 + bn.eps) ** 0.5)  # weight / sqrt(var + eps) == 1
+        bn.bias.copy_(conv.bias if conv.bias is not None else torch.zeros(n))
+    conv.register_parameter("bias", None)
+    rest = {k: v for k, v in block._modules.items() if k != "conv"}
+    block._modules = {"conv": conv, "bn": bn, **rest}
+
+
+def _stock_dfl(m: nn.Module) -> nn.Module:
+    from ultralytics.nn.modules.block import DFL
+
+    dfl = DFL(m.c1)
+    bins = m.proj[0] if isinstance(m, DFLMatMul) else m.bins
+    dfl.conv.weight.data.copy_(bins.reshape(1, m.c1, 1, 1))
+    return dfl.to(bins.device)
+
+
+def _c2f_from_split(split: "C2fSplit") -> tuple[nn.Module, int]:
+    """The stock C2f (or its source class) computing what ``split`` does, and how many zero channels
+    it needed: ``cv0`` and ``cv1`` become the halves of one ``cv1`` (each padded to the wider)."""
+    from ultralytics.nn.modules.block import C2f
+
+    a, b = split.cv0.conv.out_channels, split.cv1.conv.out_channels
+    c, n = max(a, b), len(split.m)
+    cv0, cv1, padded = split.cv0, split.cv1, 0
+    if a < c:
+        cv0, padded = _pad_out(cv0, c - a), padded + c - a
+    if b < c:
+        cv1 = _pad_out(cv1, c - b)
+        for blk in split.m:
+            _pad_block(blk, c - b)
+        padded += (c - b) * (1 + n)
+    if padded:
+        _pad_in(split.cv2.conv, [(a, c), (b, c)] + [(b, c)] * n)
+    cls = getattr(split, "source_class", None) or C2f
+    stock = cls.__new__(cls)
+    nn.Module.__init__(stock)
+    stock.c = c
+    stock.cv1 = _cat_blocks(cv0, cv1)
+    stock.cv2, stock.m = split.cv2, split.m
+    for attr in _ULTRALYTICS_LAYER_ATTRS:
+        if hasattr(split, attr):
+            setattr(stock, attr, getattr(split, attr))
+    stock.train(split.training)
+    return stock, padded
+
+
+def _cat_blocks(a: nn.Module, b: nn.Module) -> nn.Module:
+    """One Ultralytics ``Conv`` computing ``torch.cat([a(x), b(x)], 1)``."""
+    if not _mergeable(a, b):
+        raise ValueError("a split C2f whose two convolutions differ in kernel, activation or BatchNorm "
+                         "cannot be written as Ultralytics' C2f")
+    block = copy.deepcopy(a)
+    conv, bn = block.conv, block.bn
+    conv.weight = nn.Parameter(torch.cat([a.conv.weight, b.conv.weight]).detach().clone())
+    conv.out_channels = a.conv.out_channels + b.conv.out_channels
+    bn.weight = nn.Parameter(torch.cat([a.bn.weight, b.bn.weight]).detach().clone())
+    bn.bias = nn.Parameter(torch.cat([a.bn.bias, b.bn.bias]).detach().clone())
+    bn.running_mean = torch.cat([a.bn.running_mean, b.bn.running_mean]).clone()
+    bn.running_var = torch.cat([a.bn.running_var, b.bn.running_var]).clone()
+    bn.num_features = conv.out_channels
+    return block
+
+
+def _pad_out(block: nn.Module, extra: int) -> nn.Module:
+    """A copy of a Conv block with ``extra`` more output channels that are always zero."""
+    if float(block.act(torch.zeros(1))) != 0.0:
+        raise ValueError(f"cannot pad a {type(block.act).__name__} convolution with zero channels")
+    block = copy.deepcopy(block)
+    conv, bn = block.conv, block.bn
+    w = conv.weight
+    conv.weight = nn.Parameter(torch.cat([w.detach(), w.new_zeros(extra, *w.shape[1:])]))
+    conv.out_channels += extra
+    bn.weight = nn.Parameter(torch.cat([bn.weight.detach(), w.new_zeros(extra)]))
+    bn.bias = nn.Parameter(torch.cat([bn.bias.detach(), w.new_zeros(extra)]))
+    bn.running_mean = torch.cat([bn.running_mean, w.new_zeros(extra)])
+    bn.running_var = torch.cat([bn.running_var, w.new_ones(extra)])
+    bn.num_features = conv.out_channels
+    return block
+
+
+def _pad_in(conv: nn.Conv2d, segments: list[tuple[int, int]]) -> None:
+    """Widen ``conv``'s input in place: each (old, new) segment of input channels gets zero weights
+    for its ``new - old`` added channels, appended after the segment's old ones."""
+    if conv.groups != 1:
+        raise ValueError("cannot pad the input of a grouped convolution")
+    w = conv.weight.detach()
+    parts, start = [], 0
+    for old, new in segments:
+        parts += [w[:, start:start + old], w.new_zeros(w.shape[0], new - old, *w.shape[2:])]
+        start += old
+    conv.weight = nn.Parameter(torch.cat(parts, 1))
+    conv.in_channels = conv.weight.shape[1]
+
+
+def _pad_block(blk: nn.Module, extra: int) -> None:
+    """Widen a C2f inner block (Bottleneck, or C3k) in place by ``extra`` zero input and output channels."""
+    name = type(blk).__name__
+    if name == "Bottleneck":
+        inputs, output = [blk.cv1], "cv2"
+    elif name == "C3k":
+        inputs, output = [blk.cv1, blk.cv2], "cv3"
+    else:
+        raise ValueError(f"cannot write a split C2f with unequal halves around a {name} as Ultralytics' C2f")
+    for block in inputs:
+        old = block.conv.in_channels
+        _pad_in(block.conv, [(old, old + extra)])
+    setattr(blk, output, _pad_out(getattr(blk, output), extra))
 
 
 def _fused_classes() -> dict[type, type]:
