@@ -249,6 +249,12 @@ def decanonicalize(module: nn.Module) -> dict[str, int]:
             count("C2fSplit->C2f")
             if padded:
                 count("C2f padded channels", padded)
+        elif isinstance(sub, C2Split):
+            stock, padded = _c2_from_split(sub)
+            replace_module(module, qualname, stock)
+            count("C2Split->C2")
+            if padded:
+                count("C2 padded channels", padded)
         elif isinstance(sub, (DFLMatMul, DFLLastAxis)):
             replace_module(module, qualname, _stock_dfl(sub))
             count("DFLMatMul->DFL")
@@ -304,6 +310,35 @@ def _c2f_from_split(split: "C2fSplit") -> tuple[nn.Module, int]:
         _pad_in(split.cv2.conv, [(a, c), (b, c)] + [(b, c)] * n)
     cls = getattr(split, "source_class", None) or C2f
     stock = cls.__new__(cls)
+    nn.Module.__init__(stock)
+    stock.c = c
+    stock.cv1 = _cat_blocks(cv0, cv1)
+    stock.cv2, stock.m = split.cv2, split.m
+    for attr in _ULTRALYTICS_LAYER_ATTRS:
+        if hasattr(split, attr):
+            setattr(stock, attr, getattr(split, attr))
+    stock.train(split.training)
+    return stock, padded
+
+
+def _c2_from_split(split: "C2Split") -> tuple[nn.Module, int]:
+    """The stock C2 computing what ``split`` does, and how many zero channels it needed: ``cv0`` (into
+    the bottlenecks) and ``cv1`` (the bypass) become the halves of one ``cv1``, each padded to the wider."""
+    from ultralytics.nn.modules.block import C2
+
+    a, b = split.cv0.conv.out_channels, split.cv1.conv.out_channels
+    c = max(a, b)
+    cv0, cv1, padded = split.cv0, split.cv1, 0
+    if a < c:
+        cv0 = _pad_out(cv0, c - a)
+        for blk in split.m:
+            _pad_block(blk, c - a)
+        padded += (c - a) * (1 + len(split.m))
+    if b < c:
+        cv1, padded = _pad_out(cv1, c - b), padded + c - b
+    if padded:
+        _pad_in(split.cv2.conv, [(a, c), (b, c)])
+    stock = C2.__new__(C2)
     nn.Module.__init__(stock)
     stock.c = c
     stock.cv1 = _cat_blocks(cv0, cv1)

@@ -34,6 +34,15 @@ def test_p2_p6_variants_canonicalize_exactly_and_prune(compiler, yaml):
     compiler.apply(ir, ["prune:0.25"], CompileOptions())
     pruned = _outputs(ir.module, x)  # runs: every pruned conv still fits its neighbours
     assert [t.shape for t in pruned] == [t.shape for t in ref] and ir.param_count() < 0.8 * params
+    # and it goes back to stock Ultralytics blocks for a portable .pt (C2Split -> C2, C2fSplit -> C2f ...)
+    import copy
+
+    from yolocc.plugins.ultralytics_canonical import decanonicalize
+
+    stock = copy.deepcopy(ir.module)
+    decanonicalize(stock)
+    assert not [type(m).__name__ for m in stock.modules() if type(m).__module__.startswith("yolocc")]
+    assert max(float((a - b).abs().max()) for a, b in zip(pruned, _outputs(stock, x))) < 1e-4
 
 
 def test_v8_p6_head_c2_blocks_are_split_for_pruning(compiler):
