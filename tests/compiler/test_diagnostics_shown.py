@@ -5,27 +5,51 @@ from __future__ import annotations
 
 import json
 
+from types import ModuleType
+
 import numpy as np
+
+from yolocc.compiler.hookspecs import hookimpl
+from yolocc.compiler.passbase import Pass, PassResult
 
 from yolocc.compiler.report import Report, StageRecord
 from yolocc.compiler.report_render import diagnostics, markdown
 
 
-def test_tensorrt_rule_violations_are_printed_and_in_the_markdown(cli, tmp_path, calib_dir):
-    """YOLO11's C2PSA attention block: qdq records where the placement breaks TensorRT's rules."""
+class Noted(Pass):
+    """A pass that changes nothing and reports two diagnostics (as qdq reports a target's rule violations)."""
+
+    name, stage = "noted", "onnx"
+
+    def call(self, ir, ctx):
+        return PassResult(False, diagnostics=["first thing to know", "second thing to know"])
+
+
+def test_pass_diagnostics_are_printed_and_in_the_markdown(cli, tmp_path, monkeypatch):
     import onnxruntime as ort
 
-    out, md, rj = tmp_path / "y11.onnx", tmp_path / "r.md", tmp_path / "r.json"
-    code, _, err = cli("yolo11n.yaml", "--imgsz", 64, "--target", "tensorrt", "-p", "int8", "--calib", calib_dir,
-                       "-o", out, "--report", md, "--report", rj, "--no-measure")
+    from yolocc.compiler.registry import get_plugin_manager
+
+    plugin = ModuleType("noted-plugin")
+
+    @hookimpl
+    def yolocc_register_passes(registry):
+        registry.add_pass(Noted)
+
+    plugin.yolocc_register_passes = yolocc_register_passes
+    pm = get_plugin_manager(load_entry_points=False)
+    pm.register(plugin, name="noted-plugin")
+    monkeypatch.setattr("yolocc.compiler.api.get_plugin_manager", lambda: pm)
+    out, md, rj = tmp_path / "m.onnx", tmp_path / "r.md", tmp_path / "r.json"
+    code, _, err = cli("yolov8n.yaml", "--imgsz", 64, "-p", "noted", "-o", out, "--report", md, "--report", rj,
+                       "--no-measure")
     assert code == 0, err
     recorded = [(s["name"], d) for s in json.loads(rj.read_text())["stages"] for d in s.get("diagnostics", [])]
-    qdq = [d for name, d in recorded if name == "qdq"]
-    assert qdq, "the fixture should break a TensorRT placement rule"
+    assert recorded == [("noted", "first thing to know"), ("noted", "second thing to know")]
     lines = err.splitlines()
-    for text in qdq:  # each exactly once, one line, naming the pass
-        assert lines.count(f"yolocc: warning: qdq: {text}") == 1
-    assert all(f"- qdq: {text}" in md.read_text() for text in qdq)
+    for _, text in recorded:  # each exactly once, one line, naming the pass; also without -v
+        assert lines.count(f"yolocc: warning: noted: {text}") == 1
+    assert all(f"- noted: {text}" in md.read_text() for _, text in recorded)
     assert "### Warnings" in md.read_text()
     sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     y = sess.run(None, {sess.get_inputs()[0].name: np.zeros((1, 3, 64, 64), np.float32)})[0]
