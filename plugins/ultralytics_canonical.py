@@ -24,51 +24,45 @@ from yolocc.compiler.target import Capability
 _ULTRALYTICS_LAYER_ATTRS = ("f", "i", "type", "np")
 
 
-class C2fSplit(nn.Module):
-    """C2f with its channel split replaced by two convolutions (``cv0`` and ``cv1``)."""
+class _SplitCv1(nn.Module):
+    """A block whose ``cv1(x).chunk(2)`` is replaced by two convolutions ``cv0`` and ``cv1`` (the two
+    halves), so pruning sees no split; at export the two are merged back into one conv and a split."""
 
-    def __init__(self, c2f: nn.Module):
+    def __init__(self, block: nn.Module):
         super().__init__()
-        self.c = c2f.c
-        self.cv0 = _conv_slice(c2f.cv1, 0, c2f.c)
-        self.cv1 = _conv_slice(c2f.cv1, c2f.c, 2 * c2f.c)
-        self.cv2 = c2f.cv2
-        self.m = c2f.m
-        self.source_class = type(c2f)  # C2f or a subclass that keeps its forward (C3k2): restored on save
+        self.c = block.c
+        self.cv0 = _conv_slice(block.cv1, 0, block.c)
+        self.cv1 = _conv_slice(block.cv1, block.c, 2 * block.c)
+        self.cv2 = block.cv2
+        self.m = block.m
+        self.source_class = type(block)  # the stock class (or a subclass keeping its forward): restored on save
         for attr in _ULTRALYTICS_LAYER_ATTRS:
-            if hasattr(c2f, attr):
-                setattr(self, attr, getattr(c2f, attr))
+            if hasattr(block, attr):
+                setattr(self, attr, getattr(block, attr))
+
+    def halves(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(cv0(x), cv1(x))``: one merged convolution when exporting."""
+        if torch.onnx.is_in_onnx_export() and _mergeable(self.cv0, self.cv1):
+            return _merged_conv(self.cv0, self.cv1, x)
+        return self.cv0(x), self.cv1(x)
+
+
+class C2fSplit(_SplitCv1):
+    """C2f (or YOLO11's C3k2) with its channel split replaced by two convolutions (``cv0`` and ``cv1``)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.onnx.is_in_onnx_export() and _mergeable(self.cv0, self.cv1):
-            y = list(_merged_conv(self.cv0, self.cv1, x))
-        else:
-            y = [self.cv0(x), self.cv1(x)]
+        y = list(self.halves(x))
         y.extend(m(y[-1]) for m in self.m)
         return self.cv2(torch.cat(y, 1))
 
 
-class C2Split(nn.Module):
+class C2Split(_SplitCv1):
     """C2 (YOLOv8-P6's head block) with its ``cv1(x).chunk(2)`` replaced by two convolutions: ``cv0``
     feeds the bottlenecks, ``cv1`` the bypass. torch-pruning couples a chunk's two halves wrongly (it
     cut 96 channels to 72 on one side only), so, as for C2f, pruning sees two plain convolutions."""
 
-    def __init__(self, c2: nn.Module):
-        super().__init__()
-        self.c = c2.c
-        self.cv0 = _conv_slice(c2.cv1, 0, c2.c)
-        self.cv1 = _conv_slice(c2.cv1, c2.c, 2 * c2.c)
-        self.cv2 = c2.cv2
-        self.m = c2.m
-        for attr in _ULTRALYTICS_LAYER_ATTRS:
-            if hasattr(c2, attr):
-                setattr(self, attr, getattr(c2, attr))
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.onnx.is_in_onnx_export() and _mergeable(self.cv0, self.cv1):
-            a, b = _merged_conv(self.cv0, self.cv1, x)
-        else:
-            a, b = self.cv0(x), self.cv1(x)
+        a, b = self.halves(x)
         return self.cv2(torch.cat((self.m(a), b), 1))
 
 
@@ -121,28 +115,27 @@ def _conv_slice(conv_block: nn.Module, start: int, stop: int) -> nn.Module:
     return block
 
 
-def _is_splittable_c2f(m: nn.Module) -> bool:
+def _splittable(m: nn.Module, block: str) -> bool:
+    """Whether ``m`` is Ultralytics' ``block`` (C2f, C2; or a subclass keeping its forward) with a plain
+    ``cv1`` whose output ``chunk(2)`` splits in two equal halves."""
     try:
-        from ultralytics.nn.modules.block import C2f
+        from ultralytics.nn.modules import block as blocks
     except ImportError:
         return False
-    if not isinstance(m, C2f) or type(m).forward is not C2f.forward:
+    cls = getattr(blocks, block)
+    if not isinstance(m, cls) or type(m).forward is not cls.forward:
         return False
     cv1 = m.cv1
     return (hasattr(cv1, "conv") and isinstance(getattr(cv1, "bn", None), nn.BatchNorm2d)
             and cv1.conv.groups == 1 and cv1.conv.out_channels == 2 * m.c)
+
+
+def _is_splittable_c2f(m: nn.Module) -> bool:
+    return _splittable(m, "C2f")
 
 
 def _is_splittable_c2(m: nn.Module) -> bool:
-    try:
-        from ultralytics.nn.modules.block import C2
-    except ImportError:
-        return False
-    if not isinstance(m, C2) or type(m).forward is not C2.forward:
-        return False
-    cv1 = m.cv1
-    return (hasattr(cv1, "conv") and isinstance(getattr(cv1, "bn", None), nn.BatchNorm2d)
-            and cv1.conv.groups == 1 and cv1.conv.out_channels == 2 * m.c)
+    return _splittable(m, "C2")
 
 
 class DFLMatMul(nn.Module):
@@ -243,18 +236,13 @@ def decanonicalize(module: nn.Module) -> dict[str, int]:
     for qualname, sub in list(module.named_modules()):
         if not qualname:
             continue
-        if isinstance(sub, C2fSplit):
-            stock, padded = _c2f_from_split(sub)
+        if isinstance(sub, _SplitCv1):
+            stock_name = "C2f" if isinstance(sub, C2fSplit) else "C2"
+            stock, padded = (_c2f_from_split if isinstance(sub, C2fSplit) else _c2_from_split)(sub)
             replace_module(module, qualname, stock)
-            count("C2fSplit->C2f")
+            count(f"{type(sub).__name__}->{stock_name}")
             if padded:
-                count("C2f padded channels", padded)
-        elif isinstance(sub, C2Split):
-            stock, padded = _c2_from_split(sub)
-            replace_module(module, qualname, stock)
-            count("C2Split->C2")
-            if padded:
-                count("C2 padded channels", padded)
+                count(f"{stock_name} padded channels", padded)
         elif isinstance(sub, (DFLMatMul, DFLLastAxis)):
             replace_module(module, qualname, _stock_dfl(sub))
             count("DFLMatMul->DFL")
@@ -308,7 +296,12 @@ def _c2f_from_split(split: "C2fSplit") -> tuple[nn.Module, int]:
         padded += (c - b) * (1 + n)
     if padded:
         _pad_in(split.cv2.conv, [(a, c), (b, c)] + [(b, c)] * n)
-    cls = getattr(split, "source_class", None) or C2f
+    return _stock(split, getattr(split, "source_class", None) or C2f, c, cv0, cv1), padded
+
+
+def _stock(split: _SplitCv1, cls: type, c: int, cv0: nn.Module, cv1: nn.Module) -> nn.Module:
+    """An instance of Ultralytics' ``cls`` with hidden width ``c`` whose ``cv1`` is ``cv0`` and ``cv1``
+    side by side, and the split's own ``cv2``, ``m`` and layer attributes."""
     stock = cls.__new__(cls)
     nn.Module.__init__(stock)
     stock.c = c
@@ -318,7 +311,7 @@ def _c2f_from_split(split: "C2fSplit") -> tuple[nn.Module, int]:
         if hasattr(split, attr):
             setattr(stock, attr, getattr(split, attr))
     stock.train(split.training)
-    return stock, padded
+    return stock
 
 
 def _c2_from_split(split: "C2Split") -> tuple[nn.Module, int]:
@@ -338,16 +331,7 @@ def _c2_from_split(split: "C2Split") -> tuple[nn.Module, int]:
         cv1, padded = _pad_out(cv1, c - b), padded + c - b
     if padded:
         _pad_in(split.cv2.conv, [(a, c), (b, c)])
-    stock = C2.__new__(C2)
-    nn.Module.__init__(stock)
-    stock.c = c
-    stock.cv1 = _cat_blocks(cv0, cv1)
-    stock.cv2, stock.m = split.cv2, split.m
-    for attr in _ULTRALYTICS_LAYER_ATTRS:
-        if hasattr(split, attr):
-            setattr(stock, attr, getattr(split, attr))
-    stock.train(split.training)
-    return stock, padded
+    return _stock(split, getattr(split, "source_class", None) or C2, c, cv0, cv1), padded
 
 
 def _cat_blocks(a: nn.Module, b: nn.Module) -> nn.Module:
