@@ -47,7 +47,10 @@ def check_tensorrt_qdq(model: onnx.ModelProto) -> list[str]:
                 if c.op_type != "DequantizeLinear" or c.input[1:] != n.input[1:]:
                     problems.append(f"{n.name}: must feed DequantizeLinear with the same scale/zero point")
             src = producer.get(n.input[0])
-            activated = any(c.op_type in ACTIVATIONS for c in consumers.get(n.input[0], []))
+            # an activation reading the raw output, or reading it back through this Q/DQ, splits Conv+act
+            readers = consumers.get(n.input[0], []) + [r for dq in consumers.get(n.output[0], [])
+                                                        for r in consumers.get(dq.output[0], [])]
+            activated = any(c.op_type in ACTIVATIONS for c in readers)
             if src is not None and src.op_type == "Conv" and activated:
                 problems.append(f"{n.name}: quantizes the raw output of Conv '{src.name}' (fuse its activation first)")
         if n.op_type == "Conv":
