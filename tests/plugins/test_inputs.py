@@ -89,13 +89,20 @@ def test_dynamic_batch_artifact_runs_in_ultralytics(cli, tmp_path, target, name)
 
 
 def test_dynamic_batch_matches_the_static_model(compiler, tmp_path):
-    """At the compile size, the dynamic INT8 model computes what the static one does."""
+    """At the compile size, the dynamic INT8 model computes what the static one does; at another size
+    (96x160), the dynamic FP32 model computes what a static compile at that size does (anchors follow)."""
     static, dynamic = tmp_path / "s.onnx", tmp_path / "d.onnx"
     compiler.compile(str(DETECTOR), ["int8:method=minmax"], static, calib=str(CALIB), measure=False)
     compiler.compile(str(DETECTOR), ["int8:method=minmax"], dynamic, calib=str(CALIB), measure=False,
                      dynamic_batch=True)
     x = _inputs(DETECTOR, None, 8)
     assert _cosine(_run(static, x), _run(dynamic, x)) > 0.9999
+    rect, dynamic32 = tmp_path / "r.onnx", tmp_path / "d32.onnx"
+    compiler.compile(str(DETECTOR), [], rect, imgsz=(96, 160), measure=False)
+    compiler.compile(str(DETECTOR), [], dynamic32, measure=False, dynamic_batch=True)
+    x = _inputs(DETECTOR, (96, 160), 8)
+    a, b = _run(rect, x), _run(dynamic32, x)
+    assert a.shape == b.shape == (8, 14, 315) and np.abs(a - b).max() < 1e-3
 
 
 # ---------------------------------------------------------------- kind 4: 1-channel models
