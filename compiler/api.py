@@ -46,12 +46,13 @@ class Compiler:
         self.registry: Registry = build_registry(self.pm)
 
     # ------------------------------------------------------------------ steps
-    def load(self, model: Any, imgsz: int | None = None, trust_model: bool = False) -> ModelIR:
+    def load(self, model: Any, imgsz: int | tuple[int, int] | None = None, trust_model: bool = False) -> ModelIR:
         """Load a model path (or an in-memory module) with the first frontend that accepts it.
 
+        ``imgsz``: a side, ``(h, w)`` or ``"H,W"`` (frontends get an int side or an ``(h, w)`` tuple).
         ``.pt`` files load with the safe unpickler; ``trust_model`` allows a full pickle (it can run code)."""
         if imgsz is not None:
-            CompileOptions(imgsz=imgsz)  # range check
+            imgsz = CompileOptions(imgsz=imgsz).imgsz  # range check, normalised
         options = {"imgsz": imgsz, "trust_model": trust_model}
         frontends = sorted(self.registry.frontends.values(), key=lambda r: r.obj.priority)
         for reg in frontends:

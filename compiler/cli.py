@@ -16,13 +16,14 @@ from typing import Sequence
 from . import __version__
 from .analyses import SENSITIVITY
 from .errors import PassError, UsageError, YoloccError
+from .options import parse_imgsz
 
 SUBCOMMANDS = ("passes", "targets", "strategies", "inspect")
 EPILOG = """other commands:
   yolocc passes [--json]               list passes: name, stage, parameters, provider, doc
   yolocc targets [--json]              list targets: name, quantization scheme, runtime, provider
   yolocc strategies [--json]           list --max-drop search strategies (--search NAME)
-  yolocc inspect MODEL [--imgsz N] [--json]
+  yolocc inspect MODEL [--imgsz N|H,W] [--json]
                                        show the IR: layers, params, MACs, coupling groups
 
 exit codes: 0 ok, 2 bad input or failed compile (one line on stderr), 1 internal error (a bug)
@@ -49,7 +50,9 @@ def _compile_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="artifact to write: .onnx, .pt (the torch-stage model), NAME_openvino_model "
                                           "(OpenVINO IR folder) or .engine (TensorRT, --target tensorrt) "
                                           "(default: MODEL-yolocc + the target's default, .onnx for ort-cpu)")
-    p.add_argument("--imgsz", type=int, help="input size (default: from the checkpoint, else 640)")
+    p.add_argument("--imgsz", type=parse_imgsz, metavar="N|H,W",
+                   help="input size: N (square) or H,W (rectangular, e.g. 384,640) (default: from the checkpoint, "
+                        "else 640)")
     p.add_argument("--report", action="append", default=[], metavar="PATH",
                    help="write the report to PATH: .json or .md (repeatable)")
     p.add_argument("--calib", metavar="PATH",
@@ -309,7 +312,7 @@ def _inspect_main(argv: list[str]) -> int:
 
     p = _Parser(prog="yolocc inspect", description="Show a model's IR: layers, params, MACs, coupling groups.")
     p.add_argument("model")
-    p.add_argument("--imgsz", type=int)
+    p.add_argument("--imgsz", type=parse_imgsz, metavar="N|H,W")
     p.add_argument("--json", action="store_true")
     p.add_argument("--sensitivity", action="store_true",
                    help="also measure each prunable group's sensitivity (needs --calib)")

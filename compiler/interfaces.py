@@ -48,15 +48,18 @@ class Frontend:
         return None
 
     def preprocess(self, ir: ModelIR, image: Any) -> Any:
-        """One BGR HWC uint8 image (as cv2 reads it) -> the CHW float32 input the deployed model gets.
+        """One HWC uint8 image as cv2 reads it for the model's input channels (BGR for 3, grayscale with
+        C = 1 for 1) -> the (C, H, W) float32 input the deployed model gets.
 
-        The default resizes to the input size and scales to [0, 1] (RGB)."""
+        The default resizes to the input's (h, w) and scales to [0, 1] (BGR becomes RGB)."""
         import cv2
         import numpy as np
 
-        h, w = ir.input.shape[-2:]
-        rgb = cv2.resize(image, (int(w), int(h)))[..., ::-1]
-        return np.ascontiguousarray(rgb.transpose(2, 0, 1)).astype(np.float32) / 255.0
+        h, w = ir.input.hw
+        resized = cv2.resize(image, (w, h)).reshape(h, w, -1)  # cv2 drops a single channel's axis
+        if resized.shape[-1] == 3:
+            resized = resized[..., ::-1]
+        return np.ascontiguousarray(resized.transpose(2, 0, 1)).astype(np.float32) / 255.0
 
     def canonicalize(self, ir: ModelIR, capabilities: frozenset[str] = Capability.ALL) -> dict[str, int]:
         """Numerically equivalent rewrites that make the model prunable, plus layout rewrites for the

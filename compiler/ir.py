@@ -25,14 +25,26 @@ TORCH, ONNX = "torch", "onnx"
 
 @dataclass
 class InputSpec:
-    """The model input: name and NCHW shape (batch 1 for tracing)."""
+    """The model input: name and NCHW shape (batch 1 for tracing; NCL for 1-D models)."""
 
     name: str = "images"
     shape: tuple[int, ...] = (1, 3, 640, 640)
 
     @property
-    def imgsz(self) -> int:
-        return int(self.shape[-1])
+    def channels(self) -> int:
+        """C of the input shape (1 for grayscale, 3 for RGB images)."""
+        return int(self.shape[1])
+
+    @property
+    def hw(self) -> tuple[int, int]:
+        """(height, width) in pixels; a 1-D input's length as both."""
+        return (int(self.shape[-2]), int(self.shape[-1])) if len(self.shape) >= 4 else (int(self.shape[-1]),) * 2
+
+    @property
+    def imgsz(self) -> int | tuple[int, int]:
+        """The input size as options and Ultralytics take it: the side of a square input, else (h, w)."""
+        h, w = self.hw
+        return w if h == w else (h, w)
 
 
 @dataclass

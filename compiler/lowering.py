@@ -1,7 +1,15 @@
-"""Lowering: torch module to ONNX (done once, when the first onnx-stage pass runs or at emit)."""
+"""Lowering: torch module to ONNX (done once, when the first onnx-stage pass runs or at emit).
+
+``dynamic_batch`` exports what Ultralytics calls a dynamic model: batch, and for image inputs height and
+width, are symbolic (``batch``, ``height``, ``width``), as its own ``export(dynamic=True)`` writes them.
+Its clients treat any ONNX with a symbolic batch as dynamic in all three (they letterbox to the
+smallest stride multiple around each frame), so a batch-only symbolic axis would crash them. The
+compile itself traces, calibrates and measures at the fixed input shape.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import warnings
@@ -23,15 +31,12 @@ def export_onnx(module: torch.nn.Module, ir: ModelIR, opset: int = DEFAULT_OPSET
     if opset < 17:
         raise ExportError(f"opset {opset} is too old: yolocc emits opset 17 or newer")
     x = ir.example_inputs()
-    dynamic_axes = None
-    if dynamic_batch:
-        dynamic_axes = {ir.input.name: {0: "batch"}}
-        dynamic_axes.update({n: {0: "batch"} for n in ir.output_names})
+    dynamic_axes = dynamic_shape_axes(ir) if dynamic_batch else None
     buf = io.BytesIO()
     was_training = module.training
     module.eval()
     try:
-        with TORCH_GLOBAL_LOCK, warnings.catch_warnings(), torch.no_grad():
+        with TORCH_GLOBAL_LOCK, warnings.catch_warnings(), torch.no_grad(), _shape_dependent(module, dynamic_batch):
             warnings.simplefilter("ignore")
             torch.onnx.export(module, (x,), buf, opset_version=opset, dynamo=False,
                               input_names=[ir.input.name], output_names=list(ir.output_names),
@@ -47,6 +52,29 @@ def export_onnx(module: torch.nn.Module, ir: ModelIR, opset: int = DEFAULT_OPSET
         raise ExportError(f"exported ONNX fails onnx.checker: {str(e).splitlines()[0]}") from e
     add_metadata(model, ir, dynamic_batch)
     return model
+
+
+def dynamic_shape_axes(ir: ModelIR) -> dict[str, dict[int, str]]:
+    """``torch.onnx.export``'s ``dynamic_axes`` for a dynamic model: batch (and height, width of an NCHW
+    input) symbolic on the input, batch on every output (their other sizes follow from the graph)."""
+    axes = {0: "batch", **({2: "height", 3: "width"} if len(ir.input.shape) == 4 else {})}
+    return {ir.input.name: axes, **{n: {0: "batch"} for n in ir.output_names}}
+
+
+@contextlib.contextmanager
+def _shape_dependent(module: torch.nn.Module, on: bool):
+    """While exporting dynamic shapes, set ``dynamic = True`` on submodules that declare a boolean ``dynamic``
+    (the convention of Ultralytics' heads, whose exporter does the same): they then compute shape-derived
+    tensors (anchors, strides) in the graph instead of baking in the traced size's constants."""
+    flagged = [m for m in module.modules() if isinstance(getattr(m, "dynamic", None), bool)] if on else []
+    old = [m.dynamic for m in flagged]
+    for m in flagged:
+        m.dynamic = True
+    try:
+        yield
+    finally:
+        for m, v in zip(flagged, old):
+            m.dynamic = v
 
 
 def add_metadata(model: onnx.ModelProto, ir: ModelIR, dynamic_batch: bool = False) -> None:

@@ -13,6 +13,20 @@ def static_dims(value_info) -> list[int]:
     return [d.dim_value if d.HasField("dim_value") else 1 for d in value_info.type.tensor_type.shape.dim]
 
 
+def fixed_input(model: onnx.ModelProto, shape: list[int]) -> onnx.ModelProto:
+    """``model`` with its first input's symbolic dimensions set from ``shape`` (a copy; ``model`` itself
+    when none is symbolic), so shape inference gives the sizes one run at ``shape`` has (e.g. MACs)."""
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    if all(d.HasField("dim_value") for d in dims):
+        return model
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    for d, v in zip(out.graph.input[0].type.tensor_type.shape.dim, shape):
+        if not d.HasField("dim_value"):
+            d.dim_value = int(v)
+    return out
+
+
 def graph_from_onnx(model: onnx.ModelProto) -> nx.DiGraph:
     """One node per ONNX node, keyed by node name; edges follow tensors."""
     g = nx.DiGraph()

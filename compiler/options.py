@@ -25,7 +25,7 @@ DEFAULT_SEARCH = "ladder"
 class CompileOptions:
     """How to compile: input size, export, target, data, measurement and cache settings."""
 
-    imgsz: int | None = None  # None: from the checkpoint, else the frontend's default
+    imgsz: int | tuple[int, int] | None = None  # side, or (h, w); None: from the checkpoint, else the frontend's default
     opset: int = DEFAULT_OPSET
     dynamic_batch: bool = False
     target: str = DEFAULT_TARGET
@@ -48,8 +48,8 @@ class CompileOptions:
 
     def validate(self) -> None:
         """Raise ``UsageError`` naming the option for any out-of-range value."""
-        if self.imgsz is not None and not 1 <= self.imgsz <= 8192:
-            raise UsageError(f"imgsz must be between 1 and 8192, got {self.imgsz}")
+        if self.imgsz is not None:
+            object.__setattr__(self, "imgsz", parse_imgsz(self.imgsz))
         if self.opset < DEFAULT_OPSET:
             raise UsageError(f"opset {self.opset} is too old: yolocc emits opset {DEFAULT_OPSET} or newer")
         if self.calib_n is not None and self.calib_n < 1:
@@ -98,6 +98,29 @@ _TYPES = {"imgsz": int, "opset": int, "dynamic_batch": bool, "target": str, "cal
           "cache_dir": str, "max_drop": float, "max_macs": float, "search": str, "trust_model": bool}
 
 
+def parse_imgsz(value: Any) -> int | tuple[int, int]:
+    """An input size as the options hold it: an int side for a square input, ``(h, w)`` for a rectangular one.
+
+    Accepts an int, ``"160"``, ``"96,160"`` (height, width, as Ultralytics' ``imgsz=[h, w]``) or a list/tuple
+    of one or two ints; ``[160, 160]`` becomes ``160``. Each side must be 1..8192 pixels. Raises ``UsageError``."""
+    sides: Any = value
+    if isinstance(value, str):
+        try:
+            sides = [int(v) for v in value.replace("x", ",").split(",")]
+        except ValueError:
+            raise UsageError(f"imgsz must be N or H,W (pixels), got '{value}'") from None
+    if isinstance(sides, (list, tuple)):
+        if not 1 <= len(sides) <= 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in sides):
+            raise UsageError(f"imgsz must be N or H,W (pixels), got {value!r}")
+        sides = tuple(sides) if len(sides) == 2 and sides[0] != sides[1] else sides[0]
+    if isinstance(sides, bool) or not isinstance(sides, (int, tuple)):
+        raise UsageError(f"imgsz must be N or H,W (pixels), got {value!r}")
+    for side in (sides if isinstance(sides, tuple) else (sides,)):
+        if not 1 <= side <= 8192:
+            raise UsageError(f"imgsz must be between 1 and 8192, got {side}")
+    return sides
+
+
 def coerce(values: Mapping[str, Any], source: str) -> dict[str, Any]:
     """Check each value's type (paths may be ``Path``; floats may be given as ints); None means unset."""
     out: dict[str, Any] = {}
@@ -109,12 +132,15 @@ def coerce(values: Mapping[str, Any], source: str) -> dict[str, Any]:
         typ = _TYPES[key]
         if value is None:
             continue  # unset: the default applies
-        if typ is str and isinstance(value, (str, os.PathLike)):
+        if key == "imgsz" and not isinstance(value, bool) and isinstance(value, (int, list, tuple)):
+            out[key] = parse_imgsz(value)
+        elif typ is str and isinstance(value, (str, os.PathLike)):
             out[key] = str(value)
         elif typ is float and isinstance(value, (int, float)) and not isinstance(value, bool):
             out[key] = float(value)
         elif typ in (int, bool) and isinstance(value, typ) and (typ is bool or not isinstance(value, bool)):
             out[key] = value
         else:
-            raise UsageError(f"{source}: '{key}' must be {typ.__name__}, got {value!r}")
+            kind = "int or [h, w]" if key == "imgsz" else typ.__name__
+            raise UsageError(f"{source}: '{key}' must be {kind}, got {value!r}")
     return out

@@ -58,7 +58,7 @@ class Report:
 
     model: str
     task: str
-    imgsz: int
+    imgsz: int | list[int]  # the side of a square input, else [h, w] (Ultralytics' convention)
     plan: list[dict[str, Any]] = field(default_factory=list)
     stages: list[StageRecord] = field(default_factory=list)
     artifact: dict[str, Any] | None = None
@@ -68,6 +68,27 @@ class Report:
     written: list[str] = field(default_factory=list)  # files written for this report (not serialized)
     budget: dict[str, Any] | None = None  # --max-drop: the search's candidates and verdict
     accuracy: dict[str, Any] | None = None  # with --data: {"data": path, "split": the split measured}
+
+    def __post_init__(self) -> None:
+        if isinstance(self.imgsz, (tuple, list)):  # an InputSpec's (h, w): a list, as JSON reads it back
+            self.imgsz = [int(v) for v in self.imgsz] if len(set(self.imgsz)) > 1 else int(self.imgsz[0])
+
+    def input_shape(self, model_bytes: bytes) -> list[int]:
+        """The shape stages are measured at: the ONNX input's, a symbolic batch read as 1 and symbolic
+        height/width (a dynamic model) as the compile's ``imgsz``."""
+        import onnx
+
+        inp = onnx.load_from_string(model_bytes).graph.input[0]
+        dims, shape = inp.type.tensor_type.shape.dim, onnxgraph.static_dims(inp)
+        if len(shape) == 4:
+            h, w = self.imgsz if isinstance(self.imgsz, list) else (self.imgsz, self.imgsz)
+            shape[2:] = [d.dim_value if d.HasField("dim_value") else v for d, v in zip(dims[2:], (h, w))]
+        return shape
+
+    @property
+    def imgsz_text(self) -> str:
+        """The input size for people: ``160``, or ``96x160`` (height x width)."""
+        return "x".join(str(v) for v in self.imgsz) if isinstance(self.imgsz, list) else str(self.imgsz)
 
     def evaluate(self, evaluator, progress=None) -> None:
         """Fill ``metrics`` of every stage with ``evaluator(onnx_bytes) -> Metrics`` (same bytes: same
@@ -91,12 +112,13 @@ class Report:
         import onnx
 
         with_onnx = [s for s in self.stages if s.onnx is not None]
-        for s in with_onnx:
-            s.size_bytes = len(s.onnx)
-            s.macs = onnxgraph.macs(onnx.load_from_string(s.onnx))
         if not with_onnx:
             return
-        x = np.random.default_rng(0).random(_input_shape(with_onnx[0].onnx), dtype=np.float32)
+        shape = self.input_shape(with_onnx[0].onnx)
+        for s in with_onnx:
+            s.size_bytes = len(s.onnx)
+            s.macs = onnxgraph.macs(onnxgraph.fixed_input(onnx.load_from_string(s.onnx), shape))
+        x = np.random.default_rng(0).random(shape, dtype=np.float32)
         ref = runtime.load(with_onnx[0].onnx, threads).run(x)
         for s in with_onnx[1:]:
             s.fidelity = measure.fidelity(ref, runtime.load(s.onnx, threads).run(x), splits)
@@ -180,7 +202,3 @@ def _dynamic_batch(model_bytes: bytes) -> bool:
     return bool(dims) and not dims[0].HasField("dim_value")
 
 
-def _input_shape(model_bytes: bytes) -> list[int]:
-    import onnx
-
-    return onnxgraph.static_dims(onnx.load_from_string(model_bytes).graph.input[0])

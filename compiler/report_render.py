@@ -200,7 +200,7 @@ def terminal_table(report, width: int = 80, expand: bool = False) -> str:
         if max(len(ln) for ln in lines) <= width or not cols:
             break
         dropped.insert(0, cols.pop().header)
-    title = f"yolocc: {Path(report.model).name} ({report.task}, imgsz {report.imgsz})"
+    title = f"yolocc: {Path(report.model).name} ({report.task}, imgsz {report.imgsz_text})"
     noted = [ln for n in notes(report) for ln in textwrap.wrap(n, width, subsequent_indent="  ")]
     return "\n".join([title, *lines, *noted, *textwrap.wrap(_footer(report, dropped, expand), width)]) + "\n"
 
@@ -252,7 +252,7 @@ def markdown(report) -> str:
     base = report.stages[0] if report.stages else None
     metric = metric_name(report)
     lines = [f"# yolocc report: {report.model}", "",
-             f"task: {report.task}, imgsz: {report.imgsz}, compile time: {report.compile_time_s:.1f} s", ""]
+             f"task: {report.task}, imgsz: {report.imgsz_text}, compile time: {report.compile_time_s:.1f} s", ""]
     head = ["decision", "params", "MACs", "size", "p50", "p95", "img/s", "memory", "GMAC/s (peak)", "fidelity"]
     batch = report.latency.get("batch", 1)
     if batch > 1:

@@ -2,7 +2,9 @@
 
 Images get exactly the preprocessing the deployed model receives, which the model's frontend
 defines (``Frontend.preprocess``; Ultralytics: letterbox, pad 114, RGB, /255, or its classify
-transforms). Images are picked deterministically (sorted paths, evenly spaced).
+transforms). They are read with the model's input channels, as Ultralytics' loaders read them: BGR
+for 3, grayscale for 1; a data YAML's ``channels`` must agree with the model's. Images are picked
+deterministically (sorted paths, evenly spaced).
 """
 
 from __future__ import annotations
@@ -42,14 +44,36 @@ def image_paths(source: str) -> list[Path]:
     raise UsageError(f"--calib '{source}' must be an image folder, a data YAML, or a .npy/.npz file")
 
 
-def _yaml_train_images(path: Path) -> list[Path]:
+def _read_yaml(path: Path) -> dict:
     import yaml
 
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as e:
         raise UsageError(f"cannot read data YAML '{path}': {type(e).__name__}") from e
-    if not isinstance(data, dict) or "train" not in data:
+    return data if isinstance(data, dict) else {}
+
+
+def check_channels(source: str, channels: int) -> None:
+    """Raise ``UsageError`` unless images from ``source`` can feed a ``channels``-channel input: image
+    sources need 1 (grayscale) or 3 (BGR -> RGB), and a data YAML's ``channels`` (Ultralytics' key), where
+    it has one, must equal ``channels``. A .npy/.npz is checked against the whole input shape instead."""
+    p = Path(source)
+    if p.suffix.lower() in (".npy", ".npz"):
+        return
+    if channels not in (1, 3):
+        raise UsageError(f"the model takes {channels}-channel input: calibrate it from a .npy/.npz of "
+                         f"preprocessed (N, {channels}, H, W) inputs, not from images")
+    if p.suffix.lower() in (".yaml", ".yml") and p.is_file():
+        declared = _read_yaml(p).get("channels")
+        if declared is not None and declared != channels:
+            raise UsageError(f"data YAML '{source}' declares channels: {declared} but the model takes "
+                             f"{channels}-channel input")
+
+
+def _yaml_train_images(path: Path) -> list[Path]:
+    data = _read_yaml(path)
+    if "train" not in data:
         raise UsageError(f"data YAML '{path}' has no 'train' entry")
     root = Path(data.get("path") or path.parent)
     if not root.is_absolute():
@@ -76,23 +100,27 @@ def pick(paths: Sequence[Path], n: int) -> list[Path]:
     return [paths[i] for i in idx]
 
 
-def read_image(path: Path) -> np.ndarray | None:
-    """One image as cv2 reads it (BGR, HWC, uint8), or None if unreadable."""
+def read_image(path: Path, channels: int = 3) -> np.ndarray | None:
+    """One image as cv2 reads it for a ``channels``-channel model: HWC uint8, BGR (3) or grayscale with
+    C = 1 (``IMREAD_GRAYSCALE``, as Ultralytics reads grayscale data); None if unreadable."""
     import cv2
 
-    return cv2.imread(str(path))
+    image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE if channels == 1 else cv2.IMREAD_COLOR)
+    return image[..., None] if image is not None and image.ndim == 2 else image
 
 
 def load_calibration(source: str, n: int, input_shape: Sequence[int], preprocess: Preprocess,
                      progress: Progress | None = None) -> np.ndarray:
     """An (N, C, H, W) float32 array of calibration inputs for a model with ``input_shape``;
-    ``preprocess`` turns one BGR image into the model's input (the frontend's deployed preprocessing)."""
+    ``preprocess`` turns one image (HWC uint8 with C of ``input_shape``, see ``read_image``) into the
+    model's input (the frontend's deployed preprocessing)."""
     if n < 1:
         raise UsageError(f"--calib-n must be at least 1, got {n}")
     p = Path(source)
     if p.suffix.lower() in (".npy", ".npz"):
         return _load_array(p, input_shape)[:n]
-    data, _ = _read_images(source, pick(image_paths(source), n), preprocess, progress)
+    check_channels(source, int(input_shape[1]))
+    data, _ = _read_images(source, pick(image_paths(source), n), preprocess, progress, int(input_shape[1]))
     if len(data) < min(n, 8):
         log.warning("calibration uses only %d images; ranges may be poor (pass more with --calib-n)", len(data))
     return data
@@ -129,10 +157,11 @@ def load_split(source: str, n: int, holdout: int, input_shape: Sequence[int], pr
         data = _load_array(p, input_shape)
         ranges, held = holdout_split(len(data), n, holdout)
         return data[ranges], data[held]
+    check_channels(source, int(input_shape[1]))
     paths = image_paths(source)
     ranges, held = holdout_split(len(paths), n, holdout)
     order = sorted(ranges + held)  # read in path order, so that warnings name the first bad file
-    data, read = _read_images(source, [paths[i] for i in order], preprocess, progress)
+    data, read = _read_images(source, [paths[i] for i in order], preprocess, progress, int(input_shape[1]))
     in_ranges = np.array([i in set(ranges) for i, ok in zip(order, read) if ok])
     if not in_ranges.any():  # none of the range images readable: the held-out ones give ranges instead
         return data, data[:0]
@@ -140,12 +169,12 @@ def load_split(source: str, n: int, holdout: int, input_shape: Sequence[int], pr
 
 
 def _read_images(source: str, paths: Sequence[Path], preprocess: Preprocess,
-                 progress: Progress | None = None) -> tuple[np.ndarray, list[bool]]:
-    """``paths`` read and preprocessed into one (N, C, H, W) array, and which of them were read;
-    unreadable images are skipped with one warning, and none readable is a ``UsageError``."""
+                 progress: Progress | None = None, channels: int = 3) -> tuple[np.ndarray, list[bool]]:
+    """``paths`` read with ``channels`` and preprocessed into one (N, C, H, W) array, and which of them
+    were read; unreadable images are skipped with one warning, and none readable is a ``UsageError``."""
     arrays, bad = [], []
     for i, path in enumerate(paths, 1):
-        image = read_image(path)
+        image = read_image(path, channels)
         arr = None if image is None else preprocess(image)
         if arr is None:
             bad.append(path)

@@ -88,7 +88,7 @@ class Finetune(Pass):
                             target=target)
             facts = {"reference": {reference.primary: reference.value},
                      "target": {reference.primary: round(target, 4)}}
-        settings = TrainSettings(imgsz=a["imgsz"] or ir.input.imgsz,
+        settings = TrainSettings(imgsz=a["imgsz"] or max(ir.input.hw),  # trains square, as Ultralytics does
                                  epochs=a["max_epochs"] if auto else a["epochs"], lr=a["lr"],
                                  optimizer=a["optimizer"], clip=a["clip"], batch=a["batch"], seed=a["seed"],
                                  name=self.name, distill=self.distill_settings(), auto=auto,

@@ -86,7 +86,7 @@ def quantize_within(ir: ModelIR, ctx: PassContext, build: Build, max_drop: float
                                      f"metric drops {steps[-1]['drop_pts']:.2f} pt"]
     facts["mixed_precision"] = {"max_drop": max_drop, "float_val": round(base, 4), "met": met,
                                 "float_layers": chosen, "steps": steps,
-                                "latency_cost_ms": _latency_cost(ctx, build, model) if chosen else 0.0}
+                                "latency_cost_ms": _latency_cost(ctx, build, model, ir.input.shape) if chosen else 0.0}
     return model, facts, diagnostics
 
 
@@ -117,11 +117,11 @@ def rank_layers(ir: ModelIR, ctx: PassContext, build: Build, quantized: onnx.Mod
     return sorted(scores, key=lambda s: -s[1])
 
 
-def _latency_cost(ctx: PassContext, build: Build, mixed: onnx.ModelProto) -> float:
-    """Milliseconds the float layers add: all-int8 and mixed timed round-robin on the target's runtime."""
+def _latency_cost(ctx: PassContext, build: Build, mixed: onnx.ModelProto, shape) -> float:
+    """Milliseconds the float layers add: all-int8 and mixed timed round-robin on the target's runtime, on
+    one input of ``shape`` (the IR's: a dynamic model is timed at its compile size)."""
     full = build(set())[0]
-    shape = [d.dim_value or 1 for d in mixed.graph.input[0].type.tensor_type.shape.dim]
-    x = np.random.default_rng(0).random(shape, dtype=np.float32)
+    x = np.random.default_rng(0).random(tuple(shape), dtype=np.float32)
     t_full, t_mixed = measure.latencies_ms(ctx.runtime, [full.SerializeToString(), mixed.SerializeToString()], x,
                                            runs=20, threads=ctx.options.threads)
     return round(t_mixed - t_full, 3)

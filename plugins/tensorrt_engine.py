@@ -105,8 +105,13 @@ def workspace_bytes() -> int:
     return int(gb * (1 << 30))
 
 
-def build_engine(trt, onnx_bytes: bytes, quantized: bool, timing_cache: Path | None) -> tuple[bytes, dict[str, Any]]:
-    """Serialized engine built from ``onnx_bytes`` with TensorRT module ``trt``, and facts about it."""
+def build_engine(trt, onnx_bytes: bytes, quantized: bool, timing_cache: Path | None,
+                 hw: tuple[int, int] | None = None, stride: int = 32) -> tuple[bytes, dict[str, Any]]:
+    """Serialized engine built from ``onnx_bytes`` with TensorRT module ``trt``, and facts about it.
+
+    A dynamic model gets one optimization profile: batch 1..``DYNAMIC_MAX_BATCH`` and, where height and
+    width are symbolic too, ``stride`` up to twice ``hw`` (the compile's (h, w), optimal there), as
+    Ultralytics' own dynamic engine export does."""
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     if builder is None:
@@ -133,8 +138,13 @@ def build_engine(trt, onnx_bytes: bytes, quantized: bool, timing_cache: Path | N
     shape = tuple(inp.shape)
     if shape and shape[0] == -1:  # dynamic batch: one optimization profile, batch 1..DYNAMIC_MAX_BATCH
         profile = builder.create_optimization_profile()
-        rest = shape[1:]
-        profile.set_shape(inp.name, (1, *rest), (max(1, DYNAMIC_MAX_BATCH // 2), *rest), (DYNAMIC_MAX_BATCH, *rest))
+        rest = list(shape[1:])
+        opt, top, low = list(rest), list(rest), list(rest)
+        for i in range(1, len(rest)):  # symbolic height/width (a dynamic model): stride .. 2 x the compile size
+            if rest[i] == -1:
+                size = (hw or (640, 640))[i - 1] if i <= 2 else stride
+                low[i], opt[i], top[i] = stride, size, 2 * size
+        profile.set_shape(inp.name, (1, *low), (max(1, DYNAMIC_MAX_BATCH // 2), *opt), (DYNAMIC_MAX_BATCH, *top))
         config.add_optimization_profile(profile)
     cache_hit = False
     cache = None
@@ -179,7 +189,8 @@ class TensorRTEngineEmitter(Emitter):
         model = ir.onnx_model
         quantized = any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node)
         cache = CompileOptions(cache_dir=options.get("cache_dir")).cache_root() / "tensorrt" / "timing.cache"
-        engine, facts = build_engine(trt, model.SerializeToString(), quantized, cache)
+        engine, facts = build_engine(trt, model.SerializeToString(), quantized, cache, ir.input.hw,
+                                     int(ir.meta.get("onnx_metadata", {}).get("stride", 32)))
         data = with_header(engine_metadata(model), engine)
         write_with(Path(path), lambda tmp: Path(tmp).write_bytes(data))
         return {"format": "tensorrt-engine", "engine_bytes": len(engine), **facts}

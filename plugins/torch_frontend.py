@@ -32,9 +32,12 @@ class TorchFrontend(Frontend):
         return ir_from_module(model, source, options.get("imgsz") or DEFAULT_IMGSZ)
 
 
-def ir_from_module(module, source: str, imgsz: int) -> ModelIR:
-    """A torch-stage IR for a generic CNN; the input shape comes from its first layer."""
+def ir_from_module(module, source: str, imgsz: int | tuple[int, int]) -> ModelIR:
+    """A torch-stage IR for a generic CNN; the input shape comes from its first layer and ``imgsz`` (a side,
+    or ``(h, w)`` for 2-D models)."""
     import torch.nn as nn
+
+    h, w = imgsz if isinstance(imgsz, tuple) else (imgsz, imgsz)
 
     module = module.float().eval()
     first = next((m for m in module.modules() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear))), None)
@@ -43,11 +46,13 @@ def ir_from_module(module, source: str, imgsz: int) -> ModelIR:
     if isinstance(first, nn.Linear):
         shape: tuple[int, ...] = (1, first.in_features)
     elif isinstance(first, nn.Conv1d):
-        shape = (1, first.in_channels, imgsz)
+        if h != w:
+            raise UsageError(f"'{source}' is a 1-D model: --imgsz takes one length, got {h},{w}")
+        shape = (1, first.in_channels, w)
     elif isinstance(first, nn.Conv3d):
         raise UsageError(f"'{source}': 3-D convolution models are not supported")
     else:
-        shape = (1, first.in_channels, imgsz, imgsz)
+        shape = (1, first.in_channels, h, w)
     ir = ModelIR(source=source, task="generic", input=InputSpec("input", shape), output_names=[], module=module)
     try:
         n_out = count_outputs(module, ir.example_inputs())

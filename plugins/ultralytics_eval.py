@@ -21,23 +21,27 @@ from yolocc.compiler.target import Runtime
 log = logging.getLogger(__name__)
 
 
-def evaluate_onnx(model_bytes: bytes, data: str, imgsz: int, task: str, runtime: Runtime, batch: int = 16,
-                  split: str = "val", ir: ModelIR | None = None) -> Metrics:
+def evaluate_onnx(model_bytes: bytes, data: str, imgsz: int | tuple[int, int], task: str, runtime: Runtime,
+                  batch: int = 16, split: str = "val", ir: ModelIR | None = None) -> Metrics:
     """Validate ONNX ``model_bytes`` on the ``split`` of ``data`` (a data YAML, or a classify folder),
     run on ``runtime``: Ultralytics loads the runtime's native artifact by path (ONNX for onnxruntime,
     an IR folder for OpenVINO); a runtime without one is run in process through its sessions
-    (``RuntimeModule``). Returns mAP50-95 (primary) and mAP50, or top1 (primary) and top5."""
+    (``RuntimeModule``). ``imgsz``: a side or (h, w) (a model with a fixed input size is validated at its
+    own, from its metadata); images are read with ``ir``'s input channels (``data_for_channels``).
+    Returns mAP50-95 (primary) and mAP50, or top1 (primary) and top5."""
     from ultralytics import YOLO
 
     check_split(data, split)
     with tempfile.TemporaryDirectory(prefix="yolocc-eval-") as tmp:
+        if ir is not None:
+            data = data_for_channels(data, ir.input.channels, task, Path(tmp))
         path = runtime.native_artifact(model_bytes, Path(tmp))
         logger = logging.getLogger("ultralytics")
         level = logger.level
         logger.setLevel(logging.ERROR)
         try:
             with contextlib.redirect_stdout(io.StringIO()):
-                kwargs = dict(data=data, imgsz=imgsz, batch=batch if _dynamic(model_bytes) else 1, device="cpu",
+                kwargs = dict(data=data, imgsz=list(imgsz) if isinstance(imgsz, tuple) else imgsz, batch=batch if _dynamic(model_bytes) else 1, device="cpu",
                               plots=False, verbose=False, workers=0, project=tmp, name="val", half=False,
                               split=split)
                 if path is not None:
@@ -90,6 +94,33 @@ def _validate_in_process(module, task: str, kwargs: dict):
     validator = validator_cls(args=dict(args, mode="val", task=task))
     validator(model=module)
     return validator.metrics
+
+
+def data_for_channels(data: str, channels: int, task: str, folder: Path) -> str:
+    """The data to validate a ``channels``-channel model on: ``data`` itself, or for a grayscale model whose
+    data YAML has no ``channels`` key a copy in ``folder`` with ``channels: 1`` (its paths as Ultralytics'
+    ``check_det_dataset`` resolves them), so Ultralytics reads its images as the model takes them. A YAML
+    declaring other channels than the model's is a ``UsageError``."""
+    import yaml
+
+    if Path(data).suffix.lower() not in (".yaml", ".yml") or task == "classify":
+        return data
+    try:
+        declared = (yaml.safe_load(Path(data).read_text(encoding="utf-8")) or {}).get("channels")
+    except (OSError, yaml.YAMLError, AttributeError) as e:
+        raise UsageError(f"cannot read data YAML '{data}': {type(e).__name__}") from e
+    if declared is not None and declared != channels:
+        raise UsageError(f"data YAML '{data}' declares channels: {declared} but the model takes {channels}-channel input")
+    if declared is not None or channels == 3:
+        return data
+    from ultralytics.data.utils import check_det_dataset
+
+    resolved = check_det_dataset(data)
+    keep = {k: (str(v) if isinstance(v, Path) else v) for k, v in resolved.items()
+            if k in ("path", "train", "val", "test", "names", "nc", "kpt_shape", "flip_idx")}
+    out = folder / f"{Path(data).stem}-{channels}ch.yaml"
+    out.write_text(yaml.safe_dump({**keep, "channels": channels}, sort_keys=False), encoding="utf-8")
+    return str(out)
 
 
 def _dynamic(model_bytes: bytes) -> bool:

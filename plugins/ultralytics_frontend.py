@@ -82,21 +82,27 @@ class UltralyticsFrontend(Frontend):
         return evaluate_onnx(onnx_bytes, data, ir.input.imgsz, ir.task, runtime, split=split, ir=ir)
 
     def preprocess(self, ir: ModelIR, image):
-        """Ultralytics' letterbox (pad 114, RGB, /255), or its classify transforms for classifiers."""
+        """Ultralytics' letterbox to the input's (h, w) (pad 114, RGB, /255), or its classify transforms for
+        classifiers. ``image``: HWC uint8 with the input's channels, BGR (3) or grayscale (1, or 2-D), as
+        Ultralytics' loaders read it for the model's ``channels``; returns (C, H, W) float32."""
         import numpy as np
 
-        imgsz = ir.input.imgsz
+        h, w = ir.input.hw
+        if image.ndim == 2:
+            image = image[..., None]
+        gray = image.shape[-1] == 1
         if ir.task == "classify":
             import cv2
             from PIL import Image
             from ultralytics.data.augment import classify_transforms
 
-            rgb = Image.fromarray(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
-            return classify_transforms(imgsz)(rgb).numpy().astype(np.float32)
+            pil = Image.fromarray(image[..., 0]) if gray else Image.fromarray(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+            return classify_transforms(ir.input.imgsz)(pil).numpy().astype(np.float32)
         from ultralytics.data.augment import LetterBox
 
-        boxed = LetterBox((imgsz, imgsz), auto=False, stride=32)(image=image)
-        return np.ascontiguousarray(boxed[..., ::-1].transpose(2, 0, 1)).astype(np.float32) / 255.0
+        boxed = LetterBox((h, w), auto=False, stride=32)(image=image)
+        boxed = boxed.reshape(h, w, -1) if gray else boxed[..., ::-1]  # cv2 drops a single channel; BGR -> RGB
+        return np.ascontiguousarray(boxed.transpose(2, 0, 1)).astype(np.float32) / 255.0
 
     def canonicalize(self, ir: ModelIR, capabilities: frozenset[str] = Capability.ALL) -> dict[str, int]:
         from .ultralytics_canonical import canonicalize
@@ -155,7 +161,7 @@ class UltralyticsFrontend(Frontend):
     def checkpoint(self, ir: ModelIR, module=None):
         return checkpoint_dict(ir, module)
 
-    def _from_yaml(self, cfg: str, imgsz: int | None) -> ModelIR:
+    def _from_yaml(self, cfg: str, imgsz: int | tuple[int, int] | None) -> ModelIR:
         tasks = _import_ultralytics()
         import torch
 
@@ -185,7 +191,7 @@ class UltralyticsFrontend(Frontend):
                 raise UsageError(f"cannot build model from '{cfg}': {type(e).__name__}: {e}") from e
         return build_ir(module, cfg, imgsz or DEFAULT_IMGSZ, {})
 
-    def _from_checkpoint(self, obj: Any, path: str, imgsz: int | None) -> ModelIR | None:
+    def _from_checkpoint(self, obj: Any, path: str, imgsz: int | tuple[int, int] | None) -> ModelIR | None:
         if isinstance(obj, dict) and ("model" in obj or "ema" in obj):
             module = obj.get("ema") or obj.get("model")
             if not _is_ultralytics_model(module):
@@ -197,7 +203,7 @@ class UltralyticsFrontend(Frontend):
             return None
         ck_imgsz = train_args.get("imgsz")
         if isinstance(ck_imgsz, (list, tuple)):
-            ck_imgsz = max(ck_imgsz)
+            ck_imgsz = max(ck_imgsz)  # Ultralytics trains square: a list here is a square side twice
         return build_ir(module, path, imgsz or ck_imgsz or DEFAULT_IMGSZ, train_args)
 
 
@@ -211,22 +217,26 @@ def _is_ultralytics_model(obj: Any) -> bool:
     return any(c.__module__.startswith("ultralytics.") and c.__name__ == "BaseModel" for c in type(obj).__mro__)
 
 
-def build_ir(module, source: str, imgsz: int, train_args: dict) -> ModelIR:
-    """Wrap an Ultralytics model: export mode, float, eval; head protected; ONNX metadata."""
+def build_ir(module, source: str, imgsz: int | tuple[int, int], train_args: dict) -> ModelIR:
+    """Wrap an Ultralytics model: export mode, float, eval; head protected; ONNX metadata (Ultralytics'
+    keys: ``imgsz`` as ``[h, w]``, ``channels`` ...). ``imgsz``: a side or ``(h, w)``, each a multiple of
+    the model stride (else ``UsageError``)."""
     tasks = _import_ultralytics()
     import ultralytics
 
     stride = getattr(module, "stride", None)
     stride = int(max(stride)) if stride is not None and task_has_stride(module) else 32
-    if imgsz % stride:
-        raise UsageError(f"--imgsz must be a multiple of the model stride {stride}, got {imgsz}")
+    h, w = imgsz if isinstance(imgsz, tuple) else (imgsz, imgsz)
+    if h % stride or w % stride:
+        shown = imgsz if h == w else f"{h},{w}"
+        raise UsageError(f"--imgsz must be a multiple of the model stride {stride}, got {shown}")
     module = module.float().eval()
     set_export_mode(module, True)
     task = tasks.guess_model_task(module)
     head = head_of(module)
     head_index = len(module.model) - 1
     channels = int(getattr(module, "yaml", {}).get("channels", 3) or 3)
-    ir = ModelIR(source=source, task=task, input=InputSpec("images", (1, channels, imgsz, imgsz)),
+    ir = ModelIR(source=source, task=task, input=InputSpec("images", (1, channels, h, w)),
                  output_names=[], module=module)
     n_out = count_outputs(module, ir.example_inputs())
     ir.output_names = [f"output{i}" for i in range(n_out)]
@@ -234,7 +244,7 @@ def build_ir(module, source: str, imgsz: int, train_args: dict) -> ModelIR:
     names = getattr(module, "names", None) or {i: f"class{i}" for i in range(int(getattr(head, "nc", 0) or 0))}
     meta = {"description": f"yolocc-compiled Ultralytics {task} model from {Path(source).name}",
             "author": "yolocc", "version": ultralytics.__version__, "task": task,
-            "imgsz": [imgsz, imgsz], "names": dict(names), "channels": channels}
+            "imgsz": [h, w], "names": dict(names), "channels": channels}
     if task != "classify":
         meta["stride"] = stride
     if task == "pose":
