@@ -56,7 +56,8 @@ def qdq_builder(ir: ModelIR, ctx: PassContext, what: str = "method=auto") -> tup
     """A function from activation ranges (and, optionally, bias correction's shifts ``{layer: [C]}``)
     to the Q/DQ model the plan's ``qdq`` pass would build (the first ``qdq`` among the passes still to
     run, else one with default arguments) for ``ctx.target``, and that pass's placement arguments (for
-    cache keys). ``UsageError`` when the target does not quantize (``what`` names the asking feature)."""
+    cache keys); the models of the same ``ranges`` object are built once. ``UsageError`` when the target does
+    not quantize (``what`` names the asking feature)."""
     from .qdq import QDQ
 
     target = ctx.target
@@ -66,11 +67,17 @@ def qdq_builder(ir: ModelIR, ctx: PassContext, what: str = "method=auto") -> tup
                          f"no integer rules; choose a fixed method= or a target that quantizes")
     qdq = next((p for p in ctx.upcoming if isinstance(p, QDQ)), None) or QDQ()
     saved = ir.analyses.get(CALIBRATION)
+    built: dict[int, tuple[Ranges, onnx.ModelProto]] = {}  # uncorrected models by ranges (scoring, confirm, bias)
 
     def build(ranges: Ranges, shifts: dict[str, list[float]] | None = None) -> onnx.ModelProto:
+        if not shifts and id(ranges) in built and built[id(ranges)][0] is ranges:
+            return built[id(ranges)][1]
         ir.analyses[CALIBRATION] = {"activations": ranges, **({"bias_shifts": shifts} if shifts else {})}
         try:
-            return qdq.build(ir, target, set())[0]
+            model = qdq.build(ir, target, set())[0]
+            if not shifts:
+                built[id(ranges)] = (ranges, model)
+            return model
         finally:
             if saved is None:
                 ir.analyses.pop(CALIBRATION, None)
