@@ -136,3 +136,20 @@ def test_twin_model_skips_layers_without_bias():
         [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)], [w]))
     model, layers = twin_model(float_model, float_model)
     assert layers == [] and bias_correction.drift(float_model, float_model, np.zeros((1, 2, 4, 4), np.float32)) == {}
+
+
+def test_float_bias_target(compiler, tmp_path, offset_model, offset_calib):
+    """A target that keeps biases float (TensorRT's scheme) gets the corrected float bias."""
+    outs, qdq = {}, {}
+    for bc in ("true", "false"):
+        res = compiler.compile(offset_model, [f"int8:bias_correction={bc}"], tmp_path / f"{bc}.onnx", imgsz=32,
+                               trust_model=True, calib=str(offset_calib), measure=False, target="tensorrt")
+        qdq[bc] = next(s for s in res.report.stages if s.name == "qdq").changes
+        outs[bc] = onnx.load(str(tmp_path / f"{bc}.onnx"))
+    assert qdq["true"]["bias_corrected"] == 1 and "bias_corrected" not in qdq["false"]
+    inits = {bc: {i.name: i for i in m.graph.initializer} for bc, m in outs.items()}
+    conv = {bc: next(n for n in m.graph.node if n.op_type == "Conv") for bc, m in outs.items()}
+    assert conv["true"].input[2] in inits["true"] and conv["false"].input[2] in inits["false"]  # float, no int32
+    fixed = onnx.numpy_helper.to_array(inits["true"][conv["true"].input[2]])
+    plain = onnx.numpy_helper.to_array(inits["false"][conv["false"].input[2]])
+    assert np.abs(fixed - plain).max() > 0.2
