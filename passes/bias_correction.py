@@ -101,9 +101,11 @@ def twin_model(float_model: onnx.ModelProto, qdq_model: onnx.ModelProto) -> tupl
             quant = qd.producer[src.input[0]]
             if quant.input[0] not in fl.tensors:
                 continue
-            qparams = [f"{tag}_x_scale", f"{tag}_x_zero_point"]
-            inits += [numpy_helper.from_array(qd.value(quant.input[1]), qparams[0]),
-                      numpy_helper.from_array(qd.value(quant.input[2]), qparams[1])]
+            values = [qd.value(name) for name in quant.input[1:] if name]  # scale [, zero point]
+            if any(v is None for v in values):
+                continue
+            qparams = [f"{tag}_x_scale", f"{tag}_x_zero_point"][:len(values)]
+            inits += [numpy_helper.from_array(v, name) for v, name in zip(values, qparams)]
             nodes += [helper.make_node("QuantizeLinear", [quant.input[0], *qparams], [f"{tag}_xq"], name=f"{tag}_q",
                                        **{a.name: helper.get_attribute_value(a) for a in quant.attribute}),
                       helper.make_node("DequantizeLinear", [f"{tag}_xq", *qparams], [f"{tag}_x"], name=f"{tag}_dq",
@@ -113,7 +115,8 @@ def twin_model(float_model: onnx.ModelProto, qdq_model: onnx.ModelProto) -> tupl
             continue
         inits += [numpy_helper.from_array(w, f"{tag}_w"), numpy_helper.from_array(b, f"{tag}_b")]
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-        nodes.append(helper.make_node(node.op_type, [x, f"{tag}_w", f"{tag}_b"], [f"{tag}_y"], name=f"{tag}_layer", **attrs))
+        nodes.append(helper.make_node(node.op_type, [x, f"{tag}_w", f"{tag}_b"], [f"{tag}_y"], name=f"{tag}_layer",
+                                      **attrs))
         nodes.append(helper.make_node("Sub", [f"{tag}_y", twin.output[0]], [f"{tag}_diff"], name=f"{tag}_sub"))
         axes = [0] + list(range(2, w.ndim if node.op_type == "Conv" else 2))
         if opset >= 18:
