@@ -25,5 +25,8 @@ SNAPSHOTS = (TEACHER, REFERENCE_METRICS)
 # ---- ModelIR.meta keys a frontend sets and generic code reads
 #: ``{output name: [(part name, start, stop), ...]}``: how an output tensor splits into boxes, scores ...
 OUTPUT_SPLITS = "output_splits"
+#: Qualnames of modules the frontend says must stay float under INT8 (e.g. RT-DETR's transformer
+#: decoder): ``qdq`` keeps every ONNX node exported under ``/<qualname>/`` float.
+FLOAT_SCOPES = "float_scopes"
 #: ``{state: who made it}`` of an input model (e.g. an already quantized ONNX).
 STATES = "states"

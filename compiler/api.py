@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from . import lowering
-from .errors import UsageError
+from .errors import GraphError, PipelineError, UsageError
 from .fileio import artifact_facts, check_report_path, check_writable, refuse_input_overwrite, staged
-from .analyses import CALIBRATION, OUTPUT_SPLITS
+from .analyses import CALIBRATION, OUTPUT_SPLITS, STATES
 from .interfaces import Frontend
 from .ir import ModelIR
 from .metrics import Metrics
@@ -76,8 +76,18 @@ class Compiler:
         return run(ir, self.plan(ir, passes), self.context(ir, opts, progress), on_pass)
 
     def plan(self, ir: ModelIR, passes: Iterable[str | PassSpec | Pass]) -> list[Step]:
-        return plan(self.registry, passes, ir.stage, ir.analyses.keys(), source=f"'{ir.source}'",
-                    start_states=ir.meta.get("states"))
+        """The steps for ``passes`` on ``ir`` (see ``pipeline.plan``); a pass that needs the channel
+        dependency graph of a model torch-pruning cannot trace is refused here, before any work."""
+        steps = plan(self.registry, passes, ir.stage, ir.analyses.keys(), source=f"'{ir.source}'",
+                     start_states=ir.meta.get(STATES))
+        needing = next((s.pass_ for s in steps if s.pass_ is not None and s.pass_.needs_channel_graph), None)
+        if needing is not None and ir.stage == "torch":
+            try:
+                ir.dependency_graph()
+            except GraphError as e:
+                raise PipelineError(f"pass '{needing.name}' cannot run on '{ir.source}': {e}; drop it (int8, "
+                                    f"fuse-bn and fp16 do not need it)") from e
+        return steps
 
     def target(self, name: str):
         """The registered target ``name`` and the runtime that measures it (a target without its own

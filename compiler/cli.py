@@ -176,8 +176,14 @@ def _compile_main(argv: list[str]) -> int:
                 console.log(f"{rec.name}: {'changed' if rec.modified else 'no change'} ({rec.time_s:.2f} s)"
                             if rec.origin != "input" else f"loaded {args.model}")
 
-        result = compiler.compile(ir or args.model, passes, output, options=options, reports=args.report,
-                                  on_stage=on_stage, progress=progress)
+        with _LoggedWarnings() as logged:
+            result = compiler.compile(ir or args.model, passes, output, options=options, reports=args.report,
+                                      on_stage=on_stage, progress=progress)
+    from .report_render import diagnostics
+
+    for stage, text in diagnostics(result.report):  # also without -v: a pass found something to see
+        if text not in logged.messages:  # a pass that logged it already printed it
+            print(f"yolocc: warning: {stage}: {text}", file=sys.stderr)
     if result.report.cache and result.report.cache.get("hit") and args.verbose:
         console.log(f"cache hit: {result.report.cache['key'][:16]} ({result.report.cache['time_s']:.2f} s)")
     if args.json:
@@ -195,6 +201,24 @@ def _compile_main(argv: list[str]) -> int:
 
 #: CLI destinations that are not ``CompileOptions`` fields.
 _CLI_ONLY = {"model", "passes", "output", "report", "dry_run", "recipe", "json", "verbose"}
+
+
+class _LoggedWarnings(logging.Handler):
+    """The warnings logged while it is active (their text), so a diagnostic is printed once."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages: set[str] = set()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.add(record.getMessage())
+
+    def __enter__(self) -> "_LoggedWarnings":
+        logging.getLogger().addHandler(self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        logging.getLogger().removeHandler(self)
 
 
 def _options(args: argparse.Namespace):

@@ -17,6 +17,11 @@ class PipelineError(YoloccError):
     """The requested pass pipeline cannot be built (unknown pass, impossible order)."""
 
 
+class GraphError(UsageError):
+    """torch-pruning cannot trace the model's channel dependencies (an architecture it does not
+    support): passes that need them are refused at plan time."""
+
+
 class PassError(YoloccError):
     """A pass failed while running. ``provider``: the plugin of the pass; ``internal``: the failure is
     an unexpected exception in a built-in pass (a yolocc bug: the CLI shows the traceback, exit 1)."""

@@ -72,6 +72,12 @@ class Frontend:
         """The output head's parts (None: no head this frontend knows of)."""
         return None
 
+    def conv_bn_blocks(self, ir: ModelIR) -> list[tuple[str, str]]:
+        """(conv, BatchNorm) qualname pairs that the framework's own blocks guarantee to be foldable (the
+        conv's output feeds only the BN), for models whose dependency graph cannot be traced; the
+        default knows none."""
+        return []
+
     def adopt_fused_conv(self, parent: Any, conv_attr: str, bn_attr: str, fused: Any) -> bool:
         """Put ``fused`` (conv with the BN folded in) into ``parent`` in the framework's own fused form;
         False leaves the generic replacement (BN becomes Identity) to the caller."""

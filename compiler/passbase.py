@@ -119,6 +119,9 @@ class Pass:
     #: (``act``) set ``needs_recovery`` and the pipeline warns when no recovering pass follows them.
     recovers: ClassVar[bool] = False
     needs_recovery: ClassVar[bool] = False
+    #: The pass needs torch-pruning's channel dependency graph (``ModelIR.dependency_graph``): the plan
+    #: refuses it, with one line, for a model torch-pruning cannot trace.
+    needs_channel_graph: ClassVar[bool] = False
 
     def __init__(self, *positional: Any, **kwargs: Any):
         self.args = bind(self.name, self.params, kwargs, positional)

@@ -211,6 +211,16 @@ def notes(report) -> list[str]:
     return [s.changes["note"] for s in report.stages if isinstance(s.changes.get("note"), str)]
 
 
+def diagnostics(report) -> list[tuple[str, str]]:
+    """Every diagnostic a pass reported (``PassResult.diagnostics``, e.g. a target's placement rules
+    that the quantized graph breaks), as (stage name, text) in stage order, each once."""
+    seen: dict[tuple[str, str], None] = {}
+    for s in report.stages:
+        for d in s.diagnostics:
+            seen.setdefault((s.name, d), None)
+    return list(seen)
+
+
 def _footer(report, dropped: list[str], expand: bool) -> str:
     lat = report.latency
     parts = []
@@ -280,6 +290,9 @@ def markdown(report) -> str:
         if lat.get("batch_skipped"):
             lines += ["", lat["batch_skipped"].capitalize() + "."]
     lines += [ln for n in notes(report) for ln in ("", n)]
+    warnings = diagnostics(report)
+    if warnings:
+        lines += ["", "### Warnings", "", *(f"- {stage}: {text}" for stage, text in warnings)]
     lines += ["", "Fidelity: cosine similarity of the outputs with the input model's on one fixed input."]
     if metric:
         lines += ["", f"{metric}: on the {(report.accuracy or {}).get('split', 'val')} split."]

@@ -49,6 +49,11 @@ class Placement:
     #: Clip, that feeds a QuantizeLinear whose range it covers): the op's raw output gets no Q/DQ, so
     #: op -> activation -> Q fuses into one kernel; the activation's output is quantized.
     fused_activations: tuple[str, ...] = ()
+    #: The runtime fuses an elementwise Add into the convolution that produces one of its inputs
+    #: (TensorRT's Conv+Add fusion for residual connections whose branch ends in a Conv without
+    #: activation, e.g. YOLO11's C2PSA attention): that raw Conv output gets no Q/DQ; the Add's other
+    #: input is quantized.
+    fuses_conv_add: bool = False
 
 
 class Capability:

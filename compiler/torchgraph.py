@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
 
@@ -56,8 +57,23 @@ def build_dependency_graph(module: nn.Module, example_inputs: torch.Tensor):
     """Trace ``module`` into a torch-pruning DependencyGraph."""
     import torch_pruning as tp
 
-    with TORCH_GLOBAL_LOCK, all_params_require_grad(module):
-        return tp.DependencyGraph().build_dependency(module, example_inputs=example_inputs)
+    from .errors import GraphError
+
+    with TORCH_GLOBAL_LOCK, all_params_require_grad(module), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch-pruning's shape inference warns on deep graphs
+        try:
+            return tp.DependencyGraph().build_dependency(module, example_inputs=example_inputs)
+        except Exception as e:  # torch-pruning's tracer meets an op it cannot map (e.g. RT-DETR's concats)
+            raise GraphError(f"torch-pruning cannot trace this model's channel dependencies "
+                             f"({type(e).__name__} in {_where(e)})") from e
+
+
+def _where(e: BaseException) -> str:
+    """The torch-pruning function an exception came from, for a one-line message."""
+    import traceback
+
+    frames = [f for f in traceback.extract_tb(e.__traceback__) if "torch_pruning" in f.filename]
+    return f"torch_pruning {frames[-1].name}" if frames else "torch-pruning"
 
 
 def flatten_outputs(y) -> list:

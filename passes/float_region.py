@@ -39,6 +39,13 @@ def output_tail(graph: gs.Graph, include_last_convs: bool = True) -> set[str]:
     return tail
 
 
+def scoped_nodes(graph: gs.Graph, scopes) -> set[str]:
+    """Names of the nodes the exporter named under one of the module ``scopes`` (``/model.28/...`` for
+    ``model.28``): a whole submodule kept float (``analyses.FLOAT_SCOPES``)."""
+    prefixes = tuple(f"/{s}/" for s in scopes)
+    return {n.name for n in graph.nodes if prefixes and n.name.startswith(prefixes)}
+
+
 def thin_convs(graph: gs.Graph, below: int) -> set[str]:
     """Names of the (ungrouped) convolutions with fewer than ``below`` input channels, such as a
     3-channel stem, plus the activation ops computed only from their outputs (e.g. their SiLU)."""

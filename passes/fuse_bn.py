@@ -6,6 +6,7 @@ import torch.nn as nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from yolocc.compiler.analyses import CANONICAL
+from yolocc.compiler.errors import GraphError
 from yolocc.compiler.ir import ModelIR
 from yolocc.compiler.passbase import Pass, PassContext, PassResult
 from yolocc.compiler.torchgraph import node_name
@@ -38,7 +39,10 @@ class FuseBN(Pass):
     def call(self, ir: ModelIR, ctx: PassContext) -> PassResult:
         root = ir.module
         frontend = ctx.frontend
-        pairs = conv_bn_pairs(ir)
+        try:
+            pairs, source = conv_bn_pairs(ir), "dependency graph"
+        except GraphError:  # torch-pruning cannot trace it: the pairs the framework's own blocks guarantee
+            pairs, source = frontend.conv_bn_blocks(ir), "frontend blocks"
         for conv_name, bn_name in pairs:
             conv, bn = root.get_submodule(conv_name), root.get_submodule(bn_name)
             fused = fuse_conv_bn_eval(conv.eval(), bn.eval(), transpose=isinstance(conv, nn.ConvTranspose2d))
@@ -48,4 +52,5 @@ class FuseBN(Pass):
             if not (bn_parent is parent and frontend.adopt_fused_conv(parent, conv_attr, bn_attr, fused)):
                 replace_module(root, conv_name, fused)
                 replace_module(root, bn_name, nn.Identity())
-        return PassResult(bool(pairs), {"folded": len(pairs)})
+        return PassResult(bool(pairs), {"folded": len(pairs), **({"pairs_from": source} if source != "dependency graph"
+                                                                  else {})})

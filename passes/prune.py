@@ -91,6 +91,7 @@ class Prune(Pass):
     requires = (CANONICAL,)
     preserves = (CANONICAL,)
     provides = (TEACHER,)
+    needs_channel_graph = True
     rejects = {"bn_folded": "prune before folding BatchNorm (put 'prune' before 'fuse-bn' or 'int8')"}
     params = (
         Param("ratio", "float", 0.25, "fraction of channels removed per layer", low=0.0, high=1.0, high_open=True),

@@ -12,7 +12,7 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
-from yolocc.compiler.analyses import CALIBRATION
+from yolocc.compiler.analyses import CALIBRATION, FLOAT_SCOPES
 from yolocc.compiler.errors import PassError, UsageError
 from yolocc.compiler.ir import ModelIR
 from yolocc.compiler.onnxgraph import copy_header, folded
@@ -20,7 +20,7 @@ from yolocc.compiler.params import Param
 from yolocc.compiler.passbase import Pass, PassContext, PassResult
 
 from .bias_correction import CORRECTED_OPS, corrected
-from .float_region import matches, output_tail, thin_convs
+from .float_region import matches, output_tail, scoped_nodes, thin_convs
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +108,7 @@ class QDQ(Pass):
         graph = gs.import_onnx(folded(ir.onnx_model))  # weights behind Identity/Shape ops become constants
         patterns = [p.strip() for p in self.args["exclude"].split("|") if p.strip()]
         float_nodes = output_tail(graph, self.args["float_head_convs"]) if self.args["keep_tail_float"] else set()
+        float_nodes |= scoped_nodes(graph, ir.meta.get(FLOAT_SCOPES, ()))  # e.g. RT-DETR's decoder
         thin = (thin_convs(graph, placement.float_below_channels) | target.extra_float_nodes(graph)) - float_nodes
         float_nodes |= thin | extra_float
         transparent = placement.transparent_ops
@@ -173,6 +174,8 @@ class QDQ(Pass):
                 continue
             else:
                 for t in [t for t in node.inputs if isinstance(t, gs.Variable)]:
+                    if placement.fuses_conv_add and node.op == "Add" and _raw_conv_output(t):
+                        continue  # the runtime fuses this Add into the Conv: no Q/DQ on the raw output
                     act(t)
             if node.op in placement.output_ops:
                 for t in node.outputs:
@@ -196,6 +199,11 @@ class QDQ(Pass):
         if shifts:
             facts["bias_corrected"] = n_corrected
         return model, facts, diagnostics + check.problems
+
+
+def _raw_conv_output(t: gs.Tensor) -> bool:
+    """Whether ``t`` is the output of a Conv read directly (no activation between)."""
+    return any(p.op == "Conv" for p in t.inputs)
 
 
 def _share_concat_ranges(nodes, calib: dict, transparent: tuple[str, ...] = ()) -> None:

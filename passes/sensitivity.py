@@ -156,6 +156,7 @@ class Sensitivity(Pass):
     stage = "torch"
     requires = (CANONICAL,)
     provides = (SENSITIVITY,)
+    needs_channel_graph = True
     rejects = {"bn_folded": "measure sensitivity before folding BatchNorm (before 'fuse-bn')"}
     preserves = (CANONICAL,)
     params = (

@@ -13,7 +13,7 @@ class TensorRTTarget(Target):
            "Q/DQ on the inputs of Conv/Gemm/MatMul, residual Add, pooling and concat; SiLU fused into the conv")
     scheme = QuantScheme(activation_dtype="int8", activation_symmetric=True, quantize_bias=False)
     placement = Placement(input_ops=("Conv", "Gemm", "MatMul", "Add", "MaxPool", "Concat", "GlobalAveragePool",
-                                     "AveragePool"))
+                                     "AveragePool"), fuses_conv_add=True)
     # The default artifact stays the Q/DQ ONNX (what trtexec and TensorRT's parser read); ``-o NAME.engine``
     # builds an engine where TensorRT is installed.
 

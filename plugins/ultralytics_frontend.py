@@ -10,7 +10,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from yolocc.compiler.analyses import OUTPUT_SPLITS
+import torch.nn as nn
+
+from yolocc.compiler.analyses import FLOAT_SCOPES, OUTPUT_SPLITS
 from yolocc.compiler.errors import UsageError
 from yolocc.compiler.interfaces import Frontend, HeadParts
 from yolocc.compiler.ir import InputSpec, ModelIR
@@ -42,11 +44,12 @@ def _import_ultralytics():
 
 
 @contextlib.contextmanager
-def _ultralytics_logs_off():
-    """Ultralytics prints model summaries even with verbose=False for some tasks."""
+def _ultralytics_logs_off(level: int = logging.WARNING):
+    """Ultralytics prints model summaries even with verbose=False for some tasks (``level``: the
+    lowest record still shown)."""
     logger = logging.getLogger("ultralytics")
     old = logger.level
-    logger.setLevel(logging.WARNING)
+    logger.setLevel(level)
     try:
         yield
     finally:
@@ -113,6 +116,15 @@ class UltralyticsFrontend(Frontend):
         keep += [child for name, child in head.named_children() if name not in branches]
         return HeadParts(index=index, module=head, branches=branches, keep=keep)
 
+    def conv_bn_blocks(self, ir: ModelIR) -> list[tuple[str, str]]:
+        """Ultralytics' ``Conv`` blocks (and subclasses that keep its ``act(bn(conv(x)))`` forward, such as
+        DWConv): the pairs its own ``fuse()`` folds. Blocks with another forward (Conv2, RepConv) are left."""
+        from ultralytics.nn.modules.conv import Conv
+
+        return [(f"{name}.conv", f"{name}.bn") for name, m in ir.module.named_modules()
+                if isinstance(m, Conv) and type(m).forward is Conv.forward
+                and isinstance(getattr(m, "bn", None), nn.BatchNorm2d) and isinstance(getattr(m, "conv", None), nn.Conv2d)]
+
     def adopt_fused_conv(self, parent, conv_attr: str, bn_attr: str, fused) -> bool:
         """Ultralytics' Conv: its fused form has no ``bn`` and runs ``forward_fuse``. The module becomes
         a ``FusedConv`` (a class, so the saved checkpoint loads with the safe unpickler; Ultralytics'
@@ -148,18 +160,26 @@ class UltralyticsFrontend(Frontend):
         import torch
 
         try:
-            task = tasks.guess_model_task(tasks.yaml_model_load(cfg))
+            with _ultralytics_logs_off(logging.ERROR):  # e.g. "no model scale passed" for rtdetr-l.yaml
+                spec = tasks.yaml_model_load(cfg)
+        except FileNotFoundError as e:
+            raise UsageError(f"model file '{cfg}' does not exist and is not an Ultralytics model YAML") from e
+        if is_rtdetr_yaml(spec):  # Ultralytics' task guess does not know its decoder head
+            cls = tasks.RTDETRDetectionModel
+        else:
+            task = tasks.guess_model_task(spec)
             cls = {"detect": tasks.DetectionModel, "segment": tasks.SegmentationModel,
                    "pose": tasks.PoseModel, "obb": tasks.OBBModel,
-                   "classify": tasks.ClassificationModel}[task]
-        except (FileNotFoundError, KeyError) as e:
-            raise UsageError(f"model file '{cfg}' does not exist and is not an Ultralytics model YAML") from e
+                   "classify": tasks.ClassificationModel}.get(task)
+            if cls is None:
+                raise UsageError(f"'{cfg}' is an Ultralytics model YAML of a kind yolocc does not know "
+                                 f"(task '{task}'; known: detect, segment, pose, obb, classify, RT-DETR)")
         from yolocc.compiler.torchgraph import TORCH_GLOBAL_LOCK
 
         with TORCH_GLOBAL_LOCK, torch.random.fork_rng():
             torch.manual_seed(0)  # deterministic random weights for the same YAML
             try:
-                with _ultralytics_logs_off():
+                with _ultralytics_logs_off(logging.ERROR):
                     module = cls(cfg, verbose=False)
             except Exception as e:
                 raise UsageError(f"cannot build model from '{cfg}': {type(e).__name__}: {e}") from e
@@ -179,6 +199,12 @@ class UltralyticsFrontend(Frontend):
         if isinstance(ck_imgsz, (list, tuple)):
             ck_imgsz = max(ck_imgsz)
         return build_ir(module, path, imgsz or ck_imgsz or DEFAULT_IMGSZ, train_args)
+
+
+def is_rtdetr_yaml(spec: dict) -> bool:
+    """Whether an Ultralytics model YAML (as ``yaml_model_load`` reads it) ends in RT-DETR's decoder."""
+    head = spec.get("head") or []
+    return bool(head) and isinstance(head[-1], (list, tuple)) and len(head[-1]) > 2 and head[-1][2] == "RTDETRDecoder"
 
 
 def _is_ultralytics_model(obj: Any) -> bool:
@@ -216,6 +242,8 @@ def build_ir(module, source: str, imgsz: int, train_args: dict) -> ModelIR:
     nc = int(getattr(head, "nc", 0) or 0)
     ir.meta = {"onnx_metadata": meta, "ultralytics": {"train_args": train_args},
                "names": dict(names)}
+    if type(head).__name__ == "RTDETRDecoder":  # transformer decoder: INT8 collapses its queries' scores
+        ir.meta[FLOAT_SCOPES] = [f"model.{head_index}"]
     if task in ("detect", "segment", "pose", "obb") and nc:
         ir.meta[OUTPUT_SPLITS] = {"output0": {"boxes": slice(0, 4), "scores": slice(4, 4 + nc)}}
     return ir

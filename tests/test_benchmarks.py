@@ -63,6 +63,14 @@ def check_budget(r, tmp):
     assert (tmp / "budget.onnx").stat().st_size > 0
 
 
+def check_calibration(r, tmp):
+    _has_keys(r, ["isa", "models"], "calibration.json")
+    row = r["models"]["yolov8n-random"]
+    _has_keys(row, ["methods", "auto"], "calibration row")
+    assert "minmax" in row["methods"] and row["methods"]["minmax"]["fidelity"] > 0.9
+    assert row["auto"]["chosen"] in row["methods"]
+
+
 def check_distill(metric, key):
     def check(r, tmp):
         _has_keys(r, ["model", "metric", "split", "ratio", "epochs", "seeds", "passes", "seconds", "per_seed",
@@ -135,6 +143,7 @@ CASES = [
     # --max-macs 0.1 is below the ladder's first step: only the int8 trials, no training
     case("budget.py", ["--max-macs", "0.1", "--runs", "2", "--repeat", "1", "--out", "{tmp}/budget.json",
                        "--onnx", "{tmp}/budget.onnx"], check_budget),
+    case("calibration.py", ["--tiny", "--out", "{tmp}/calibration.json"], check_calibration, digits=False),
     case("distill.py", ["--epochs", "1", "--only", "distill", "--out", "{tmp}/distill.json"],
          check_distill("mAP50-95", "distill"), id="distill-detect"),
     case("distill.py", ["--task", "classify", "--epochs", "1", "--only", "distill", "--out", "{tmp}/distill.json"],

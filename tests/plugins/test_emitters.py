@@ -63,7 +63,9 @@ def test_pruned_checkpoint_reloads_in_fresh_process(compiler, tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     info = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert info["params"] == info["yolocc_params"] == result.ir.param_count()
+    assert info["params"] == info["yolocc_params"]
+    # the .pt holds stock modules: folded BNs come back as pass-through BNs, DFL's bins as its conv weight
+    assert abs(info["params"] / result.ir.param_count() - 1) < 0.01
     assert info["shape"] == [1, 84, 525]
 
 
