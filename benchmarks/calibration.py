@@ -5,13 +5,17 @@
 
 For every model, each fixed method (``int8:method=minmax``, ``entropy``, ``percentile`` at 99.9,
 99.99 and 99.999, all with the default 128 calibration images) and ``-p int8`` (``method=auto``) is
-compiled; each result gets
+compiled. ``auto`` runs as a user would with ``--data`` (the model's val split: the best two methods by
+held-out fidelity are confirmed on val, and bias correction is measured); two more ``auto`` runs
+isolate the parts: ``no_data`` (no ``--data``: fidelity alone chooses) and ``no_bias_correction``
+(``--data``, ``bias_correction=false``). Chosen on val, reported on test. Each result gets
   fidelity  the mean cosine of its outputs (boxes and class scores apart for detectors) with the FP32
             model's on ``--probe-n`` images that no calibration saw (the test split's images),
             the same measure ``auto`` scores its candidates with on its held-out calibration images;
   test_map  the test split's metric (mAP50-95 for the detector, top-1 for the classifier), null for a
             model without labels.
-``auto`` also records its choice, its own held-out scores and its compile time against minmax's.
+``auto`` also records its choice, its own held-out scores, the val confirmation, bias correction's
+effect (layers, held-out fidelity before/after, kept or not) and its compile time against minmax's.
 Models: the digits detector (imgsz 160), YOLOv8n with random weights (no labels: fidelity only) and
 the digits classifier (imgsz 64). Segment, pose and OBB fixtures do not exist in this repository yet.
 ``--tiny`` (a smoke test, under a minute): the random-weights YOLOv8n at imgsz 64, 16 calibration
@@ -75,10 +79,12 @@ def bench_model(name: str, spec: dict, calib_n: int | None, probe_n: int, folder
         outs = [session.run(x[None]) for x in probe]
         return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
 
-    def compile_one(passes: list[str], tag: str):
+    def compile_one(passes: list[str], tag: str, data: str | None = None):
         path = os.path.join(folder, f"{name}-{tag}.onnx")
+        # --data needs the per-stage measurements (val metric of each stage); latency is skipped.
+        extra = {"data": data, "measure": True, "latency_runs": 0} if data else {"measure": False}
         res = compiler.compile(spec["model"], passes, path, imgsz=spec["imgsz"], calib=spec["calib"],
-                               calib_n=calib_n, trust_model=trust, measure=False)
+                               calib_n=calib_n, trust_model=trust, **extra)
         return path, res
 
     fp32, _ = compile_one([], "fp32")
@@ -92,10 +98,15 @@ def bench_model(name: str, spec: dict, calib_n: int | None, probe_n: int, folder
 
     row: dict = {"model": spec["model"], "imgsz": spec["imgsz"], "probe_images": int(len(probe)), "methods": {}}
     row["fp32_test_map"], row["metric"] = test_metric(fp32)
-    for label in [*calib_select.CANDIDATES, "auto"]:
+    autos = {"auto": ("int8", spec["data"]), "no_data": ("int8", None),
+             "no_bias_correction": ("int8:bias_correction=false", spec["data"])}
+    if not spec["data"]:
+        autos = {"auto": ("int8", None)}
+    for label in [*calib_select.CANDIDATES, *autos]:
         t0 = time.perf_counter()
         try:
-            path, res = compile_one([pass_spec(label)], label.replace(" ", "-"))
+            passes, data = autos.get(label, (pass_spec(label), None))
+            path, res = compile_one([passes], label.replace(" ", "-"), data)
         except YoloccError as e:  # e.g. a histogram calibrator that rejects a nearly constant activation
             row["methods"][label] = {"fidelity": None, "test_map": None, "error": str(e)}
             print(f"{name:18s} {label:18s} failed: {e}", flush=True)
@@ -104,21 +115,26 @@ def bench_model(name: str, spec: dict, calib_n: int | None, probe_n: int, folder
         cal = next(s for s in res.report.stages if s.name == "calibrate")
         entry = {"fidelity": round(calib_select.fidelity(ref, outputs(path), splits), 6),
                  "test_map": test_metric(path)[0], "compile_s": seconds, "calibrate_s": cal.time_s}
-        if label == "auto":
+        if label in autos:
             entry.update(chosen=cal.changes["chosen"], held_out_fidelity=cal.changes["fidelity"],
                          images=cal.changes["images"], held_out_images=cal.changes["held_out_images"],
-                         diagnostics=cal.diagnostics)
-            row["auto"] = entry
+                         confirm=cal.changes.get("confirm"), bias_correction=cal.changes.get("bias_correction"),
+                         calibrate_seconds=cal.changes["seconds"], diagnostics=cal.diagnostics)
+            if label == "auto":
+                row["auto"] = entry
+            else:
+                row.setdefault("auto_variants", {})[label] = entry
         else:
             row["methods"][label] = entry
         print(f"{name:18s} {label:18s} fidelity {entry['fidelity']:.5f}  test {entry['test_map']}  "
               f"compile {seconds:.1f} s (calibrate {cal.time_s:.1f} s)" +
-              (f"  -> chose {entry['chosen']}" if label == "auto" else ""), flush=True)
+              (f"  -> chose {entry['chosen']}" if label in autos else ""), flush=True)
     maps = [m["test_map"] for m in row["methods"].values() if m["test_map"] is not None]
     fids = [m["fidelity"] for m in row["methods"].values() if m["fidelity"] is not None]
-    if maps:
-        row["auto"]["pts_below_best_fixed"] = round((max(maps) - row["auto"]["test_map"]) * 100, 2)
-    row["auto"]["fidelity_below_best_fixed"] = round(max(fids) - row["auto"]["fidelity"], 6)
+    for entry in [row["auto"], *row.get("auto_variants", {}).values()]:
+        if maps:
+            entry["pts_below_best_fixed"] = round((max(maps) - entry["test_map"]) * 100, 2)
+        entry["fidelity_below_best_fixed"] = round(max(fids) - entry["fidelity"], 6)
     row["auto"]["extra_compile_s_vs_minmax"] = round(row["auto"]["compile_s"] - row["methods"]["minmax"]["compile_s"], 2)
     return row
 

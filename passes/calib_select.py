@@ -6,6 +6,10 @@ on the target's runtime on held-out calibration images, never used for the range
 its output fidelity against the float model: the mean, over images and over each output's named parts
 (a detector's boxes and class scores, ``ir.meta["output_splits"]``), of the cosine similarity with the
 float outputs (1.0: identical). The highest fidelity wins; ties go to the earlier candidate.
+
+With ``--data`` (``confirm``), the best ``CONFIRM_TOP`` by fidelity are also measured on the val split
+and the one with the better val metric is kept (ties: the better fidelity): the held-out fidelity
+ranks the candidates, the task metric settles the close ones.
 """
 
 from __future__ import annotations
@@ -25,9 +29,11 @@ from yolocc.compiler.passbase import PassContext
 CANDIDATES = ("minmax", "entropy", "percentile 99.9", "percentile 99.99", "percentile 99.999")
 #: Held-out images the candidates are scored on (a source with fewer than n + this keeps a quarter aside).
 HOLDOUT = 32
+#: Candidates, the best by fidelity first, that ``confirm`` measures on the val split.
+CONFIRM_TOP = 2
 
 Ranges = dict[str, list[float]]  # tensor -> [min, max]
-Build = Callable[[Ranges], onnx.ModelProto]
+Build = Callable[..., onnx.ModelProto]  # (ranges, bias shifts or None) -> Q/DQ model
 
 
 def parse(label: str) -> tuple[str, float | None]:
@@ -46,24 +52,32 @@ def by_method(labels: Sequence[str]) -> dict[str, list[float | None]]:
     return groups
 
 
-def qdq_builder(ir: ModelIR, ctx: PassContext) -> tuple[Build, dict]:
-    """A function from activation ranges to the Q/DQ model the plan's ``qdq`` pass would build (the
-    first ``qdq`` among the passes still to run, else one with default arguments) for ``ctx.target``,
-    and that pass's placement arguments (for cache keys). ``UsageError`` when the target does not quantize."""
+def qdq_builder(ir: ModelIR, ctx: PassContext, what: str = "method=auto") -> tuple[Build, dict]:
+    """A function from activation ranges (and, optionally, bias correction's shifts ``{layer: [C]}``)
+    to the Q/DQ model the plan's ``qdq`` pass would build (the first ``qdq`` among the passes still to
+    run, else one with default arguments) for ``ctx.target``, and that pass's placement arguments (for
+    cache keys); the models of the same ``ranges`` object are built once. ``UsageError`` when the target does
+    not quantize (``what`` names the asking feature)."""
     from .qdq import QDQ
 
     target = ctx.target
     if target is None or target.scheme is None or target.placement is None:
         name = target.name if target is not None else "(none)"
-        raise UsageError(f"calibrate:method=auto scores each method by quantizing for the target, and target "
-                         f"'{name}' has no integer rules; choose a fixed method= or a target that quantizes")
+        raise UsageError(f"calibrate:{what} measures by quantizing for the target, and target '{name}' has "
+                         f"no integer rules; choose a fixed method= or a target that quantizes")
     qdq = next((p for p in ctx.upcoming if isinstance(p, QDQ)), None) or QDQ()
     saved = ir.analyses.get(CALIBRATION)
+    built: dict[int, tuple[Ranges, onnx.ModelProto]] = {}  # uncorrected models by ranges (scoring, confirm, bias)
 
-    def build(ranges: Ranges) -> onnx.ModelProto:
-        ir.analyses[CALIBRATION] = {"activations": ranges}
+    def build(ranges: Ranges, shifts: dict[str, list[float]] | None = None) -> onnx.ModelProto:
+        if not shifts and id(ranges) in built and built[id(ranges)][0] is ranges:
+            return built[id(ranges)][1]
+        ir.analyses[CALIBRATION] = {"activations": ranges, **({"bias_shifts": shifts} if shifts else {})}
         try:
-            return qdq.build(ir, target, set())[0]
+            model = qdq.build(ir, target, set())[0]
+            if not shifts:
+                built[id(ranges)] = (ranges, model)
+            return model
         finally:
             if saved is None:
                 ir.analyses.pop(CALIBRATION, None)
@@ -102,10 +116,21 @@ def score(ir: ModelIR, ctx: PassContext, candidates: dict[str, Ranges], held: np
     return scores
 
 
+def ranked(scores: dict[str, float]) -> list[str]:
+    """The labels by fidelity, the highest first; among equal ones the first in ``CANDIDATES`` order."""
+    order = {label: i for i, label in enumerate(CANDIDATES)}
+    return sorted(scores, key=lambda label: (-scores[label], order.get(label, len(order))))
+
+
 def best(scores: dict[str, float]) -> str:
     """The label with the highest fidelity; among equal ones the first in ``CANDIDATES`` order."""
-    order = {label: i for i, label in enumerate(CANDIDATES)}
-    return max(scores, key=lambda label: (scores[label], -order.get(label, len(order))))
+    return ranked(scores)[0]
+
+
+def confirmed(val: dict[str, float], by_fidelity: list[str]) -> str:
+    """The label with the best val metric among ``val`` (label -> value); ties go to the earlier one
+    in ``by_fidelity`` (the labels ranked by fidelity, best first)."""
+    return max(val, key=lambda label: (val[label], -by_fidelity.index(label)))
 
 
 def summary(chosen: str, scores: dict[str, float], held_out: int) -> str:

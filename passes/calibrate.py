@@ -2,7 +2,9 @@
 
 The result is the IR analysis ``calibration``: ``{"method", "activations": {tensor: [min, max]},
 "weights": {initializer: [per-channel max |w|]}, "n", "key"}`` (``method=auto`` adds ``"percentile"``
-of the chosen candidate and ``"auto"``: every candidate's fidelity, see ``calib_select``).
+of the chosen candidate and ``"auto"``: every candidate's fidelity, see ``calib_select``; bias
+correction, when kept, adds ``"bias_shifts": {layer: [per-channel drift]}``, which ``qdq`` subtracts
+from the biases, see ``bias_correction``).
 """
 
 from __future__ import annotations
@@ -20,14 +22,14 @@ from typing import Sequence
 
 import numpy as np
 
-from yolocc.compiler.analyses import CALIBRATION
+from yolocc.compiler.analyses import CALIBRATION, OUTPUT_SPLITS
 from yolocc.compiler.cache import cached_json
 from yolocc.compiler.errors import PassError, UsageError
 from yolocc.compiler.ir import ModelIR
 from yolocc.compiler.params import Param
 from yolocc.compiler.passbase import Pass, PassContext, PassResult
 
-from . import calib_checks, calib_select
+from . import bias_correction, calib_checks, calib_select
 from .calib_data import DEFAULT_N, fingerprint, load_calibration, load_split
 
 log = logging.getLogger(__name__)
@@ -63,6 +65,11 @@ class Calibrate(Pass):
               choices=METHODS),
         Param("n", "int", None, f"calibration images (default: --calib-n, else {DEFAULT_N})", low=1, high=100000),
         Param("percentile", "float", 99.999, "percentile kept by method=percentile", low=90.0, high=100.0),
+        Param("bias_correction", "bool|auto", "auto", "subtract each quantized convolution's mean output drift "
+              "(measured on the range images) from its bias; auto: with method=auto, kept only if it raises the "
+              "held-out fidelity (a fixed method: off); true: always"),
+        Param("confirm", "bool|auto", "auto", "method=auto: measure the best two methods by fidelity on the val "
+              "split of --data and keep the better; auto: whenever --data is given"),
     )
 
     def call(self, ir: ModelIR, ctx: PassContext) -> PassResult:
@@ -70,6 +77,11 @@ class Calibrate(Pass):
         if not source:
             raise UsageError("int8/calibrate needs calibration data: pass --calib IMAGES_DIR "
                              "(or a data YAML, or a .npy/.npz of preprocessed inputs)")
+        if self.args["confirm"] is True and self.args["method"] != "auto":
+            raise UsageError("calibrate:confirm=true confirms method=auto's choice on val; a fixed method= "
+                             "has nothing to confirm (drop confirm=true or the method)")
+        if self.args["confirm"] is True and not ctx.option("data"):
+            raise UsageError("calibrate:confirm=true measures the val metric: pass --data DATA.yaml")
         n = int(self.args["n"] or ctx.option("calib_n") or DEFAULT_N)
         frontend = ctx.frontend
         model_bytes = ir.onnx_model.SerializeToString()
@@ -80,9 +92,10 @@ class Calibrate(Pass):
             calibration, facts, diagnostics = self._auto(ir, ctx, model_bytes, data, held)
         else:
             data = load_calibration(str(source), n, ir.input.shape, preprocess, progress)
+            ranges_args = {k: v for k, v in self.args.items() if k not in ("bias_correction", "confirm")}
             key = hashlib.sha256(b"|".join([
                 hashlib.sha256(model_bytes).digest(), fingerprint(data).encode(),
-                json.dumps(self.args, sort_keys=True).encode(), b"v1"])).hexdigest()
+                json.dumps(ranges_args, sort_keys=True).encode(), b"v1"])).hexdigest()
             cached, hit = cached_json(cache_dir(ctx) / f"{key}.json", lambda: {
                 "method": self.args["method"], "n": int(len(data)),
                 "activations": collect(model_bytes, ir.input.name, data, self.args["method"],
@@ -92,6 +105,12 @@ class Calibrate(Pass):
             facts = {"method": cached["method"], "images": cached["n"], "tensors": len(cached["activations"]),
                      "cache": "hit" if hit else "miss"}
             diagnostics = [d for d in [calib_checks.size_problem(self.args["method"], cached["n"])] if d]
+            if self.args["bias_correction"] is True:  # forced: measured on the range images themselves
+                build, _ = calib_select.qdq_builder(ir, ctx, "bias_correction")
+                bias = self._bias_correction(ir, ctx, build, calibration["activations"], data, data[:0], key)
+                calibration.update(_bias_analysis(bias))
+                facts["bias_correction"] = _bias_facts(bias)
+                facts["note"] = bias_note(bias)
         bad = [t for t, (lo, hi) in calibration["activations"].items() if not (np.isfinite(lo) and np.isfinite(hi))]
         if bad:
             raise PassError(f"calibration produced NaN/Inf ranges for {len(bad)} tensors (first: '{bad[0]}'); "
@@ -129,10 +148,18 @@ class Calibrate(Pass):
 
         choice, choice_hit = cached_json(cache_dir(ctx) / f"{choice_key}.json", choose, "calibration choice")
         t2 = time.perf_counter()
-        chosen = choice["chosen"]
-        method, pct = calib_select.parse(chosen)
         scores = choice["fidelity"]
-        line = calib_select.summary(chosen, scores, len(held))
+        confirm = self._confirm(ir, ctx, scores, candidates["ranges"], build, choice_key)
+        chosen = confirm["chosen"] if confirm and "chosen" in confirm else choice["chosen"]
+        t3 = time.perf_counter()
+        bias = None
+        if self.args["bias_correction"] is not False:
+            bias = self._bias_correction(ir, ctx, build, candidates["ranges"][chosen], data, held,
+                                         _key(choice_key, chosen), scores[chosen])
+        t4 = time.perf_counter()
+        method, pct = calib_select.parse(chosen)
+        line = "; ".join(x for x in [calib_select.summary(chosen, scores, len(held)), confirm_note(confirm),
+                                     bias_note(bias)] if x)
         ctx.log.info("%s", line)
         diagnostics = [d for d in [calib_checks.size_problem(method, candidates["n"], len(held)),
                                    calib_checks.domain_problem(choice["domain"])] if d]
@@ -141,13 +168,132 @@ class Calibrate(Pass):
             diagnostics.append(f"calibration: auto left out {', '.join(failed)}: {next(iter(failed.values()))}")
         calibration = {"method": method, "percentile": pct, "n": candidates["n"],
                        "activations": candidates["ranges"][chosen], "key": choice_key,
-                       "auto": {"chosen": chosen, "fidelity": scores}}
+                       "auto": {"chosen": chosen, "fidelity": scores}, **_bias_analysis(bias)}
         facts = {"method": "auto", "chosen": chosen, "fidelity": {k: round(v, 6) for k, v in scores.items()},
                  "images": candidates["n"], "held_out_images": int(len(held)),
                  "tensors": len(calibration["activations"]), "domain": choice["domain"],
                  "cache": "hit" if ranges_hit and choice_hit else "miss",
                  "seconds": {"ranges": round(t1 - t0, 2), "scoring": round(t2 - t1, 2)}, "note": line}
+        if confirm is not None:
+            facts["confirm"] = confirm
+            facts["seconds"]["confirm"] = round(t3 - t2, 2)
+        if bias is not None:
+            facts["bias_correction"] = _bias_facts(bias)
+            facts["seconds"]["bias_correction"] = round(t4 - t3, 2)
         return calibration, facts, diagnostics
+
+    def _confirm(self, ir: ModelIR, ctx: PassContext, scores: dict[str, float], ranges: dict,
+                 build: calib_select.Build, key: str) -> dict | None:
+        """``confirm``: the best ``CONFIRM_TOP`` candidates by fidelity, each quantized and measured on the
+        val split of ``--data`` with the frontend's evaluator on the target's runtime; returns ``{"split",
+        "metric", "val": {label: value}, "fidelity_choice", "chosen"}`` (cached by content), ``{"skipped":
+        why}`` when the frontend cannot evaluate, or None when nothing is confirmed (no ``--data``,
+        ``confirm=false``, a single candidate); ``UsageError`` when ``confirm=true`` and it cannot evaluate."""
+        mode, data = self.args["confirm"], ctx.option("data")
+        if mode is False:
+            return None
+        if not data:
+            return None
+        order = calib_select.ranked(scores)
+        top = order[:calib_select.CONFIRM_TOP]
+        if len(top) < 2:
+            return None
+        confirm_key = _key(key, _data_identity(str(data)), json.dumps(top), "confirm-v1")
+
+        def measure() -> dict:
+            val, metric = {}, None
+            for label in top:
+                metrics = ctx.frontend.evaluate(ir, build(ranges[label]).SerializeToString(), str(data),
+                                                ctx.runtime, split="val")
+                if metrics is None:
+                    return {"skipped": f"the {ir.frontend or 'model'}'s frontend cannot evaluate accuracy"}
+                val[label], metric = round(metrics.value, 6), metrics.primary
+            return {"split": "val", "metric": metric, "val": val, "fidelity_choice": top[0],
+                    "chosen": calib_select.confirmed(val, order)}
+
+        result, _ = cached_json(cache_dir(ctx) / f"{confirm_key}.json", measure, "calibration confirmation")
+        if "skipped" in result and mode is True:
+            raise UsageError(f"calibrate:confirm=true: {result['skipped']}")
+        return result
+
+    def _bias_correction(self, ir: ModelIR, ctx: PassContext, build: calib_select.Build, ranges: dict,
+                         data: np.ndarray, held: np.ndarray, key: str, before: float | None = None) -> dict:
+        """Bias correction of the Q/DQ model of ``ranges``: each layer's drift measured on ``data`` (N, C,
+        H, W), the fidelity before and after scored on ``held`` (on ``data`` itself when ``held`` is
+        empty, ``"scored_on"`` says which; ``before``: the fidelity already measured without it). Returns
+        ``{"mode", "layers", "kept", "fidelity_before", "fidelity_after", "scored_on", "images",
+        "max_abs_shift", "shifts"}``, cached by content; ``kept``: always with ``bias_correction=true``,
+        with ``auto`` only when the fidelity after is higher."""
+        mode = self.args["bias_correction"]
+        bias_key = _key(key, fingerprint(data), fingerprint(held), str(mode), "bias-correction-v1")
+
+        def measure() -> dict:
+            base = build(ranges)
+            shifts = bias_correction.drift(ir.onnx_model, base, data, ctx.options.threads)
+            scored = held if len(held) else data
+            ref = calib_select.run_all(ctx, ir.onnx_model, scored)
+            splits = ir.meta.get(OUTPUT_SPLITS, {})
+            f0 = before if before is not None and len(held) else \
+                calib_select.fidelity(ref, calib_select.run_all(ctx, base, scored), splits)
+            f1 = calib_select.fidelity(ref, calib_select.run_all(ctx, build(ranges, shifts), scored), splits) \
+                if shifts else f0
+            return {"mode": mode, "layers": len(shifts), "kept": bool(shifts) and (mode is True or f1 > f0),
+                    "fidelity_before": f0, "fidelity_after": f1,
+                    "scored_on": "held-out images" if len(held) else "the range images (nothing held out)",
+                    "images": int(len(data)), "scored_images": int(len(scored)),
+                    "max_abs_shift": max((max(abs(v) for v in s) for s in shifts.values() if s), default=0.0),
+                    "shifts": shifts}
+
+        result, hit = cached_json(cache_dir(ctx) / f"{bias_key}.json", measure, "bias correction")
+        return {**result, "cache": "hit" if hit else "miss"}
+
+
+def _data_identity(path: str) -> str:
+    """A cheap content identity of a ``--data`` source for cache keys: a file's bytes; a folder's
+    file names and sizes."""
+    p = Path(path)
+    if p.is_file():
+        return hashlib.sha256(p.read_bytes()).hexdigest()
+    if p.is_dir():
+        return _key(*(f"{f.relative_to(p)}:{f.stat().st_size}" for f in sorted(p.rglob("*")) if f.is_file()))
+    return path
+
+
+def _bias_analysis(bias: dict | None) -> dict:
+    """The ``calibration`` analysis entry that makes ``qdq`` correct the biases (none unless kept)."""
+    return {"bias_shifts": bias["shifts"]} if bias and bias["kept"] else {}
+
+
+def _bias_facts(bias: dict) -> dict:
+    """Bias correction's report facts (everything but the shifts themselves)."""
+    facts = {k: v for k, v in bias.items() if k != "shifts"}
+    for k in ("fidelity_before", "fidelity_after"):
+        facts[k] = round(facts[k], 6)
+    facts["max_abs_shift"] = round(facts["max_abs_shift"], 6)
+    return facts
+
+
+def confirm_note(confirm: dict | None) -> str:
+    """The confirmation's part of the terminal line: ``confirmed on val (mAP50-95: entropy 0.6071,
+    minmax 0.6049)``; empty when nothing was confirmed."""
+    if not confirm:
+        return ""
+    if "skipped" in confirm:
+        return f"not confirmed on val ({confirm['skipped']})"
+    vals = ", ".join(f"{label} {v:.4f}" for label, v in confirm["val"].items())
+    verb = "confirmed" if confirm["chosen"] == confirm["fidelity_choice"] else f"{confirm['chosen']} chosen"
+    return f"{verb} on val ({confirm['metric']}: {vals})"
+
+
+def bias_note(bias: dict | None) -> str:
+    """Bias correction's part of the terminal line; empty when it did not run."""
+    if bias is None:
+        return ""
+    if not bias["layers"]:
+        return "bias correction: no quantized layer with a bias"
+    verdict = "kept" if bias["kept"] else "not kept"
+    return (f"bias correction of {bias['layers']} layers {verdict} (fidelity {bias['fidelity_before']:.5f} -> "
+            f"{bias['fidelity_after']:.5f})")
 
 
 def _collect_candidates(model_bytes: bytes, input_name: str, data: np.ndarray, ctx: PassContext) -> dict:

@@ -21,6 +21,10 @@ class Int8(Pass):
               "int8 outputs stay closest to the float model's on held-out calibration images)", choices=METHODS),
         Param("n", "int", None, "calibration images (default: --calib-n, else 128)", low=1, high=100000),
         Param("percentile", "float", 99.999, "percentile kept by method=percentile", low=90.0, high=100.0),
+        Param("bias_correction", "bool|auto", "auto", "subtract each quantized convolution's mean output drift "
+              "from its bias; auto: with method=auto, kept only if it raises the held-out fidelity; true: always"),
+        Param("confirm", "bool|auto", "auto", "method=auto: measure the best two methods by fidelity on the val "
+              "split of --data and keep the better; auto: whenever --data is given"),
         Param("exclude", "str", "", "node names/patterns kept float, separated by '|'"),
         Param("keep_tail_float", "bool", True, "keep the YOLO decode/DFL/concat/sigmoid tail float"),
         Param("float_head_convs", "bool", False, "also keep the head's last convolutions float"),
@@ -34,6 +38,7 @@ class Int8(Pass):
         # an ONNX input has its BN folded already.
         torch_part = [Canonicalize(), FuseBN()] if stage == "torch" else []
         return torch_part + [
-                Calibrate(method=a["method"], n=a["n"], percentile=a["percentile"]),
+                Calibrate(method=a["method"], n=a["n"], percentile=a["percentile"],
+                          bias_correction=a["bias_correction"], confirm=a["confirm"]),
                 QDQ(exclude=a["exclude"], keep_tail_float=a["keep_tail_float"],
                     float_head_convs=a["float_head_convs"], max_drop=a["max_drop"])]

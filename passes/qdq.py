@@ -19,6 +19,7 @@ from yolocc.compiler.onnxgraph import copy_header, folded
 from yolocc.compiler.params import Param
 from yolocc.compiler.passbase import Pass, PassContext, PassResult
 
+from .bias_correction import CORRECTED_OPS, corrected
 from .float_region import matches, output_tail, scoped_nodes, thin_convs
 
 log = logging.getLogger(__name__)
@@ -103,6 +104,7 @@ class QDQ(Pass):
         returns (model, facts for the report, diagnostics)."""
         scheme, placement = target.scheme, target.placement
         calib = dict(ir.analyses[CALIBRATION]["activations"])
+        shifts = ir.analyses[CALIBRATION].get("bias_shifts") or {}  # bias correction (see calibrate)
         graph = gs.import_onnx(folded(ir.onnx_model))  # weights behind Identity/Shape ops become constants
         patterns = [p.strip() for p in self.args["exclude"].split("|") if p.strip()]
         float_nodes = output_tail(graph, self.args["float_head_convs"]) if self.args["keep_tail_float"] else set()
@@ -143,13 +145,14 @@ class QDQ(Pass):
             grid[dq.name] = grid[t.name] = (scale, zp)
             return dq
 
-        n_weights = 0
+        n_weights = n_corrected = 0
         for node in quant:
             if node.op in WEIGHTED_OPS and len(node.inputs) > 1 and isinstance(node.inputs[1], gs.Constant):
                 x_dq = act(node.inputs[0])
                 if x_dq is None:
                     continue
-                _quantize_weights(graph, node, float(grid[x_dq.name][0]), scheme.quantize_bias)
+                n_corrected += _quantize_weights(graph, node, float(grid[x_dq.name][0]), scheme.quantize_bias,
+                                                 shifts.get(node.name))
                 n_weights += 1
             elif node.op in transparent:
                 # The runtime moves the dequantization through this op: quantize its inputs (one shared
@@ -193,6 +196,8 @@ class QDQ(Pass):
                  "float_tail_nodes": len(float_nodes - thin - extra_float),
                  "float_thin_conv_nodes": len(thin),
                  "excluded_by_pattern": sum(1 for n in candidates if matches(n.name, patterns)), **check.facts}
+        if shifts:
+            facts["bias_corrected"] = n_corrected
         return model, facts, diagnostics + check.problems
 
 
@@ -264,12 +269,23 @@ def _insert_qdq(graph: gs.Graph, t: gs.Variable, scale: np.ndarray, zp: np.ndarr
     return dq_out
 
 
-def _quantize_weights(graph: gs.Graph, node: gs.Node, x_scale: float, quantize_bias: bool) -> None:
-    """int8 per-channel weights (and, if asked, int32 bias for Conv/Gemm) behind DequantizeLinear."""
+def _quantize_weights(graph: gs.Graph, node: gs.Node, x_scale: float, quantize_bias: bool,
+                      shift: list[float] | None = None) -> bool:
+    """int8 per-channel weights (and, if asked, int32 bias for Conv/Gemm) behind DequantizeLinear;
+    ``shift`` (bias correction: the layer's drift per output channel) is subtracted from the bias
+    first. Returns whether the bias was corrected."""
     w = node.inputs[1]
     axis = _weight_axis(node)
     w_values = np.asarray(w.values, np.float32)
     bias = node.inputs[2] if len(node.inputs) > 2 and isinstance(node.inputs[2], gs.Constant) else None
+    fixed = False
+    if bias is not None and shift is not None and node.op in CORRECTED_OPS:
+        values = np.asarray(bias.values, np.float32)
+        new = corrected(values, shift)
+        if new is not values:
+            bias = gs.Constant(f"{node.name}_bias_corrected", new)
+            node.inputs[2] = bias
+            fixed = True
     need = None
     if quantize_bias and bias is not None:
         # int32 bias uses scale x_scale * w_scale: widen a channel's weight scale where its bias
@@ -298,3 +314,4 @@ def _quantize_weights(graph: gs.Graph, node: gs.Node, x_scale: float, quantize_b
                         gs.Constant(f"{node.name}_bias_zero_point", np.zeros_like(bq))],
                 outputs=[b_dq], attrs={"axis": 0}))
             node.inputs[2] = b_dq
+    return fixed

@@ -171,3 +171,71 @@ def test_benchmark_tiny(tmp_path):
     assert set(row["methods"]) == set(calib_select.CANDIDATES)
     assert row["methods"]["minmax"]["test_map"] is None and row["methods"]["minmax"]["fidelity"] > 0.9
     assert row["auto"]["chosen"] in calib_select.CANDIDATES and row["auto"]["test_map"] is None
+
+
+def _val_by_input_scale(monkeypatch, sign: float, calls: list):
+    """A fake val metric for the torch frontend: ``sign`` x the scale of the model input's quantization
+    (0 for a float model), so it prefers wide (sign 1) or narrow (sign -1) input ranges, whatever the
+    fidelity says. ``calls`` collects the split of every call."""
+    from onnx import numpy_helper
+
+    from yolocc.compiler.metrics import Metrics
+    from yolocc.plugins.torch_frontend import TorchFrontend
+
+    def evaluate(self, ir, onnx_bytes, data, runtime, split="val"):
+        import onnx
+
+        calls.append(split)
+        model = onnx.load_from_string(onnx_bytes)
+        name = f"{model.graph.input[0].name}_scale"
+        scale = next((float(numpy_helper.to_array(i)) for i in model.graph.initializer if i.name == name), 0.0)
+        return Metrics("acc", {"acc": sign * scale})
+
+    monkeypatch.setattr(TorchFrontend, "evaluate", evaluate)
+
+
+def _confirm_compile(compiler, tmp_path, spiky_calib, spec="int8"):
+    return compiler.compile(_model(tmp_path, True), [spec], tmp_path / "q.onnx", imgsz=32, trust_model=True,
+                            calib=str(spiky_calib), data=str(tmp_path), latency_runs=1)
+
+
+def test_confirm_on_val_picks_the_val_better_candidate(compiler, tmp_path, spiky_calib, monkeypatch):
+    calls = []
+    _val_by_input_scale(monkeypatch, 1.0, calls)
+    facts = _calibrate_stage(_confirm_compile(compiler, tmp_path, spiky_calib)).changes
+    ranked = calib_select.ranked(facts["fidelity"])
+    confirm = facts["confirm"]
+    # Fidelity prefers the narrowest range (percentile 99.9); the val metric prefers the wider runner-up.
+    assert ranked[0] == "percentile 99.9" and confirm["fidelity_choice"] == ranked[0]
+    assert list(confirm["val"]) == ranked[:calib_select.CONFIRM_TOP] and confirm["split"] == "val"
+    assert confirm["val"][ranked[1]] > confirm["val"][ranked[0]]
+    assert facts["chosen"] == confirm["chosen"] == ranked[1]
+    assert f"{ranked[1]} chosen on val (acc: " in facts["note"] and "test" not in calls
+
+
+def test_confirm_keeps_the_fidelity_choice_when_val_agrees(compiler, tmp_path, spiky_calib, monkeypatch):
+    _val_by_input_scale(monkeypatch, -1.0, [])
+    facts = _calibrate_stage(_confirm_compile(compiler, tmp_path, spiky_calib)).changes
+    assert facts["chosen"] == facts["confirm"]["chosen"] == "percentile 99.9"
+    assert "confirmed on val (acc: percentile 99.9 " in facts["note"]
+
+
+def test_confirm_off_and_forced(compiler, tmp_path, spiky_calib, monkeypatch):
+    calls = []
+    _val_by_input_scale(monkeypatch, 1.0, calls)
+    facts = _calibrate_stage(_confirm_compile(compiler, tmp_path, spiky_calib, "int8:confirm=false")).changes
+    assert "confirm" not in facts and facts["chosen"] == "percentile 99.9"
+    with pytest.raises(Exception, match="confirm=true measures the val metric"):
+        compiler.compile(_model(tmp_path, True), ["int8:confirm=true"], tmp_path / "q.onnx", imgsz=32,
+                         trust_model=True, calib=str(spiky_calib), measure=False)
+    with pytest.raises(Exception, match="nothing to confirm"):
+        compiler.compile(_model(tmp_path, True), ["int8:method=minmax,confirm=true"], tmp_path / "q.onnx",
+                         imgsz=32, trust_model=True, calib=str(spiky_calib), measure=False)
+
+
+def test_confirmed_tie_goes_to_fidelity():
+    order = ["entropy", "minmax"]
+    assert calib_select.confirmed({"entropy": 0.5, "minmax": 0.5}, order) == "entropy"
+    assert calib_select.confirmed({"entropy": 0.5, "minmax": 0.6}, order) == "minmax"
+    assert calib_select.ranked({"minmax": 0.9, "entropy": 0.95, "percentile 99.9": 0.9}) == [
+        "entropy", "minmax", "percentile 99.9"]
