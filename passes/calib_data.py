@@ -16,6 +16,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from yolocc.compiler.datasets import read_data_yaml
 from yolocc.compiler.errors import UsageError
 
 log = logging.getLogger(__name__)
@@ -44,16 +45,6 @@ def image_paths(source: str) -> list[Path]:
     raise UsageError(f"--calib '{source}' must be an image folder, a data YAML, or a .npy/.npz file")
 
 
-def _read_yaml(path: Path) -> dict:
-    import yaml
-
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as e:
-        raise UsageError(f"cannot read data YAML '{path}': {type(e).__name__}") from e
-    return data if isinstance(data, dict) else {}
-
-
 def check_channels(source: str, channels: int) -> None:
     """Raise ``UsageError`` unless images from ``source`` can feed a ``channels``-channel input: image
     sources need 1 (grayscale) or 3 (BGR -> RGB), and a data YAML's ``channels`` (Ultralytics' key), where
@@ -65,14 +56,14 @@ def check_channels(source: str, channels: int) -> None:
         raise UsageError(f"the model takes {channels}-channel input: calibrate it from a .npy/.npz of "
                          f"preprocessed (N, {channels}, H, W) inputs, not from images")
     if p.suffix.lower() in (".yaml", ".yml") and p.is_file():
-        declared = _read_yaml(p).get("channels")
+        declared = read_data_yaml(p).get("channels")
         if declared is not None and declared != channels:
             raise UsageError(f"data YAML '{source}' declares channels: {declared} but the model takes "
                              f"{channels}-channel input")
 
 
 def _yaml_train_images(path: Path) -> list[Path]:
-    data = _read_yaml(path)
+    data = read_data_yaml(path)
     if "train" not in data:
         raise UsageError(f"data YAML '{path}' has no 'train' entry")
     root = Path(data.get("path") or path.parent)

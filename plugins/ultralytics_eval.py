@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from yolocc.compiler.datasets import check_split
+from yolocc.compiler.datasets import check_split, read_data_yaml
 from yolocc.compiler.errors import UsageError
 from yolocc.compiler.ir import ModelIR
 from yolocc.compiler.metrics import Metrics
@@ -105,10 +105,7 @@ def data_for_channels(data: str, channels: int, task: str, folder: Path) -> str:
 
     if Path(data).suffix.lower() not in (".yaml", ".yml") or task == "classify":
         return data
-    try:
-        declared = (yaml.safe_load(Path(data).read_text(encoding="utf-8")) or {}).get("channels")
-    except (OSError, yaml.YAMLError, AttributeError) as e:
-        raise UsageError(f"cannot read data YAML '{data}': {type(e).__name__}") from e
+    declared = read_data_yaml(data).get("channels")
     if declared is not None and declared != channels:
         raise UsageError(f"data YAML '{data}' declares channels: {declared} but the model takes {channels}-channel input")
     if declared is not None or channels == 3:
