@@ -17,7 +17,7 @@ from .analyses import CALIBRATION, OUTPUT_SPLITS, STATES
 from .interfaces import Frontend
 from .ir import ModelIR
 from .metrics import Metrics
-from .options import DEFAULT_SEARCH, DEFAULT_TARGET, CompileOptions
+from .options import DEFAULT_TARGET, CompileOptions
 from .params import PassSpec
 from .passbase import Pass, PassContext, PassResult
 from .pipeline import Step, plan, resolve, run
@@ -122,8 +122,9 @@ class Compiler:
         for path in reports:
             check_report_path(path)
             refuse_input_overwrite(model, path)
-        if opts.max_drop is None and opts.search != DEFAULT_SEARCH:
-            raise UsageError(f"--search {opts.search} chooses how the accuracy budget searches: it needs --max-drop PTS")
+        for name, given in (("--search", opts.search), ("--max-macs", opts.max_macs)):
+            if opts.max_drop is None and given is not None:
+                raise UsageError(f"{name} {given} shapes the accuracy budget's search: it needs --max-drop PTS")
         if opts.max_drop is not None:
             self.registry.strategy(opts.search)  # an unknown name fails before any work
         if opts.data is not None and not Path(opts.data).exists():

@@ -16,9 +16,12 @@ import logging
 import time
 from typing import Any, Callable, Sequence
 
+import os
+from dataclasses import replace
+
 import onnx
 
-from . import lowering, onnxgraph
+from . import cache, lowering, onnxgraph
 from .analyses import OUTPUT_SPLITS
 from .datasets import has_split
 from .errors import UsageError
@@ -59,6 +62,7 @@ class Budget:
         self._by_trial: dict[int, TrialResult] = {}
         self._with_test = has_split(opts.data, "test")
         self.input: TrialResult | None = None
+        self._base_key: str | None = None  # set by search() when trials are cached (--cache DIR)
 
     # ------------------------------------------------------------------ the SearchSpace interface
     def run(self, trials: Sequence[Trial]) -> list[TrialResult]:
@@ -78,12 +82,20 @@ class Budget:
     # ------------------------------------------------------------------ running trials
     def _run_one(self, trial: Trial) -> TrialResult:
         parent = self._result_of(trial.parent) if trial.parent is not None else self.input
+        teacher = self._result_of(trial.teacher) if trial.teacher is not None else None
+        key = None
+        if self._base_key is not None:
+            key = cache.trial_key(self._base_key, parent.key, teacher.key if teacher else None,
+                                  [{"name": p.name, "args": p.args} for p in trial.passes])
+            hit = cache.lookup_trial(self.options.cache_root(), key)
+            if hit is not None:
+                return self._record(self._reused(trial, key, *hit))
+        t0 = time.perf_counter()
         ir = parent.ir.snapshot()
         facts: list[dict] = []
         if trial.passes:
             ctx = self.compiler.context(ir, self.options, self._progress)
-            if trial.teacher is not None:
-                teacher = self._result_of(trial.teacher)
+            if teacher is not None:
                 ctx.teacher, ctx.reference = teacher.ir.module, teacher.val
             steps = self.compiler.plan(ir, trial.passes)
             from .pipeline import run
@@ -93,11 +105,27 @@ class Budget:
         model = lowering.onnx_bytes(ir, self.options.opset)
         val, test = self._measure(ir, model)
         result = TrialResult(trial, val, test, facts, ir, size_bytes=len(model),
-                             macs=onnxgraph.macs(onnx.load_from_string(model)))
+                             macs=onnxgraph.macs(onnx.load_from_string(model)), key=key)
+        if key is not None:
+            ir.invalidate()  # the dependency graph is a cache of the module, not part of it
+            cache.store_trial(self.options.cache_root(), key, ir, {
+                "val": _metrics_dict(val), "test": _metrics_dict(test), "facts": facts,
+                "size_bytes": result.size_bytes, "macs": result.macs, "time_s": round(time.perf_counter() - t0, 1)})
+        return self._record(result)
+
+    def _record(self, result: TrialResult) -> TrialResult:
         self.results.append(result)
-        self._by_trial[id(trial)] = result
-        log.info("budget: %s val %.4f (%+.2f pt)", trial.name, val.value, -self.drop(result))
+        self._by_trial[id(result.trial)] = result
+        log.info("budget: %s val %.4f (%+.2f pt)%s", result.trial.name, result.val.value, -self.drop(result),
+                 " (from the cache)" if result.reused else "")
         return result
+
+    @staticmethod
+    def _reused(trial: Trial, key: str, ir: ModelIR, stored: dict) -> TrialResult:
+        """A trial read back from the cache: its model and measurements as stored, nothing rebuilt."""
+        return TrialResult(trial, Metrics(**stored["val"]), Metrics(**stored["test"]) if stored["test"] else None,
+                           stored["facts"], ir, size_bytes=stored["size_bytes"], macs=stored["macs"], key=key,
+                           reused=True)
 
     def _result_of(self, trial: Trial) -> TrialResult:
         if id(trial) not in self._by_trial:
@@ -117,10 +145,11 @@ class Budget:
         ir = model if isinstance(model, ModelIR) else \
             self.compiler.load(model, self.options.imgsz, self.options.trust_model)
         self.progress("measuring the input model", 0, 1)
-        model = lowering.onnx_bytes(ir, self.options.opset)
-        val, test = self._measure(ir, model)
+        onnx_model = lowering.onnx_bytes(ir, self.options.opset)
+        val, test = self._measure(ir, onnx_model)
         self.input = TrialResult(Trial("input", candidate=False), val, test, [], ir.snapshot(),
-                                 size_bytes=len(model), macs=onnxgraph.macs(onnx.load_from_string(model)))
+                                 size_bytes=len(onnx_model), macs=onnxgraph.macs(onnx.load_from_string(onnx_model)))
+        self._base_key = self._trials_key(model)
         self._by_trial[id(self.input.trial)] = self.input
         chosen = self.strategy.search(self)
         if chosen is not None and (not chosen.trial.candidate or self.drop(chosen) > self.budget + 1e-9):
@@ -139,6 +168,17 @@ class Budget:
                                f"'{best.trial.name}', drops {self.drop(best):.2f} pt on val "
                                f"({self.drop(best) - self.budget:.2f} pt over budget)", report)
         return chosen.ir, report
+
+    def _trials_key(self, model: Any) -> str | None:
+        """The key every trial of this search builds on, or None when trials are not cached: only with
+        ``--cache DIR`` and a model given as a path. It hashes what decides a trial's result (model and
+        data bytes, the options that shape models and metrics, library and plugin versions), not the
+        budget itself, so a search with another ``--max-drop`` reuses the trials they share."""
+        if self.options.cache_dir is None or not isinstance(model, (str, os.PathLike)):
+            return None
+        shaping = replace(self.options, max_drop=None, max_macs=None, search=None, latency_runs=0,
+                          threads=0, batch=1, eval_split="val")
+        return cache.compile_key(model, [], shaping, ".trial", getattr(self.compiler.pm, "versions", {}))
 
     def _report(self, chosen: TrialResult | None, wall: float) -> Report:
         """One stage per result, all timed round-robin on the target's runtime."""
@@ -175,7 +215,7 @@ class Budget:
             "baseline": {"val": round(base.val.value, 4), "test": _value(base.test)},
             "candidates": [{"name": r.trial.name, "passes": r.trial.spec(), "val": round(r.val.value, 4),
                             "test": _value(r.test), "drop_pts": round(self.drop(r), 3),
-                            "within": self.drop(r) <= self.budget + 1e-9,
+                            "within": self.drop(r) <= self.budget + 1e-9, "reused": r.reused,
                             "latency_ms": r.latency_ms, "macs": r.macs, "size_bytes": r.size_bytes}
                            for r in results],
             "wall_s": round(wall, 1)}
@@ -192,6 +232,10 @@ class Budget:
             summary["final"] = final
         report.budget = summary
         return report
+
+
+def _metrics_dict(m: Metrics | None) -> dict | None:
+    return None if m is None else {"primary": m.primary, "values": dict(m.values)}
 
 
 def _value(m: Metrics | None) -> float | None:

@@ -106,3 +106,50 @@ def copy(src: Path, dest: Path) -> None:
         shutil.copytree(src, dest)
     else:
         shutil.copyfile(src, dest)
+
+
+# ---------------------------------------------------------------------------------------- trials
+def trial_key(base: str, parent: str | None, teacher: str | None, passes: list[dict]) -> str:
+    """The key of one search trial: the search's ``base`` key (model, data, options, versions; see
+    ``compile_key``), its parent's and teacher's keys (None: the input model) and its passes with
+    their arguments."""
+    h = hashlib.sha256(b"yolocc-trial-v1")
+    for part in (base, parent or "input", teacher or "-"):
+        h.update(part.encode())
+    h.update(json.dumps(passes, sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+def store_trial(root: str | Path, key: str, ir: Any, result: dict) -> None:
+    """Keep a finished trial under ``trials/KEY``: its model (``ModelIR``, pickled) and its measured
+    ``result`` (JSON). Written as one staged folder: a search killed while writing leaves no entry,
+    and the next write in that folder removes the partial one."""
+    import torch
+
+    def write(folder: Path) -> None:
+        folder.mkdir()
+        torch.save(ir, folder / "ir.pt")
+        (folder / "result.json").write_text(json.dumps(result, default=str))
+
+    entry = Path(root) / "trials" / key
+    try:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        write_with(entry, write)
+    except (OSError, UsageError) as e:
+        log.warning("cannot store search trial %s: %s", key[:12], e)
+
+
+def lookup_trial(root: str | Path, key: str) -> tuple[Any, dict] | None:
+    """(model, result) of a trial stored under ``key``, or None. The model is a pickle that only yolocc
+    writes, into the cache folder you chose: trust that folder as you trust your Python environment."""
+    import torch
+
+    entry = Path(root) / "trials" / key
+    try:
+        result = json.loads((entry / "result.json").read_text())
+        ir = torch.load(entry / "ir.pt", map_location="cpu", weights_only=False)
+    except (OSError, ValueError, EOFError, RuntimeError) as e:
+        if entry.exists():
+            log.warning("ignoring unreadable search trial %s in the cache: %s", key[:12], e)
+        return None
+    return ir, result

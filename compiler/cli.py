@@ -23,7 +23,7 @@ EPILOG = """other commands:
   yolocc passes [--json]               list passes: name, stage, parameters, provider, doc
   yolocc targets [--json]              list targets: name, quantization scheme, runtime, provider
   yolocc strategies [--json]           list --max-drop search strategies (--search NAME)
-  yolocc inspect MODEL [--imgsz N|H,W] [--json]
+  yolocc inspect MODEL [--imgsz N|H,W] [--json] [--trust-model] [--sensitivity --calib PATH [--png PATH]]
                                        show the IR: layers, params, MACs, coupling groups
 
 exit codes: 0 ok, 2 bad input or failed compile (one line on stderr), 1 internal error (a bug)
@@ -81,7 +81,8 @@ def _compile_parser() -> argparse.ArgumentParser:
                    help="print the expanded plan (macros, auto-inserted passes, lowering) and exit")
     p.add_argument("--opset", type=int, help="ONNX opset, 17 or newer (default: 17)")
     p.add_argument("--dynamic-batch", action="store_const", const=True,
-                   help="emit ONNX with a dynamic batch dimension")
+                   help="symbolic batch, height and width in the output (as Ultralytics' dynamic export); "
+                        "the compile still calibrates, measures and evaluates at --imgsz")
     p.add_argument("--recipe", metavar="FILE",
                    help="passes and options from a YAML/TOML recipe or a pyproject.toml's [tool.yolocc]")
     p.add_argument("--cache", dest="cache_dir", metavar="DIR",
@@ -166,7 +167,8 @@ def _compile_main(argv: list[str]) -> int:
 
     console = _console()
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TimeRemainingColumn(), console=console, transient=True) as bars:
+                  TimeRemainingColumn(), console=console, transient=True,
+                  disable=not console.is_terminal) as bars:  # piped stderr: no bars (an error stays one line)
         tasks: dict[str, int] = {}
 
         def progress(description: str, done: int, total: int) -> None:

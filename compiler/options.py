@@ -40,7 +40,7 @@ class CompileOptions:
     cache_dir: str | None = None  # --cache: the content cache (compile results, calibration)
     max_drop: float | None = None  # --max-drop: the accuracy budget in points (see budget)
     max_macs: float | None = None  # --max-macs: the deepest MAC reduction the budget search tries
-    search: str = DEFAULT_SEARCH  # --search: the budget's search strategy (a registered name)
+    search: str | None = None  # --search: the budget's search strategy (None: DEFAULT_SEARCH)
     trust_model: bool = False  # --trust-model: allow a full pickle (.pt) to run code while loading
 
     def __post_init__(self) -> None:

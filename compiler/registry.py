@@ -27,6 +27,7 @@ from . import hookspecs
 from .errors import PluginError, PipelineError, UsageError
 from .guard import guard
 from .interfaces import Emitter, Frontend
+from .options import DEFAULT_SEARCH
 from .passbase import Pass
 from .search import SearchStrategy
 from .target import Target
@@ -123,7 +124,9 @@ class Registry:
             raise UsageError(f"unknown target '{name}'; available targets: {', '.join(sorted(self.targets))}")
         return self.targets[name].obj
 
-    def strategy(self, name: str) -> SearchStrategy:
+    def strategy(self, name: str | None) -> SearchStrategy:
+        """The search strategy ``name`` (None: ``options.DEFAULT_SEARCH``)."""
+        name = name or DEFAULT_SEARCH
         if name not in self.strategies:
             raise UsageError(f"unknown search strategy '{name}'; available strategies: "
                              f"{', '.join(sorted(self.strategies))}")

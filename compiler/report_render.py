@@ -327,7 +327,7 @@ def budget_markdown(b: dict[str, Any]) -> list[str]:
               "|---|---|---|---|---|---|---|---|"]
     for c in b["candidates"]:
         latency = "-" if c["latency_ms"] is None else f"{c['latency_ms']:.2f} ms"
-        lines.append(f"| {c['name']} | {c['val']:.4f} | {_opt(c['test'])} | {-c['drop_pts']:+.2f} pt | "
+        lines.append(f"| {c['name']}{' (from the cache)' if c.get('reused') else ''} | {c['val']:.4f} | {_opt(c['test'])} | {-c['drop_pts']:+.2f} pt | "
                      f"{'yes' if c['within'] else 'no'} | {latency} | {count(c['macs'] or 0)} | "
                      f"{nbytes(c['size_bytes'] or 0)} |")
     lines += ["", f"Search wall time: {b['wall_s']:.0f} s."]

@@ -63,6 +63,10 @@ class TrialResult:
     latency_ms: float | None = None
     size_bytes: int | None = None
     macs: int | None = None
+    #: The trial's key in the content cache (None: not cached), and whether its result was read back
+    #: from there (a resumed or repeated search) instead of being built again.
+    key: str | None = None
+    reused: bool = False
 
 
 class SearchSpace(Protocol):

@@ -45,8 +45,8 @@ PORTABLE_PACKAGES = ("torch.", "torchvision.", "ultralytics.")
 #: that its YAML cannot describe: the one line a user reads instead of a silently unpruned model.
 REBUILD_REFUSED = ("yolocc: this pruned model's widths cannot be rebuilt from its model YAML, so Ultralytics' "
                    "train() would silently undo the pruning; fine-tune it with 'yolocc MODEL.pt -p finetune "
-                   "--data DATA -o OUT.pt' or keep the module (trainer.model = YOLO(MODEL.pt).model; see "
-                   "'Fine-tuning a yolocc checkpoint' in yolocc's README)")
+                   "--data DATA -o OUT.pt', or in Python with a trainer whose get_model returns the loaded "
+                   "model (train(..., trainer=KeepPruned): 'Fine-tuning a yolocc checkpoint' in yolocc's README)")
 
 
 def checkpoint_dict(ir: ModelIR, module=None) -> dict[str, Any]:

@@ -49,7 +49,8 @@ def test_budget_that_cannot_be_met_is_refused(cli, tmp_path, monkeypatch):
 @pytest.mark.parametrize("args, message", [
     (["--search", "nope", "--max-drop", "1", "--data", "d.yaml", "--calib", "d.yaml"],
      "unknown search strategy 'nope'; available strategies: ladder"),
-    (["--search", "ladder2"], "--search ladder2 chooses how the accuracy budget searches: it needs --max-drop"),
+    (["--search", "ladder"], "--search ladder shapes the accuracy budget's search: it needs --max-drop PTS"),
+    (["--max-macs", "0.3"], "--max-macs 0.3 shapes the accuracy budget's search: it needs --max-drop PTS"),
 ])
 def test_search_usage_errors(cli, tmp_path, monkeypatch, args, message):
     monkeypatch.chdir(tmp_path)

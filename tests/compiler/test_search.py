@@ -109,3 +109,64 @@ def test_a_trial_whose_parent_never_ran_is_a_usage_error(tmp_path):
 
     with pytest.raises(UsageError, match="trial 'never run' is used as a parent or teacher before it ran"):
         compiler_with(Orphan()).compile(str(DETECTOR), [], None, options=options(tmp_path, "orphan"))
+
+
+class Interrupting(Pass):
+    """Counts its runs; raises KeyboardInterrupt (a Ctrl-C) while ``Interrupting.armed``."""
+
+    name, stage = "interrupting", "torch"
+    runs = 0
+    armed = False
+
+    def call(self, ir, ctx):
+        Interrupting.runs += 1
+        if Interrupting.armed:
+            raise KeyboardInterrupt
+        return PassResult(False)
+
+
+def test_a_killed_search_resumes_from_its_finished_trials(tmp_path):
+    """Every finished trial is stored under its key (--cache); a search interrupted mid-run and run
+    again reuses the finished trials (their passes do not run again) and builds only the rest."""
+    from yolocc.compiler.api import Compiler
+    from yolocc.compiler.registry import get_plugin_manager
+
+    class TwoSteps(SearchStrategy):
+        name, doc = "two-steps", "a probe trial, then a child of it"
+
+        def search(self, space):
+            first, = space.run([Trial("first", [space.pass_("probe")], parent=space.input.trial)])
+            second, = space.run([Trial("second", [space.pass_("interrupting")], parent=first.trial)])
+            return second
+
+    plugin = ModuleType("resume-test")
+
+    @hookimpl
+    def yolocc_register_strategies(registry):
+        registry.add_strategy(TwoSteps())
+
+    @hookimpl
+    def yolocc_register_passes(registry):
+        registry.add_pass(Probe)
+        registry.add_pass(Interrupting)
+
+    plugin.yolocc_register_strategies, plugin.yolocc_register_passes = yolocc_register_strategies, yolocc_register_passes
+    pm = get_plugin_manager(load_entry_points=False)
+    pm.register(plugin, name="resume-test")
+    compiler = Compiler(pm)
+    opts = options(tmp_path, "two-steps")
+    Probe.seen.clear()
+    Interrupting.runs, Interrupting.armed = 0, True
+    with pytest.raises(KeyboardInterrupt):
+        compiler.compile(str(DETECTOR), [], None, options=opts)
+    assert (len(Probe.seen), Interrupting.runs) == (1, 1)
+    assert len(list((tmp_path / "cache" / "trials").iterdir())) == 1  # the finished trial, nothing partial
+    Interrupting.armed = False
+    result = compiler.compile(str(DETECTOR), [], None, options=opts)
+    assert (len(Probe.seen), Interrupting.runs) == (1, 2)  # the first trial was not built again
+    reused = {c["name"]: c["reused"] for c in result.report.budget["candidates"]}
+    assert reused == {"input": False, "first": True, "second": False}
+    again = compiler.compile(str(DETECTOR), [], None, options=opts)
+    assert (len(Probe.seen), Interrupting.runs) == (1, 2)
+    assert all(c["reused"] for c in again.report.budget["candidates"][1:])
+    assert again.report.budget["final"]["val"] == result.report.budget["final"]["val"]
