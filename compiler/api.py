@@ -72,9 +72,12 @@ class Compiler:
                            frontend=self.frontend_of(ir), runtime=runtime)
 
     def apply(self, ir: ModelIR, passes: Iterable[str | PassSpec | Pass], opts: CompileOptions, progress=None,
-              on_pass=None) -> PassContext:
-        """Plan and run ``passes`` on ``ir`` in place: no measurements, no output."""
-        return run(ir, self.plan(ir, passes), self.context(ir, opts, progress), on_pass)
+              on_pass=None, teacher: Any = None, reference: Metrics | None = None) -> PassContext:
+        """Plan and run ``passes`` on ``ir`` in place: no measurements, no output. ``teacher`` and
+        ``reference`` go to ``PassContext`` (a search trial's teacher module and its val metrics)."""
+        ctx = self.context(ir, opts, progress)
+        ctx.teacher, ctx.reference = teacher, reference
+        return run(ir, self.plan(ir, passes), ctx, on_pass)
 
     def plan(self, ir: ModelIR, passes: Iterable[str | PassSpec | Pass]) -> list[Step]:
         """The steps for ``passes`` on ``ir`` (see ``pipeline.plan``); a pass that needs the channel
@@ -194,7 +197,7 @@ class Compiler:
                 _stage_reports(report, reports, stack)
                 return CompileResult(None, report, ir, steps)
             tmp = stack.enter_context(staged(output, emitter.writes_folder))
-            info = emitter.emit(ir, tmp, self._emit_options(opts, self.frontend_of(ir), self.target(opts.target)[0]))
+            info = emitter.emit(ir, tmp, self._emit_options(opts, self.frontend_of(ir), self.registry.target(opts.target)))
             report.artifact = {"path": str(output), "emitter": emitter.name, **artifact_facts(tmp), **info}
             report.compile_time_s = time.perf_counter() - t_start
             if key is not None:

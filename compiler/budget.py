@@ -94,14 +94,11 @@ class Budget:
         ir = parent.ir.snapshot()
         facts: list[dict] = []
         if trial.passes:
-            ctx = self.compiler.context(ir, self.options, self._progress)
-            if teacher is not None:
-                ctx.teacher, ctx.reference = teacher.ir.module, teacher.val
-            steps = self.compiler.plan(ir, trial.passes)
-            from .pipeline import run
-
-            run(ir, steps, ctx, on_pass=lambda step, result, dt: facts.append(
-                {"pass": step.pass_.name, "changes": result.changes, "time_s": round(dt, 2)}))
+            self.compiler.apply(ir, trial.passes, self.options, self._progress,
+                                on_pass=lambda step, result, dt: facts.append(
+                                    {"pass": step.pass_.name, "changes": result.changes, "time_s": round(dt, 2)}),
+                                teacher=teacher.ir.module if teacher else None,
+                                reference=teacher.val if teacher else None)
         model = lowering.onnx_bytes(ir, self.options.opset)
         val, test = self._measure(ir, model)
         result = TrialResult(trial, val, test, facts, ir, size_bytes=len(model),

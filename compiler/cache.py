@@ -37,6 +37,14 @@ def _hash_path(h, path: Path) -> None:
         h.update(str(path).encode())
 
 
+def content_digest(path: str | Path) -> str:
+    """sha256 of a file's name and bytes, or of every file below a folder (relative names and bytes);
+    a path that does not exist hashes as its name. The identity ``compile_key`` gives data sources."""
+    h = hashlib.sha256()
+    _hash_path(h, Path(path))
+    return h.hexdigest()
+
+
 def compile_key(model: Any, plan: list[dict], options: CompileOptions, output_suffix: str,
                 plugin_versions: dict[str, str] | None = None) -> str:
     """The cache key of one compile (``plugin_versions``: installed third-party plugins)."""

@@ -33,6 +33,19 @@ def has_split(data: str | Path, split: str) -> bool:
         return False
 
 
+def check_channels(data: str | Path, channels: int) -> int | None:
+    """The ``channels`` a data YAML declares (Ultralytics' key; None: it declares none, or ``data`` is not
+    a YAML file); ``UsageError`` when it declares other channels than the model's ``channels``."""
+    p = Path(data)
+    if p.suffix.lower() not in (".yaml", ".yml") or not p.is_file():
+        return None
+    declared = read_data_yaml(p).get("channels")
+    if declared is not None and declared != channels:
+        raise UsageError(f"data YAML '{data}' declares channels: {declared} but the model takes "
+                         f"{channels}-channel input")
+    return declared
+
+
 def check_split(data: str | Path, split: str) -> None:
     """Raise ``UsageError`` naming what is missing when ``data`` has no ``split`` to evaluate on."""
     p = Path(data)

@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from yolocc.compiler.datasets import read_data_yaml
+from yolocc.compiler.datasets import check_channels as check_yaml_channels, read_data_yaml
 from yolocc.compiler.errors import UsageError
 
 log = logging.getLogger(__name__)
@@ -55,11 +55,7 @@ def check_channels(source: str, channels: int) -> None:
     if channels not in (1, 3):
         raise UsageError(f"the model takes {channels}-channel input: calibrate it from a .npy/.npz of "
                          f"preprocessed (N, {channels}, H, W) inputs, not from images")
-    if p.suffix.lower() in (".yaml", ".yml") and p.is_file():
-        declared = read_data_yaml(p).get("channels")
-        if declared is not None and declared != channels:
-            raise UsageError(f"data YAML '{source}' declares channels: {declared} but the model takes "
-                             f"{channels}-channel input")
+    check_yaml_channels(source, channels)
 
 
 def _yaml_train_images(path: Path) -> list[Path]:

@@ -21,7 +21,6 @@ import onnx
 
 from yolocc.compiler import measure
 from yolocc.compiler.analyses import CALIBRATION, OUTPUT_SPLITS
-from yolocc.compiler.errors import UsageError
 from yolocc.compiler.ir import ModelIR
 from yolocc.compiler.passbase import PassContext
 
@@ -58,13 +57,10 @@ def qdq_builder(ir: ModelIR, ctx: PassContext, what: str = "method=auto") -> tup
     run, else one with default arguments) for ``ctx.target``, and that pass's placement arguments (for
     cache keys); the models of the same ``ranges`` object are built once. ``UsageError`` when the target does
     not quantize (``what`` names the asking feature)."""
-    from .qdq import QDQ
+    from .qdq import QDQ, require_integer_rules
 
-    target = ctx.target
-    if target is None or target.scheme is None or target.placement is None:
-        name = target.name if target is not None else "(none)"
-        raise UsageError(f"calibrate:{what} measures by quantizing for the target, and target '{name}' has "
-                         f"no integer rules; choose a fixed method= or a target that quantizes")
+    target = require_integer_rules(ctx.target, f"calibrate:{what} measures by quantizing for the target "
+                                               f"(or choose a fixed method=)")
     qdq = next((p for p in ctx.upcoming if isinstance(p, QDQ)), None) or QDQ()
     saved = ir.analyses.get(CALIBRATION)
     built: dict[int, tuple[Ranges, onnx.ModelProto]] = {}  # uncorrected models by ranges (scoring, confirm, bias)

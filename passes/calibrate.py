@@ -23,7 +23,7 @@ from typing import Sequence
 import numpy as np
 
 from yolocc.compiler.analyses import CALIBRATION, OUTPUT_SPLITS
-from yolocc.compiler.cache import cached_json
+from yolocc.compiler.cache import cached_json, content_digest
 from yolocc.compiler.errors import PassError, UsageError
 from yolocc.compiler.ir import ModelIR
 from yolocc.compiler.params import Param
@@ -93,9 +93,8 @@ class Calibrate(Pass):
         else:
             data = load_calibration(str(source), n, ir.input.shape, preprocess, progress)
             ranges_args = {k: v for k, v in self.args.items() if k not in ("bias_correction", "confirm")}
-            key = hashlib.sha256(b"|".join([
-                hashlib.sha256(model_bytes).digest(), fingerprint(data).encode(),
-                json.dumps(ranges_args, sort_keys=True).encode(), b"v1"])).hexdigest()
+            key = _key(hashlib.sha256(model_bytes).digest(), fingerprint(data), json.dumps(ranges_args, sort_keys=True),
+                       b"v1")
             cached, hit = cached_json(cache_dir(ctx) / f"{key}.json", lambda: {
                 "method": self.args["method"], "n": int(len(data)),
                 "activations": collect(model_bytes, ir.input.name, data, self.args["method"],
@@ -135,9 +134,8 @@ class Calibrate(Pass):
                                              lambda: _collect_candidates(model_bytes, ir.input.name, data, ctx),
                                              "calibration")
         t1 = time.perf_counter()
-        runtime = ctx.runtime.describe() if ctx.runtime is not None else {}
         choice_key = _key(ranges_key, fingerprint(held), ctx.target.name, json.dumps(placement, sort_keys=True),
-                          json.dumps(runtime, sort_keys=True), "auto-choice-v1")
+                          json.dumps(ctx.runtime.describe(), sort_keys=True), "auto-choice-v1")
 
         def choose() -> dict:
             scores = calib_select.score(ir, ctx, candidates["ranges"], held, build,
@@ -198,7 +196,7 @@ class Calibrate(Pass):
         top = order[:calib_select.CONFIRM_TOP]
         if len(top) < 2:
             return None
-        confirm_key = _key(key, _data_identity(str(data)), json.dumps(top), "confirm-v1")
+        confirm_key = _key(key, content_digest(str(data)), json.dumps(top), "confirm-v1")
 
         def measure() -> dict:
             val, metric = {}, None
@@ -246,17 +244,6 @@ class Calibrate(Pass):
 
         result, hit = cached_json(cache_dir(ctx) / f"{bias_key}.json", measure, "bias correction")
         return {**result, "cache": "hit" if hit else "miss"}
-
-
-def _data_identity(path: str) -> str:
-    """A cheap content identity of a ``--data`` source for cache keys: a file's bytes; a folder's
-    file names and sizes."""
-    p = Path(path)
-    if p.is_file():
-        return hashlib.sha256(p.read_bytes()).hexdigest()
-    if p.is_dir():
-        return _key(*(f"{f.relative_to(p)}:{f.stat().st_size}" for f in sorted(p.rglob("*")) if f.is_file()))
-    return path
 
 
 def _bias_analysis(bias: dict | None) -> dict:

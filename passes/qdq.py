@@ -18,6 +18,7 @@ from yolocc.compiler.ir import ModelIR
 from yolocc.compiler.onnxgraph import copy_header, folded
 from yolocc.compiler.params import Param
 from yolocc.compiler.passbase import Pass, PassContext, PassResult
+from yolocc.compiler.target import Target
 
 from .bias_correction import CORRECTED_OPS, corrected
 from .float_region import matches, output_tail, scoped_nodes, thin_convs
@@ -61,6 +62,16 @@ def _weight_axis(node: gs.Node) -> int:
     return 0
 
 
+def require_integer_rules(target: Target, asking: str = "") -> Target:
+    """``target`` if it has a quantization scheme and Q/DQ placement; else ``UsageError`` naming it
+    (``asking``: the feature that needs them, for the message)."""
+    if target.scheme is None or target.placement is None:
+        raise UsageError(f"{asking + ': ' if asking else ''}target '{target.name}' has no integer rules (no "
+                         f"quantization scheme and Q/DQ placement); choose a target that quantizes "
+                         f"(see 'yolocc targets')")
+    return target
+
+
 class QDQ(Pass):
     """Insert Q/DQ for the target from the calibration ranges; the YOLO decode stays float."""
 
@@ -81,11 +92,7 @@ class QDQ(Pass):
     )
 
     def call(self, ir: ModelIR, ctx: PassContext) -> PassResult:
-        target = ctx.target
-        if target is None or target.scheme is None or target.placement is None:
-            name = target.name if target is not None else "(none)"
-            raise UsageError(f"target '{name}' has no integer quantization rules; choose a target that "
-                             f"quantizes (see 'yolocc targets')")
+        target = require_integer_rules(ctx.target)
         if "quantized" in ir.analyses or _has_qdq(ir.onnx_model):
             raise UsageError("the model is already quantized (it has Q/DQ nodes); quantize it once")
         if self.args["max_drop"] is None:

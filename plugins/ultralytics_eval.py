@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from yolocc.compiler.datasets import check_split, read_data_yaml
+from yolocc.compiler.datasets import check_channels, check_split
 from yolocc.compiler.errors import UsageError
 from yolocc.compiler.ir import ModelIR
 from yolocc.compiler.metrics import Metrics
@@ -105,10 +105,7 @@ def data_for_channels(data: str, channels: int, task: str, folder: Path) -> str:
 
     if Path(data).suffix.lower() not in (".yaml", ".yml") or task == "classify":
         return data
-    declared = read_data_yaml(data).get("channels")
-    if declared is not None and declared != channels:
-        raise UsageError(f"data YAML '{data}' declares channels: {declared} but the model takes {channels}-channel input")
-    if declared is not None or channels == 3:
+    if check_channels(data, channels) is not None or channels == 3:
         return data
     from ultralytics.data.utils import check_det_dataset
 
