@@ -56,6 +56,7 @@ import argparse
 import shutil
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -65,11 +66,19 @@ HERE = Path(__file__).resolve().parent
 DEFAULT_OUT = HERE / "data"
 
 SPLITS = ("train", "val", "calib", "test")
-SPLIT_IDS = {"train": 0, "val": 1, "calib": 2, "cls_train": 3, "cls_val": 4, "test": 5, "cls_test": 6}
+SPLIT_IDS = {"train": 0, "val": 1, "calib": 2, "cls_train": 3, "cls_val": 4, "test": 5, "cls_test": 6,
+             "task_train": 7, "task_val": 8, "task_calib": 9, "task_test": 10}
 # Fractions of the 1797 source digits given to each split (disjoint, by shuffled index).
 SPLIT_FRACTIONS = {"train": 0.6, "val": 0.2, "calib": 0.2}
 
 INK_THRESHOLD = 0.25  # alpha above which a pixel counts as ink for the tight bbox
+
+# ---- task canvases (segment, pose, oriented boxes) ----------------------------------------------
+TASK_SETS = ("seg", "pose", "obb")
+TASK_ANGLE = 45.0  # rotation range (degrees, +-) of the task canvases' digits, so that angles matter
+KEYPOINTS = ("top-left", "top-right", "bottom-right", "bottom-left", "centre")  # of the upright digit
+FLIP_IDX = (1, 0, 3, 2, 4)  # keypoint order after a horizontal flip (Ultralytics' flip_idx)
+COVER_ALPHA = 0.05  # alpha above which a later digit hides what lies under it (keypoint visibility)
 
 # ---- difficulty knobs (detection) --------------------------------------------------------------
 DIGIT_SIZE = (14, 48)  # digit height in px on the 160 px canvas (scaled with --imgsz)
@@ -211,18 +220,43 @@ def draw_strokes(img: np.ndarray, rng: np.random.Generator, n: int, size_range: 
 
 
 # ---- digits ------------------------------------------------------------------------------------
-def render_digit(src: np.ndarray, height: float, rng: np.random.Generator):
+class Geometry(NamedTuple):
+    """Where one rendered digit's parts are, in its mask's pixel coordinates (x, y).
+
+    ``corners``: (4, 2) float array, the upright digit's tight ink box (before rotation and shear)
+    carried through the same affine warp, in the order top-left, top-right, bottom-right,
+    bottom-left of the upright digit; ``centre``: (2,) float array, that box's centre, warped.
+    """
+
+    corners: np.ndarray
+    centre: np.ndarray
+
+
+def render_digit(src: np.ndarray, height: float, rng: np.random.Generator, max_angle: float = 12.0,
+                 geometry: bool = False):
     """Upsample one 8x8 digit (values 0..16) to an alpha mask about ``height`` px tall.
 
-    Returns (mask float32 in [0,1], (x0, y0, x1, y1) tight ink bbox inside the mask, exclusive ends).
+    ``max_angle``: rotation drawn from U(-max_angle, max_angle) degrees. With ``geometry`` the mask is
+    padded so that a large rotation does not cut the digit off, and a ``Geometry`` is returned too.
+
+    Returns (mask float32 in [0,1], (x0, y0, x1, y1) tight ink bbox inside the mask, exclusive ends),
+    plus the ``Geometry`` when ``geometry`` is set.
     """
     a = np.pad(src.astype(np.float32) / 16.0, 2)  # 12x12, padding keeps interpolation edges clean
     sy = height / 8.0
     sx = sy * rng.uniform(0.75, 1.15)
     interp = cv2.INTER_CUBIC if rng.random() < 0.5 else cv2.INTER_LINEAR
     m = cv2.resize(a, (max(2, round(12 * sx)), max(2, round(12 * sy))), interpolation=interp)
-    angle = rng.uniform(-12, 12)
+    angle = rng.uniform(-max_angle, max_angle)
     shear = rng.uniform(-0.15, 0.15)
+    corners = centre = None
+    if geometry:
+        pad = int(np.ceil(0.3 * max(m.shape)))  # room for a 45-degree turn plus shear
+        m = np.pad(m, pad)
+        ys, xs = np.nonzero(m > INK_THRESHOLD)
+        x0, y0, x1, y1 = float(xs.min()), float(ys.min()), float(xs.max()) + 1, float(ys.max()) + 1
+        corners = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], np.float64)
+        centre = corners.mean(0)
     hh, ww = m.shape
     cx, cy = ww / 2, hh / 2
     M = cv2.getRotationMatrix2D((cx, cy), angle, 1.0)
@@ -232,8 +266,13 @@ def render_digit(src: np.ndarray, height: float, rng: np.random.Generator):
     m = np.clip(m, 0, 1) ** rng.uniform(0.6, 1.2)  # stroke weight
     ys, xs = np.nonzero(m > INK_THRESHOLD)
     if len(xs) == 0:  # cannot happen for load_digits, kept for safety
-        return m, (0, 0, m.shape[1], m.shape[0])
-    return m, (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
+        box = (0, 0, m.shape[1], m.shape[0])
+    else:
+        box = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
+    if not geometry:
+        return m, box
+    warp = lambda pts: pts @ M[:, :2].T + M[:, 2]  # noqa: E731
+    return m, box, Geometry(warp(corners), warp(centre[None])[0])
 
 
 def ink_color(rng: np.random.Generator, bg_mean: np.ndarray, min_contrast: float, dark_ink: bool) -> np.ndarray:
@@ -271,8 +310,23 @@ def finish(img: np.ndarray, rng: np.random.Generator, d: float) -> np.ndarray:
     return np.clip(img + 0.5, 0, 255).astype(np.uint8)
 
 
-def make_detection_image(rng, images, targets, pool, imgsz):
-    """One cluttered canvas. Returns (uint8 BGR image, list of (cls, x0, y0, x1, y1))."""
+class Instance(NamedTuple):
+    """One pasted digit of a task canvas: its class, its alpha mask placed at (x, y) on the canvas,
+    and its ``Geometry`` in the mask's coordinates."""
+
+    cls: int
+    mask: np.ndarray
+    x: int
+    y: int
+    geometry: Geometry
+
+
+def make_detection_image(rng, images, targets, pool, imgsz, max_angle: float = 12.0, instances: list | None = None):
+    """One cluttered canvas. Returns (uint8 BGR image, list of (cls, x0, y0, x1, y1)).
+
+    ``instances``: a list to append each pasted digit's ``Instance`` to (task canvases: segmentation,
+    pose and oriented boxes are derived from them); ``max_angle``: the digits' rotation range in degrees.
+    """
     h = w = imgsz
     scale = imgsz / 160.0
     d = float(rng.uniform())  # difficulty level of this image
@@ -287,7 +341,8 @@ def make_detection_image(rng, images, targets, pool, imgsz):
         for _attempt in range(30):
             # log-uniform size so small digits are as common as big ones
             height = float(np.exp(rng.uniform(np.log(DIGIT_SIZE[0]), np.log(DIGIT_SIZE[1])))) * scale
-            mask, (bx0, by0, bx1, by1) = render_digit(images[idx], height, rng)
+            rendered = render_digit(images[idx], height, rng, max_angle, geometry=instances is not None)
+            mask, (bx0, by0, bx1, by1) = rendered[:2]
             mh, mw = mask.shape
             if mh > h or mw > w:
                 continue
@@ -302,6 +357,8 @@ def make_detection_image(rng, images, targets, pool, imgsz):
                 color = ink_color(rng, bg_mean, lerp(CONTRAST, d), dark_ink)
                 paste(img, mask, x, y, color, rng.uniform(0.75, 1.0))
                 boxes.append((int(targets[idx]), *box))
+                if instances is not None:
+                    instances.append(Instance(int(targets[idx]), mask, x, y, rendered[2]))
                 placed = True
                 break
         if not placed:
@@ -357,6 +414,100 @@ def make_cls_image(rng, images, targets, pool_by_class, cls, imgsz):
     paste(img, mask, x, y, color, rng.uniform(0.75, 1.0))
     draw_strokes(img, rng, upto(rng, d, CLS_OVER_STROKES), (8 * scale, 30 * scale), thin=True)
     return finish(img, rng, d)
+
+
+# ---- task labels --------------------------------------------------------------------------------
+def mask_polygon(mask: np.ndarray) -> np.ndarray | None:
+    """One polygon, (N, 2) pixel coordinates (x, y), tracing every external contour of the binary
+    ``mask``: further contours are spliced into the largest one at their closest points (out along a
+    zero-width bridge and back), so a digit whose ink falls apart in pieces stays one instance.
+    None when the mask is empty or smaller than a triangle."""
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    parts = sorted((c.reshape(-1, 2).astype(np.float64) for c in contours if len(c) >= 3),
+                   key=lambda c: -cv2.contourArea(c.astype(np.float32)))
+    if not parts:
+        return None
+    poly = parts[0]
+    for part in parts[1:]:
+        dist = ((poly[:, None, :] - part[None, :, :]) ** 2).sum(-1)
+        i, j = np.unravel_index(int(dist.argmin()), dist.shape)
+        poly = np.concatenate([poly[: i + 1], np.roll(part, -j, 0), part[:1] if j == 0 else part[j : j + 1], poly[i:]])
+    return poly
+
+
+def task_labels(instances: list[Instance], imgsz: int) -> dict[str, list[str]]:
+    """Ultralytics label lines per task set for one canvas's pasted digits (normalised coordinates).
+
+    * ``seg``: the digit's visible ink (alpha above ``INK_THRESHOLD``, less what later digits paint
+      over) as one polygon; a digit hidden entirely has no segment;
+    * ``obb``: the tightest rotated rectangle around the digit's ink (``cv2.minAreaRect``), its 4 corners;
+    * ``pose``: the tight ink box, then ``KEYPOINTS`` (x, y, visibility): 2 visible, 1 covered by a
+      later digit (its alpha above ``COVER_ALPHA`` there), 0 outside the canvas.
+    """
+    owner = np.full((imgsz, imgsz), -1, np.int32)  # the last digit whose ink painted each pixel
+    cover = np.full((imgsz, imgsz), -1, np.int32)  # the last digit whose soft extent reached it
+    for k, inst in enumerate(instances):
+        mh, mw = inst.mask.shape
+        owner[inst.y : inst.y + mh, inst.x : inst.x + mw][inst.mask > INK_THRESHOLD] = k
+        cover[inst.y : inst.y + mh, inst.x : inst.x + mw][inst.mask > COVER_ALPHA] = k
+    fmt = lambda pts: " ".join(f"{v:.6f}" for v in np.clip(np.asarray(pts) / imgsz, 0, 1).ravel())  # noqa: E731
+    out: dict[str, list[str]] = {t: [] for t in TASK_SETS}
+    for k, inst in enumerate(instances):
+        poly = mask_polygon(owner == k)
+        if poly is not None:
+            out["seg"].append(f"{inst.cls} {fmt(poly)}")
+        ys, xs = np.nonzero(inst.mask > INK_THRESHOLD)
+        ink = np.stack([xs + inst.x, ys + inst.y], 1).astype(np.float32)
+        out["obb"].append(f"{inst.cls} {fmt(cv2.boxPoints(cv2.minAreaRect(ink)))}")
+        x0, y0, x1, y1 = ink[:, 0].min(), ink[:, 1].min(), ink[:, 0].max() + 1, ink[:, 1].max() + 1
+        box = fmt([(x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0])
+        kpts = []
+        for px, py in np.vstack([inst.geometry.corners, inst.geometry.centre[None]]) + (inst.x, inst.y):
+            ix, iy = int(np.floor(px)), int(np.floor(py))
+            if not (0 <= ix < imgsz and 0 <= iy < imgsz):
+                kpts.append(f"{0.0:.6f} {0.0:.6f} 0")
+                continue
+            visible = 1 if cover[iy, ix] > k else 2
+            kpts.append(f"{px / imgsz:.6f} {py / imgsz:.6f} {visible}")
+        out["pose"].append(f"{inst.cls} {box} {' '.join(kpts)}")
+    return out
+
+
+def build_task_sets(out: Path, seed: int, counts: dict[str, int], imgsz: int, images, targets, pools,
+                    task_sets=TASK_SETS, max_angle: float = TASK_ANGLE) -> dict:
+    """The segment, pose and OBB datasets: one set of canvases (digits rotated up to ``max_angle``),
+    written once per task set under ``out/<set>/<split>/{images,labels}`` with that task's labels, and
+    ``out/digits-<set>.yaml``."""
+    stats = {}
+    for split in SPLITS:
+        for t in task_sets:
+            (out / t / split / "images").mkdir(parents=True, exist_ok=True)
+            (out / t / split / "labels").mkdir(parents=True, exist_ok=True)
+        n_inst = 0
+        for i in range(counts[split]):
+            rng = np.random.default_rng([seed, SPLIT_IDS[f"task_{split}"], i])
+            instances: list[Instance] = []
+            img, _ = make_detection_image(rng, images, targets, pools[split], imgsz, max_angle, instances)
+            png = cv2.imencode(".png", img)[1].tobytes()
+            labels = task_labels(instances, imgsz)
+            stem = f"{split}_{i:05d}"
+            for t in task_sets:
+                (out / t / split / "images" / f"{stem}.png").write_bytes(png)
+                lines = labels[t]
+                (out / t / split / "labels" / f"{stem}.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
+            n_inst += len(instances)
+        stats[split] = (counts[split], n_inst)
+    names = "\n".join(f"  {i}: '{i}'" for i in range(10))
+    for t in task_sets:
+        extra = (f"# keypoints: {', '.join(KEYPOINTS)} of the upright digit's ink box\n"
+                 f"kpt_shape: [{len(KEYPOINTS)}, 3]\nflip_idx: [{', '.join(map(str, FLIP_IDX))}]\n") if t == "pose" else ""
+        (out / f"digits-{t}.yaml").write_text(
+            "# Generated by examples/digits/make_dataset.py -- do not edit, regenerate instead.\n"
+            f"# {t} labels on digit canvases rotated up to {max_angle:g} degrees; no 'path:' key (see digits.yaml).\n"
+            f"# seed={seed} imgsz={imgsz} sizes={counts}\n"
+            f"train: {t}/train/images\nval: {t}/val/images\ncalib: {t}/calib/images\ntest: {t}/test/images\n"
+            f"{extra}names:\n{names}\n")
+    return stats
 
 
 # ---- main --------------------------------------------------------------------------------------
@@ -443,6 +594,9 @@ def main(argv=None):
     p.add_argument("--n-cls-test", type=int, default=500, help="held-out classification test crops")
     p.add_argument("--cls-imgsz", type=int, default=64, help="classification crop size (square)")
     p.add_argument("--no-det", action="store_true", help="skip the detection dataset")
+    p.add_argument("--tasks", default=",".join(TASK_SETS),
+                   help="task datasets to write, comma-separated from seg,pose,obb ('' for none; default: %(default)s)")
+    p.add_argument("--task-angle", type=float, default=TASK_ANGLE, help="task canvases' rotation range, +- degrees")
     args = p.parse_args(argv)
 
     t0 = time.time()
@@ -454,12 +608,18 @@ def main(argv=None):
         assert not set(pools[a]) & set(pools[b])
 
     # remove only what this script writes, so stale files and Ultralytics *.cache files never survive
-    subs = ([] if args.no_det else [*SPLITS]) + (["cls"] if args.n_cls_train > 0 else [])
+    task_sets = [t for t in args.tasks.split(",") if t]
+    unknown = sorted(set(task_sets) - set(TASK_SETS))
+    if unknown:
+        p.error(f"unknown task set(s) {', '.join(unknown)}; choose from {', '.join(TASK_SETS)}")
+    subs = ([] if args.no_det else [*SPLITS]) + (["cls"] if args.n_cls_train > 0 else []) + task_sets
     for sub in subs:
         if (out / sub).is_dir():
             shutil.rmtree(out / sub)
     if not args.no_det:
         (out / "digits.yaml").unlink(missing_ok=True)
+    for t in task_sets:
+        (out / f"digits-{t}.yaml").unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
 
     if not args.no_det:
@@ -472,6 +632,11 @@ def main(argv=None):
         stats = build_classification(out / "cls", args.seed, counts, args.cls_imgsz, images, targets, pools)
         for split, n in stats.items():
             print(f"cls {split:5s}: {n:5d} images")
+    if task_sets:
+        counts = {"train": args.n_train, "val": args.n_val, "calib": args.n_calib, "test": args.n_test}
+        stats = build_task_sets(out, args.seed, counts, args.imgsz, images, targets, pools, task_sets, args.task_angle)
+        for split, (n_img, n_inst) in stats.items():
+            print(f"{'/'.join(task_sets)} {split:5s}: {n_img:5d} images, {n_inst:5d} digits")
     print(f"wrote {out} in {time.time() - t0:.1f}s")
 
 

@@ -1,15 +1,18 @@
 #!/usr/bin/env python
-"""Train the yolocc digit fixture models with the Ultralytics trainer, on CPU, offline.
+"""Train the yolocc digit fixture models with the Ultralytics trainer, offline (CPU by default).
 
-* detector:   ``YOLO("yolov8n.yaml")``     (from scratch) on ``data/digits.yaml``, imgsz 160
-* classifier: ``YOLO("yolov8n-cls.yaml")`` (from scratch) on ``data/cls``,         imgsz 64
+* detector:     ``YOLO("yolov8n.yaml")``      (from scratch) on ``data/digits.yaml``,      imgsz 160
+* classifier:   ``YOLO("yolov8n-cls.yaml")``  (from scratch) on ``data/cls``,              imgsz 64
+* segmentation: ``YOLO("yolov8n-seg.yaml")``  (from scratch) on ``data/digits-seg.yaml``,  imgsz 160
+* pose:         ``YOLO("yolov8n-pose.yaml")`` (from scratch) on ``data/digits-pose.yaml``, imgsz 160
+* oriented box: ``YOLO("yolov8n-obb.yaml")``  (from scratch) on ``data/digits-obb.yaml``,  imgsz 160
 
 Nothing is downloaded: ``YOLO_OFFLINE=1`` is set, models are built from the bundled YAMLs
 (``pretrained=False``), ``amp=False`` skips the AMP check (it downloads a model) and ``plots=False``
 skips plotting (it downloads a font).
 
-After training, ``best.pt`` is re-validated on the val split, copied to
-``examples/digits/weights/yolov8n-digits.pt`` / ``yolov8n-cls-digits.pt``, and the command, seed, epochs,
+After training, ``best.pt`` is re-validated on the val split, copied to ``examples/digits/weights/``
+(``TARGETS`` names the files), and the command, seed, epochs,
 wall time and metrics are recorded in ``weights/train_info.json`` and rendered into ``weights/README.md``.
 
 Run from the repository root (generate the data first)::
@@ -17,6 +20,7 @@ Run from the repository root (generate the data first)::
     python examples/digits/make_dataset.py
     nice -n 19 python examples/digits/train.py --task det --epochs 40
     nice -n 19 python examples/digits/train.py --task cls --epochs 30
+    nice -n 19 python examples/digits/train.py --task seg --epochs 40     # likewise pose, obb
 """
 
 from __future__ import annotations
@@ -39,7 +43,14 @@ DATA = HERE / "data"
 WEIGHTS = HERE / "weights"
 INFO = WEIGHTS / "train_info.json"
 
-TARGETS = {"det": "yolov8n-digits.pt", "cls": "yolov8n-cls-digits.pt"}
+TARGETS = {"det": "yolov8n-digits.pt", "cls": "yolov8n-cls-digits.pt", "seg": "yolov8n-seg-digits.pt",
+           "pose": "yolov8n-pose-digits.pt", "obb": "yolov8n-obb-digits.pt"}
+#: The Ultralytics model YAML and data of each task (data relative to ``DATA``).
+TASK_MODEL = {"det": ("yolov8n.yaml", "digits.yaml"), "seg": ("yolov8n-seg.yaml", "digits-seg.yaml"),
+              "pose": ("yolov8n-pose.yaml", "digits-pose.yaml"), "obb": ("yolov8n-obb.yaml", "digits-obb.yaml"),
+              "cls": ("yolov8n-cls.yaml", "cls")}
+TITLES = {"det": "Detector", "cls": "Classifier", "seg": "Segmentation", "pose": "Pose (5 keypoints)",
+          "obb": "Oriented boxes"}
 
 
 def rel(p: Path) -> str:
@@ -54,12 +65,13 @@ def train(task: str, args) -> dict:
     import ultralytics
     from ultralytics import YOLO
 
-    if task == "det":
-        model_cfg, data, imgsz = "yolov8n.yaml", rel(args.data or DATA / "digits.yaml"), args.imgsz or 160
+    model_cfg, data_name = TASK_MODEL[task]
+    if task != "cls":
+        data, imgsz = rel(args.data or DATA / data_name), args.imgsz or 160
         extra = dict(fliplr=0.0, mosaic=1.0, close_mosaic=args.close_mosaic)  # mirrored digits are not digits
         optimizer, lr0 = args.optimizer or "auto", args.lr0 or 0.01
     else:
-        model_cfg, data, imgsz = "yolov8n-cls.yaml", rel(args.data or DATA / "cls"), args.imgsz or 64
+        data, imgsz = rel(args.data or DATA / data_name), args.imgsz or 64
         # From scratch at 64 px, the Ultralytics classify defaults (randaugment, erasing=0.4, auto AdamW lr 7e-4)
         # kept the loss at chance for 40 epochs; plain AdamW 1e-3 without randaugment/erasing learns.
         extra = dict(fliplr=0.0, erasing=args.erasing, auto_augment=args.auto_augment or None)
@@ -70,7 +82,7 @@ def train(task: str, args) -> dict:
         imgsz=imgsz,
         epochs=args.epochs,
         batch=args.batch,
-        device="cpu",
+        device=args.device,
         workers=args.workers,
         seed=args.seed,
         deterministic=True,
@@ -96,15 +108,20 @@ def train(task: str, args) -> dict:
 
     # independent re-validation of the saved best checkpoint
     val = YOLO(str(best)).val(data=data, imgsz=imgsz, batch=args.batch, device="cpu", plots=False, workers=0)
-    if task == "det":
+    if task == "cls":
+        metrics = {"top1": round(float(val.top1), 4), "top5": round(float(val.top5), 4)}
+    else:
         metrics = {
             "mAP50-95": round(float(val.box.map), 4),
             "mAP50": round(float(val.box.map50), 4),
             "precision": round(float(val.box.mp), 4),
             "recall": round(float(val.box.mr), 4),
         }
-    else:
-        metrics = {"top1": round(float(val.top1), 4), "top5": round(float(val.top5), 4)}
+        extra_metric = {"seg": ("mask", "seg"), "pose": ("pose", "pose")}.get(task)
+        if extra_metric:  # the task's own metric: mask or keypoint mAP
+            name, attr = extra_metric
+            part = getattr(val, attr)
+            metrics.update({f"{name} mAP50-95": round(float(part.map), 4), f"{name} mAP50": round(float(part.map50), 4)})
 
     out = WEIGHTS / TARGETS[task]
     if not args.no_copy:
@@ -123,6 +140,7 @@ def train(task: str, args) -> dict:
         "wall_time_s": round(wall, 1),
         "metrics_val": metrics,
         "run_dir": rel(save_dir),
+        "device": args.device if args.device == "cpu" else torch.cuda.get_device_name(0),
         "versions": {
             "python": platform.python_version(),
             "torch": torch.__version__,
@@ -139,7 +157,7 @@ def write_readme(all_info: dict):
         "# Digit fixture weights",
         "",
         "Generated by `examples/digits/train.py` (this file is rewritten by it; do not edit by hand).",
-        "Both models are trained **from scratch** (`pretrained=False`) on CPU with the Ultralytics trainer on the",
+        "Every model is trained **from scratch** (`pretrained=False`) with the Ultralytics trainer on the",
         "synthetic scikit-learn-digits data made by `examples/digits/make_dataset.py` (default arguments, seed 0).",
         "",
         "Regenerate (from the repository root):",
@@ -147,11 +165,11 @@ def write_readme(all_info: dict):
         "```bash",
         ".venv/bin/python examples/digits/make_dataset.py",
     ]
-    for task in ("det", "cls"):
+    for task in TARGETS:
         if task in all_info:
             lines.append(all_info[task]["command"])
     lines += ["```", ""]
-    for task, title in (("det", "Detector"), ("cls", "Classifier")):
+    for task, title in TITLES.items():
         if task not in all_info:
             continue
         i = all_info[task]
@@ -162,7 +180,7 @@ def write_readme(all_info: dict):
             f"## {title}: `{Path(i['weights']).name}` ({size})",
             "",
             f"- model: `{i['model']}`, data: `{i['data']}`, imgsz {kw['imgsz']}, batch {kw['batch']}",
-            f"- epochs: {i['epochs']}, seed: {i['seed']} (`deterministic=True`), device: cpu"
+            f"- epochs: {i['epochs']}, seed: {i['seed']} (`deterministic=True`), device: {i.get('device', 'cpu')}"
             f" ({i['versions']['cpu_threads']} torch thread(s), set by Ultralytics), workers: {kw['workers']}",
             f"- wall time (train incl. per-epoch val): {i['wall_time_s']:.0f} s",
             f"- val metrics of best.pt (re-validated after training): {m}",
@@ -182,11 +200,12 @@ def write_readme(all_info: dict):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--task", choices=("det", "cls", "both"), default="both")
-    p.add_argument("--epochs", type=int, default=None, help="default: 40 (det) / 30 (cls)")
+    p.add_argument("--task", choices=(*TARGETS, "both"), default="both", help="both: det and cls")
+    p.add_argument("--epochs", type=int, default=None, help="default: 30 (cls) / 40 (the others)")
+    p.add_argument("--device", default="cpu", help="cpu, or a CUDA device such as 0 (default: %(default)s)")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--imgsz", type=int, default=None, help="default: 160 (det) / 64 (cls)")
-    p.add_argument("--data", type=Path, default=None, help="default: data/digits.yaml (det) / data/cls (cls)")
+    p.add_argument("--data", type=Path, default=None, help="default: the task's data under data/ (TASK_MODEL)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=0)
     p.add_argument("--close-mosaic", type=int, default=10)
@@ -203,7 +222,7 @@ def main(argv=None):
     for task in tasks:
         targs = argparse.Namespace(**vars(args))
         if targs.epochs is None:
-            targs.epochs = 40 if task == "det" else 30
+            targs.epochs = 30 if task == "cls" else 40
         info = train(task, targs)
         if not args.no_copy:
             # re-read just before writing: det and cls may be trained by two concurrent processes
