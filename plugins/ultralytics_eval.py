@@ -28,7 +28,8 @@ def evaluate_onnx(model_bytes: bytes, data: str, imgsz: int | tuple[int, int], t
     an IR folder for OpenVINO); a runtime without one is run in process through its sessions
     (``RuntimeModule``). ``imgsz``: a side or (h, w) (a model with a fixed input size is validated at its
     own, from its metadata); images are read with ``ir``'s input channels (``data_for_channels``).
-    Returns mAP50-95 (primary) and mAP50, or top1 (primary) and top5."""
+    Returns ``task_metrics``: the task's own mAP50-95 (primary, ``TASK_METRIC``) and mAP50, or top1
+    (primary) and top5."""
     from ultralytics import YOLO
 
     check_split(data, split)
@@ -54,10 +55,31 @@ def evaluate_onnx(model_bytes: bytes, data: str, imgsz: int | tuple[int, int], t
             raise UsageError(f"evaluation on '{data}' failed: {type(e).__name__}: {str(e).splitlines()[0]}") from e
         finally:
             logger.setLevel(level)
+    return task_metrics(res, task)
+
+
+#: Each task's budget metric: the value that budgets, recovery targets and the report's accuracy column
+#: use. A segmentation user cares about masks and a pose user about keypoints, so for those the box
+#: metrics are reported beside it but do not decide.
+TASK_METRIC = {"detect": "mAP50-95", "segment": "mask mAP50-95", "pose": "pose mAP50-95",
+               "obb": "OBB mAP50-95", "classify": "top1"}
+
+
+def task_metrics(res, task: str) -> Metrics:
+    """``Metrics`` of an Ultralytics validator result for ``task`` (``TASK_METRIC`` names the primary):
+    top-1/top-5 for classify; mAP50-95/mAP50 of the task's own output (mask, keypoints, oriented box,
+    box), then, for segment and pose, of its boxes."""
     if task == "classify":
         return Metrics("top1", {"top1": round(float(res.top1), 4), "top5": round(float(res.top5), 4)})
-    box = res.box
-    return Metrics("mAP50-95", {"mAP50-95": round(float(box.map), 4), "mAP50": round(float(box.map50), 4)})
+    values = {}
+    own = {"segment": ("mask ", "seg"), "pose": ("pose ", "pose"), "obb": ("OBB ", "box")}.get(task)
+    if own is not None:
+        prefix, attr = own
+        part = getattr(res, attr)
+        values.update({f"{prefix}mAP50-95": round(float(part.map), 4), f"{prefix}mAP50": round(float(part.map50), 4)})
+    if task != "obb":
+        values.update({"mAP50-95": round(float(res.box.map), 4), "mAP50": round(float(res.box.map50), 4)})
+    return Metrics(TASK_METRIC.get(task, "mAP50-95"), values)
 
 
 class RuntimeModule(torch.nn.Module):

@@ -255,5 +255,18 @@ def build_ir(module, source: str, imgsz: int | tuple[int, int], train_args: dict
     if type(head).__name__ == "RTDETRDecoder":  # transformer decoder: INT8 collapses its queries' scores
         ir.meta[FLOAT_SCOPES] = [f"model.{head_index}"]
     if task in ("detect", "segment", "pose", "obb") and nc:
-        ir.meta[OUTPUT_SPLITS] = {"output0": {"boxes": slice(0, 4), "scores": slice(4, 4 + nc)}}
+        ir.meta[OUTPUT_SPLITS] = {"output0": {"boxes": slice(0, 4), "scores": slice(4, 4 + nc),
+                                              **task_output_parts(task, head, 4 + nc)}}
     return ir
+
+
+def task_output_parts(task: str, head, start: int) -> dict[str, slice]:
+    """The named parts of ``output0`` after the boxes and class scores (which end at ``start``), so that
+    output fidelity (calibration, sensitivity, mixed precision) also weighs each task's own outputs:
+    a segmentation head's mask coefficients (``nm``), a pose head's keypoints (``nk`` values) and an
+    OBB head's angle (1). Segmentation's prototypes are ``output1``, compared whole."""
+    width = {"segment": ("mask_coefficients", int(getattr(head, "nm", 0) or 0)),
+             "pose": ("keypoints", int(getattr(head, "nk", 0) or 0)), "obb": ("angle", 1)}.get(task)
+    if not width or width[1] <= 0:
+        return {}
+    return {width[0]: slice(start, start + width[1])}

@@ -146,7 +146,7 @@ class ClassifyKDLoss:
 
 #: The trainer's val metric that matches the first metric ``evaluate`` reports, per task.
 TRAINER_METRIC = {"classify": "metrics/accuracy_top1", "detect": "metrics/mAP50-95(B)",
-                  "segment": "metrics/mAP50-95(B)", "pose": "metrics/mAP50-95(B)", "obb": "metrics/mAP50-95(B)"}
+                  "segment": "metrics/mAP50-95(M)", "pose": "metrics/mAP50-95(P)", "obb": "metrics/mAP50-95(B)"}
 
 
 class RecoveryWatch:
