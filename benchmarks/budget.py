@@ -50,46 +50,14 @@ def main() -> int:
     if args.time_only:
         return time_only(args)
 
-    t0 = time.perf_counter()
-    compiler = Compiler()
-    opts = CompileOptions(data=args.data, calib=args.calib, max_drop=args.max_drop, max_macs=args.max_macs,
-                          latency_runs=args.runs)
-
-    def progress(what: str, done: int, total: int) -> None:
-        print(f"[{time.perf_counter() - t0:7.0f} s] {what}: {done}/{total}", file=sys.stderr, flush=True)
-
-    ir, report = Budget(compiler, opts, compiler.registry.strategy(opts.search), progress).search(args.model)
-    wall = time.perf_counter() - t0
-    Path(args.onnx).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.onnx).write_bytes(lowering.onnx_bytes(ir))
-    b = report.budget
-    by_name = {s.name: s for s in report.stages}
-    models = {"fp32": by_name["input"].onnx, "int8": by_name["int8 alone"].onnx,
-              "final": lowering.onnx_bytes(ir)}
-    _, runtime = compiler.target(opts.target)
-    shape = [1, 3, ir.input.imgsz, ir.input.imgsz]
-    import numpy as np
-
-    x = np.random.default_rng(0).random(shape, dtype=np.float32)
-    repeats = [measure.latencies_ms(runtime, list(models.values()), x, runs=args.runs) for _ in range(args.repeat)]
-    ms = {k: statistics.median(r[i] for r in repeats) for i, k in enumerate(models)}
-    final = b["final"]
-    result = {
-        "isa": measure.cpu_isa(), "max_drop": args.max_drop, "split": "test",
-        "baseline": b["baseline"]["test"], "final": final["test"],
-        "drop_pts": round((b["baseline"]["test"] - final["test"]) * 100, 3),
-        "val": {"baseline": b["baseline"]["val"], "final": final["val"], "drop_pts": final["drop_pts_val"]},
-        "latency_ms": ms, "speedup_vs_fp32": round(ms["fp32"] / ms["final"], 3),
-        "speedup_vs_int8": round(ms["int8"] / ms["final"], 3),
-        "speedup_vs_int8_per_repeat": [round(r[1] / r[2], 3) for r in repeats],
-        "macs_ratio": final["macs_ratio"], "chosen": final["passes"], "wall_s": round(wall, 1),
-        "candidates": b["candidates"],
-    }
+    result = run_budget(args.model, args.data, args.calib, args.max_drop, args.max_macs, args.runs, args.repeat,
+                        onnx_out=args.onnx)
+    b, final, ms, wall = result.pop("_budget"), result.pop("_final"), result["latency_ms"], result["wall_s"]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(f"CPU ISA: {result['isa']}; onnxruntime, {args.repeat}x{args.runs} round-robin rounds")
     print(f"chosen: {' '.join('-p ' + p for p in final['passes'])}")
-    print(f"test mAP50-95: baseline {result['baseline']:.4f} -> final {result['final']:.4f} "
+    print(f"test {result['metric']}: baseline {result['baseline']:.4f} -> final {result['final']:.4f} "
           f"({-result['drop_pts']:+.2f} pt; val {-final['drop_pts_val']:+.2f} pt, budget {args.max_drop})")
     print(f"latency: fp32 {ms['fp32']:.2f} ms, int8 alone {ms['int8']:.2f} ms, final {ms['final']:.2f} ms -> "
           f"{result['speedup_vs_fp32']:.2f}x vs fp32, {result['speedup_vs_int8']:.2f}x vs int8 "
@@ -100,6 +68,54 @@ def main() -> int:
               f"drop {c['drop_pts']:+.2f} pt  {c['latency_ms']} ms  within={c['within']}")
     print(f"wrote {args.out}")
     return 0
+
+
+def run_budget(model: str, data: str, calib: str, max_drop: float, max_macs: float | None = None, runs: int = 100,
+               repeat: int = 3, onnx_out: str | None = None, trust_model: bool = False) -> dict:
+    """``--max-drop`` on ``model`` end to end, then the FP32 export, the "int8 alone" candidate and the chosen
+    model timed side by side (one onnxruntime process, round-robin, ``repeat`` x ``runs`` rounds).
+
+    Returns the JSON row (``baseline``/``final``/``drop_pts`` on the test split; ``val``; ``latency_ms``;
+    speedups; ``chosen``; ``wall_s`` in seconds; ``candidates``) plus ``_budget`` (the report's budget
+    section) and ``_final`` (its chosen candidate) for the caller to print from. Raises ``BudgetNotMet``
+    when no candidate fits."""
+    import numpy as np
+
+    t0 = time.perf_counter()
+    compiler = Compiler()
+    opts = CompileOptions(data=data, calib=calib, max_drop=max_drop, max_macs=max_macs, latency_runs=runs,
+                          trust_model=trust_model)
+
+    def progress(what: str, done: int, total: int) -> None:
+        print(f"[{time.perf_counter() - t0:7.0f} s] {what}: {done}/{total}", file=sys.stderr, flush=True)
+
+    ir, report = Budget(compiler, opts, compiler.registry.strategy(opts.search), progress).search(model)
+    wall = time.perf_counter() - t0
+    chosen_onnx = lowering.onnx_bytes(ir)
+    if onnx_out:
+        Path(onnx_out).parent.mkdir(parents=True, exist_ok=True)
+        Path(onnx_out).write_bytes(chosen_onnx)
+    b = report.budget
+    by_name = {s.name: s for s in report.stages}
+    models = {"fp32": by_name["input"].onnx, "int8": by_name["int8 alone"].onnx, "final": chosen_onnx}
+    _, runtime = compiler.target(opts.target)
+    x = np.random.default_rng(0).random(ir.input.shape, dtype=np.float32)
+    repeats = [measure.latencies_ms(runtime, list(models.values()), x, runs=runs) for _ in range(repeat)]
+    ms = {k: statistics.median(r[i] for r in repeats) for i, k in enumerate(models)}
+    final = b["final"]
+    int8 = next(c for c in b["candidates"] if c["name"] == "int8 alone")
+    return {
+        "isa": measure.cpu_isa(), "max_drop": max_drop, "split": "test", "metric": b["metric"],
+        "baseline": b["baseline"]["test"], "final": final["test"],
+        "drop_pts": round((b["baseline"]["test"] - final["test"]) * 100, 3),
+        "int8_test": int8["test"],
+        "val": {"baseline": b["baseline"]["val"], "final": final["val"], "drop_pts": final["drop_pts_val"]},
+        "latency_ms": ms, "speedup_vs_fp32": round(ms["fp32"] / ms["final"], 3),
+        "speedup_vs_int8": round(ms["int8"] / ms["final"], 3),
+        "speedup_vs_int8_per_repeat": [round(r[1] / r[2], 3) for r in repeats],
+        "macs_ratio": final["macs_ratio"], "chosen": final["passes"], "wall_s": round(wall, 1),
+        "candidates": b["candidates"], "_budget": b, "_final": final,
+    }
 
 
 def time_only(args) -> int:

@@ -162,7 +162,7 @@ class Budget:
                                    f"'{self.strategy.name}' ran no candidate", report)
             best = max(tried, key=lambda r: r.val.value)
             raise BudgetNotMet(f"no model within --max-drop {self.budget} pt: the best candidate, "
-                               f"'{best.trial.name}', drops {self.drop(best):.2f} pt on val "
+                               f"'{best.trial.name}', drops {self.drop(best):.2f} pt of {best.val.primary} on val "
                                f"({self.drop(best) - self.budget:.2f} pt over budget)", report)
         return chosen.ir, report
 

@@ -274,7 +274,7 @@ def _print_report(report, expand: bool = False) -> None:
         b, f = report.budget, report.budget["final"]
         test = "" if f["test"] is None else f", test {f['test']:.4f} ({-f['drop_pts_test']:+.2f} pt)"
         vs_int8 = f", {f['speedup_vs_int8']:.2f}x than int8 alone" if f.get("speedup_vs_int8") else ""
-        print(textwrap.fill(f"budget {b['max_drop']} pt met: {f['name']}: val {f['val']:.4f} "
+        print(textwrap.fill(f"budget {b['max_drop']} pt of {b['metric']} met: {f['name']}: val {f['val']:.4f} "
                             f"({-f['drop_pts_val']:+.2f} pt){test}; {f['speedup_vs_input']:.2f}x faster than the input"
                             f"{vs_int8} ({report.latency.get('runtime', '')}, {report.latency.get('isa', '')})", width))
 

@@ -125,6 +125,15 @@ def check_speed(r, tmp):
         _has_keys(row, ["latency_ms", "macs", "gmacs_per_s", "pct_of_ceiling", "speedup_vs_fp32"], f"speed {name}")
 
 
+def check_tasks(r, tmp):
+    _has_keys(r, ["isa", "max_drop", "split", "tasks"], "tasks.json")
+    row = r["tasks"]["obb"]
+    _has_keys(row, ["met", "metric", "baseline", "int8_drop", "budget_drop", "budget_speedup_vs_int8", "wall_s"],
+              "tasks row")
+    assert row["metric"] == "OBB mAP50-95" and 0 < row["baseline"] <= 1 and row["budget_speedup_vs_int8"] > 0
+    assert (tmp / "tasks" / "obb.onnx").stat().st_size > 0
+
+
 def case(script, args, check, *, digits=True, modules=(), slow=None, id=None):
     """One smoke run; ``{tmp}`` in ``args`` is pytest's tmp_path. ``slow``: why the case is marked slow."""
     marks = [pytest.mark.slow] if slow else []
@@ -155,6 +164,9 @@ CASES = [
          check_openvino, modules=("openvino", "nncf")),
     case("prune.py", ["--models", "yolov8n.yaml", "resnet18 (torchvision)", "--imgsz", "64", "--runs", "2",
                       "--out", "{tmp}/prune.json"], check_prune, digits=False),
+    # one task, int8 trials only (--max-macs 0.1): the task's own metric decides
+    case("tasks.py", ["--tasks", "obb", "--max-macs", "0.1", "--runs", "2", "--repeat", "1", "--out", "{tmp}/tasks.json"],
+         check_tasks),
     case("soak.py", ["--n", "2", "--imgsz", "64", "--out", "{tmp}/soak.json"], check_soak),
     case("speed.py", ["--imgsz", "64", "--calib-n", "8", "--runs", "2", "--repeat", "1", "--out", "{tmp}/speed.json"],
          check_speed),
