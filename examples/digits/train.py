@@ -66,6 +66,7 @@ def train(task: str, args) -> dict:
     from ultralytics import YOLO
 
     model_cfg, data_name = TASK_MODEL[task]
+    model_cfg = args.model or model_cfg
     if task != "cls":
         data, imgsz = rel(args.data or DATA / data_name), args.imgsz or 160
         extra = dict(fliplr=0.0, mosaic=1.0, close_mosaic=args.close_mosaic)  # mirrored digits are not digits
@@ -123,7 +124,7 @@ def train(task: str, args) -> dict:
             part = getattr(val, attr)
             metrics.update({f"{name} mAP50-95": round(float(part.map), 4), f"{name} mAP50": round(float(part.map50), 4)})
 
-    out = WEIGHTS / TARGETS[task]
+    out = WEIGHTS / (f"{Path(model_cfg).stem}-digits.pt" if args.model else TARGETS[task])
     if not args.no_copy:
         WEIGHTS.mkdir(parents=True, exist_ok=True)
         shutil.copy2(best, out)
@@ -165,14 +166,14 @@ def write_readme(all_info: dict):
         "```bash",
         ".venv/bin/python examples/digits/make_dataset.py",
     ]
-    for task in TARGETS:
-        if task in all_info:
-            lines.append(all_info[task]["command"])
+    keys = [*(t for t in TARGETS if t in all_info), *(k for k in all_info if k not in TARGETS)]  # then --model runs
+    for key in keys:
+        lines.append(all_info[key]["command"])
     lines += ["```", ""]
-    for task, title in TITLES.items():
-        if task not in all_info:
-            continue
-        i = all_info[task]
+    for key in keys:
+        task, _, model = key.partition(":")
+        title = TITLES[task] + (f" ({model})" if model else "")
+        i = all_info[key]
         kw = i["train_kwargs"]
         m = ", ".join(f"{k} **{v}**" for k, v in i["metrics_val"].items())
         size = f"{i['size_bytes'] / 1e6:.1f} MB" if i.get("size_bytes") else "?"
@@ -204,6 +205,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--task", choices=(*TARGETS, "both"), default="both", help="both: det and cls")
     p.add_argument("--epochs", type=int, default=None, help="default: 30 (cls) / 40 (the others)")
+    p.add_argument("--model", default=None, help="another Ultralytics model YAML for the task, e.g. yolo26n.yaml "
+                   "(weights: <its stem>-digits.pt)")
     p.add_argument("--device", default="cpu", help="cpu, or a CUDA device such as 0 (default: %(default)s)")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--imgsz", type=int, default=None, help="default: 160 (det) / 64 (cls)")
@@ -229,7 +232,7 @@ def main(argv=None):
         if not args.no_copy:
             # re-read just before writing: det and cls may be trained by two concurrent processes
             all_info = json.loads(INFO.read_text()) if INFO.exists() else {}
-            all_info[task] = info
+            all_info[task if not args.model else f"{task}:{Path(args.model).stem}"] = info
             WEIGHTS.mkdir(parents=True, exist_ok=True)
             INFO.write_text(json.dumps(all_info, indent=2) + "\n")
             write_readme(all_info)
