@@ -134,3 +134,14 @@ def test_task_decode_carries_no_qdq(compiler, tmp_path, calib_dir, task):
     quantized = {n.input[0] for n in model.graph.node if n.op_type == "QuantizeLinear"}
     names = {n.name: n for n in model.graph.node}
     assert not [n for n in tail if names[n].op_type in decode_ops and set(names[n].output) & quantized]
+
+
+def test_report_fidelity_cell_shows_the_task_part():
+    from yolocc.compiler.report_render import fidelity_cell
+
+    detect = {"output0": {"cosine": 0.99}, "output0[boxes]": {"cosine": 0.98}, "output0[scores]": {"cosine": 0.97}}
+    assert fidelity_cell(detect) == "scores cos 0.9700"
+    pose = {**detect, "output0[keypoints]": {"cosine": 0.9612}}
+    assert fidelity_cell(pose) == "scores cos 0.9700, keypoints 0.9612"
+    seg = {**detect, "output0[mask_coefficients]": {"cosine": 0.95}, "output1": {"cosine": 0.93}}
+    assert fidelity_cell(seg) == "scores cos 0.9700, output1 0.9300"  # the least faithful of them
