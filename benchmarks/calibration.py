@@ -9,15 +9,18 @@ compiled. ``auto`` runs as a user would with ``--data`` (the model's val split: 
 held-out fidelity are confirmed on val, and bias correction is measured); two more ``auto`` runs
 isolate the parts: ``no_data`` (no ``--data``: fidelity alone chooses) and ``no_bias_correction``
 (``--data``, ``bias_correction=false``). Chosen on val, reported on test. Each result gets
-  fidelity  the mean cosine of its outputs (boxes and class scores apart for detectors) with the FP32
+  fidelity  the mean cosine of its outputs (boxes, class scores and the task's own part apart:
+            mask coefficients, keypoints, OBB angle; a segmenter's prototypes whole) with the FP32
             model's on ``--probe-n`` images that no calibration saw (the test split's images),
             the same measure ``auto`` scores its candidates with on its held-out calibration images;
-  test_map  the test split's metric (mAP50-95 for the detector, top-1 for the classifier), null for a
-            model without labels.
+  test_map  the test split's metric, the task's own (``metric``: mAP50-95 for the detector, mask
+            mAP50-95, pose mAP50-95, OBB mAP50-95, top-1 for the classifier), null for a model
+            without labels.
 ``auto`` also records its choice, its own held-out scores, the val confirmation, bias correction's
 effect (layers, held-out fidelity before/after, kept or not) and its compile time against minmax's.
-Models: the digits detector (imgsz 160), YOLOv8n with random weights (no labels: fidelity only) and
-the digits classifier (imgsz 64). Segment, pose and OBB fixtures do not exist in this repository yet.
+Models: the digits detector (imgsz 160), YOLOv8n with random weights (no labels: fidelity only), the
+digits classifier (imgsz 64) and the digits segment, pose and OBB fixtures (imgsz 160, each with its
+own calibration folder and data YAML); ``--models`` picks some.
 ``--tiny`` (a smoke test, under a minute): the random-weights YOLOv8n at imgsz 64, 16 calibration
 images, 4 probe images. Writes ``{"isa", "models": {NAME: {"methods": {METHOD: {"fidelity",
 "test_map"}}, "auto": {"chosen", "test_map", ...}}}}``.
@@ -54,6 +57,11 @@ MODELS = {
     "digits-classifier": {"model": "examples/digits/weights/yolov8n-cls-digits.pt", "imgsz": 64,
                           "calib": f"{DIGITS}/cls/train", "data": f"{DIGITS}/cls", "probe": f"{DIGITS}/cls/test",
                           "trust_model": True},  # the bundled fixture: a full pickle
+    # every other task: its own calibration folder and data; the metric is the task's own
+    **{f"digits-{task}": {"model": f"examples/digits/weights/yolov8n-{short}-digits.pt", "imgsz": 160,
+                          "calib": f"{DIGITS}/{short}/calib/images", "data": f"{DIGITS}/digits-{short}.yaml",
+                          "probe": f"{DIGITS}/{short}/test/images"}
+       for task, short in (("segment", "seg"), ("pose", "pose"), ("obb", "obb"))},
 }
 
 
@@ -152,8 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.tiny:
         models = {"yolov8n-random": dict(MODELS["yolov8n-random"], imgsz=64)}
         calib_n, probe_n = 16, 4
-    result = {"isa": measure.cpu_isa(), "runtime": OrtCpuRuntime().describe(), "tiny": args.tiny,
-              "note": "segment, pose and OBB fixtures do not exist yet", "models": {}}
+    result = {"isa": measure.cpu_isa(), "runtime": OrtCpuRuntime().describe(), "tiny": args.tiny, "models": {}}
     with tempfile.TemporaryDirectory(prefix="yolocc-bench-calib-") as folder:
         os.environ["YOLOCC_CACHE_DIR"] = os.path.join(folder, "cache")  # honest times: nothing cached
         for name, spec in models.items():

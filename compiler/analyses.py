@@ -23,7 +23,9 @@ REFERENCE_METRICS = "pre_prune_metrics"
 SNAPSHOTS = (TEACHER, REFERENCE_METRICS)
 
 # ---- ModelIR.meta keys a frontend sets and generic code reads
-#: ``{output name: [(part name, start, stop), ...]}``: how an output tensor splits into boxes, scores ...
+#: ``{output name: {part name: slice along dim 1}}``: how an output tensor splits into boxes, scores and
+#: each task's own part (mask coefficients, keypoints, angle), weighed apart by output fidelity
+#: (``measure.output_distance``); an output it does not name is compared whole.
 OUTPUT_SPLITS = "output_splits"
 #: Qualnames of modules the frontend says must stay float under INT8 (e.g. RT-DETR's transformer
 #: decoder): ``qdq`` keeps every ONNX node exported under ``/<qualname>/`` float.

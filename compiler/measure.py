@@ -154,6 +154,15 @@ def output_distance(ref: dict[str, np.ndarray], out: dict[str, np.ndarray],
     return total
 
 
+def splits_key(splits: dict[str, dict[str, slice]] | None) -> str:
+    """``splits`` as canonical JSON (each slice as ``[start, stop, step]``), for cache keys: a result
+    measured with other named parts (e.g. before a task's part was named) is not reused."""
+    import json
+
+    return json.dumps({out: {part: [sl.start, sl.stop, sl.step] for part, sl in parts.items()}
+                       for out, parts in sorted((splits or {}).items())}, sort_keys=True)
+
+
 def fidelity(ref: dict[str, np.ndarray], out: dict[str, np.ndarray],
              splits: dict[str, dict[str, slice]] | None = None) -> dict[str, dict[str, float]]:
     """Per-output comparison; ``splits`` adds named sub-tensors (e.g. boxes/scores along dim 1)."""

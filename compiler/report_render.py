@@ -118,7 +118,16 @@ def fidelity_cell(fid: dict | None) -> str:
     if "cosine" not in entry:
         return "shape mismatch"
     label = "scores " if key.endswith("[scores]") else ""
-    return f"{label}cos {entry['cosine']:.4f}"
+    text = f"{label}cos {entry['cosine']:.4f}"
+    # A task's own part (mask coefficients, keypoints, OBB angle) or another output (a segmenter's
+    # prototypes): the least faithful of them beside the scores, so a task head is not hidden.
+    main = key.split("[")[0]
+    extra = [(k, v["cosine"]) for k, v in fid.items() if "cosine" in v and k != key and k != main
+             and not k.endswith("[boxes]")]
+    if label and extra:
+        name, cos = min(extra, key=lambda kv: kv[1])
+        text += f", {name[name.find('[') + 1:-1] if '[' in name else name} {cos:.4f}"
+    return text
 
 
 def metric_name(report) -> str | None:

@@ -4,8 +4,9 @@ Every candidate's ranges (minmax, entropy, percentiles 99.9/99.99/99.999: ``CAND
 Q/DQ model with the target's own placement (the ``qdq`` pass that follows, or its defaults); each runs
 on the target's runtime on held-out calibration images, never used for the ranges, and is scored by
 its output fidelity against the float model: the mean, over images and over each output's named parts
-(a detector's boxes and class scores, ``ir.meta["output_splits"]``), of the cosine similarity with the
-float outputs (1.0: identical). The highest fidelity wins; ties go to the earlier candidate.
+(``ir.meta["output_splits"]``: boxes, class scores and the task's own part, i.e. a segmenter's mask
+coefficients, a pose model's keypoints, an OBB model's angle; an output without named parts, such as a
+segmenter's prototypes, whole), of the cosine similarity with the float outputs (1.0: identical). The highest fidelity wins; ties go to the earlier candidate.
 
 With ``--data`` (``confirm``), the best ``CONFIRM_TOP`` by fidelity are also measured on the val split
 and the one with the better val metric is kept (ties: the better fidelity): the held-out fidelity

@@ -26,6 +26,7 @@ from yolocc.compiler.analyses import CALIBRATION, OUTPUT_SPLITS
 from yolocc.compiler.cache import cached_json, content_digest
 from yolocc.compiler.errors import PassError, UsageError
 from yolocc.compiler.ir import ModelIR
+from yolocc.compiler.measure import splits_key
 from yolocc.compiler.params import Param
 from yolocc.compiler.passbase import Pass, PassContext, PassResult
 
@@ -134,8 +135,11 @@ class Calibrate(Pass):
                                              lambda: _collect_candidates(model_bytes, ir.input.name, data, ctx),
                                              "calibration")
         t1 = time.perf_counter()
+        # The output's named parts are part of the key: fidelity weighs each one (a choice scored before a
+        # task's part was named would not be reused).
         choice_key = _key(ranges_key, fingerprint(held), ctx.target.name, json.dumps(placement, sort_keys=True),
-                          json.dumps(ctx.runtime.describe(), sort_keys=True), "auto-choice-v1")
+                          json.dumps(ctx.runtime.describe(), sort_keys=True),
+                          splits_key(ir.meta.get(OUTPUT_SPLITS)), "auto-choice-v1")
 
         def choose() -> dict:
             scores = calib_select.score(ir, ctx, candidates["ranges"], held, build,
@@ -196,7 +200,8 @@ class Calibrate(Pass):
         top = order[:calib_select.CONFIRM_TOP]
         if len(top) < 2:
             return None
-        confirm_key = _key(key, content_digest(str(data)), json.dumps(top), "confirm-v1")
+        # v2: the val metric is the task's own (mask/pose/OBB mAP50-95), no longer box mAP for every task
+        confirm_key = _key(key, content_digest(str(data)), json.dumps(top), "confirm-v2")
 
         def measure() -> dict:
             val, metric = {}, None

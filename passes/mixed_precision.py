@@ -4,7 +4,10 @@ PTS points of the float model, checked by measuring, not by prediction.
 1. Quantize everything the target allows; measure the val metric (``--data``). Within budget: done.
 2. Rank the quantized convolutions by sensitivity: for each one, the model with only that layer (and
    its activation) left float is run on calibration images, and the gain in output fidelity against
-   the float model is its score (per-layer "alone left float").
+   the float model (``measure.output_distance`` over the output's named parts: boxes, scores and the
+   task's mask coefficients, keypoints or angle; a segmenter's prototypes whole) is its score
+   (per-layer "alone left float"). Every quantized conv is ranked, the task branches' (``cv4``,
+   ``proto``) included.
 3. Leave the top 1, 2, 4, 8 ... layers float, measuring the val metric each time, until the drop is
    within PTS. The report lists the float layers, every step, and the latency they cost.
 """

@@ -4,8 +4,11 @@ For every prunable coupling group (torch-pruning's, the same groups ``prune`` cu
 least important channels at a few ratios are silenced: forward hooks zero them in every layer of the
 group whose *output* channels the group removes. With activations that map 0 to 0 (SiLU, ReLU) this
 is exactly what removing them does, so no re-tracing and no copies are needed. The proxy metric is
-how far the model's output moves on calibration images: ``1 - cosine`` of the class scores plus
-``1 - cosine`` of the boxes (detectors), or of the whole output. ``benchmarks/budget.py`` measures
+how far the model's outputs move on calibration images (``measure.output_distance``): ``1 - cosine``
+of every named part of an output (``ir.meta["output_splits"]``: boxes, class scores and the task's own
+part, i.e. a segmenter's mask coefficients, a pose model's keypoints, an OBB model's angle), summed,
+plus that of every other output whole (a segmenter's prototypes); a model without named parts is
+compared whole. ``benchmarks/budget.py`` measures
 how well this proxy ranks groups against the real mAP (rank correlation).
 
 The result is cached by content (weights, images, ratios, importance) under the content cache.
@@ -24,7 +27,7 @@ import torch.nn as nn
 from yolocc.compiler.analyses import CANONICAL, OUTPUT_SPLITS, SENSITIVITY
 from yolocc.compiler.errors import UsageError
 from yolocc.compiler.cache import cached_json
-from yolocc.compiler.measure import output_distance
+from yolocc.compiler.measure import output_distance, splits_key
 from yolocc.compiler.ir import ModelIR
 from yolocc.compiler.params import Param
 from yolocc.compiler.passbase import Pass, PassContext, PassResult
@@ -136,6 +139,7 @@ def cached_analysis(ir: ModelIR, ctx: PassContext, ignored: list[nn.Module], n_i
         h.update(t.detach().cpu().numpy().tobytes())
     h.update(fingerprint(images).encode())
     h.update(json.dumps([sorted(str(m) for m in ignored), list(RATIOS), importance_name, round_to]).encode())
+    h.update(splits_key(ir.meta.get(OUTPUT_SPLITS)).encode())  # the proxy weighs each named output part
     groups, hit = cached_json(ctx.options.cache_root() / "sensitivity" / f"{h.hexdigest()}.json",
                               lambda: [g.as_dict() for g in analyse(ir, images, ignored, RATIOS, round_to,
                                                                     importance_name,
