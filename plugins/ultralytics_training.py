@@ -216,8 +216,14 @@ class RecoveryWatch:
         self.curve: list[float] = []
         self.reason = "max_epochs" if stop_at else "epochs"
         self.progress = progress
+        self.trained: int | None = None  # training epochs ended (None: on_train_epoch_end not hooked)
+
+    def on_train_epoch_end(self, trainer) -> None:
+        self.trained = (self.trained or 0) + 1
 
     def on_fit_epoch_end(self, trainer) -> None:
+        if self.trained is not None and len(self.curve) >= self.trained:
+            return  # Ultralytics' final validation of best.pt runs this callback once more: not an epoch
         value = float((trainer.metrics or {}).get(self.key, float("nan")))
         self.curve.append(round(value, 4))
         if self.progress is not None:
@@ -252,6 +258,7 @@ def train(module, task: str, data: str, overrides: dict[str, Any], teacher: str 
         if teacher and task != "classify":
             args["distill_model"] = teacher
         trainer = trainer_class(task, max_grad_norm)(overrides=args)
+        trainer.add_callback("on_train_epoch_end", watch.on_train_epoch_end)
         trainer.add_callback("on_fit_epoch_end", watch.on_fit_epoch_end)
         if teacher and task == "classify":
             from ultralytics.nn.tasks import load_checkpoint
