@@ -119,7 +119,7 @@ def test_distill_plans_for_every_yolo_task(cli, tmp_path):
 
 
 @pytest.mark.slow
-def test_pose_prune_distill_end_to_end(tmp_path, cli):
+def test_pose_prune_distill_end_to_end(tmp_path, cli, capsys):
     """One real epoch of prune + distill on a tiny pose dataset, through Ultralytics' PoseTrainer."""
     import importlib.util
 
@@ -128,6 +128,7 @@ def test_pose_prune_distill_end_to_end(tmp_path, cli):
     spec.loader.exec_module(make_dataset)
     make_dataset.main(["--out", str(tmp_path / "d"), "--n-train", "16", "--n-val", "8", "--n-calib", "4",
                        "--n-test", "4", "--n-cls-train", "0", "--no-det"])
+    capsys.readouterr()  # make_dataset's own lines are not the CLI's output
     data = tmp_path / "d" / "digits-pose.yaml"
     code, out, err = cli("examples/digits/weights/yolov8n-pose-digits.pt", "-p", "prune:0.2", "-p",
                          "distill:epochs=1,batch=8", "--data", data, "--latency-runs", "0", "--json",
