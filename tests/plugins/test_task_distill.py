@@ -27,27 +27,30 @@ def _model(cfg: str, seed: int):
     return model
 
 
-def _distill_term(task: str, cfg: str, same: bool) -> tuple[float, float]:
-    """(dis_loss with only the task term on, with only the class/DFL term on) for one batch; the
-    student's own task loss is left out (it needs labels), the teacher's and student's forwards run
-    through DistillationModel's hooks as in training. BN in eval mode so equal weights give equal outputs."""
+def _distill_terms(task: str, cfg: str) -> list[tuple[float, float]]:
+    """[(dis_loss with only the task term on, with only the class/DFL term on)] for one batch, for a
+    student with other weights, then for a student equal to the teacher. The student's own task loss
+    is left out (it needs labels); the teacher's and student's forwards run through DistillationModel's
+    hooks as in training. BN in eval mode so equal weights give equal outputs."""
     from yolocc.plugins.ultralytics_training import OutputKDDistillation
 
     teacher = _model(cfg, 0).eval()
-    student = copy.deepcopy(teacher) if same else _model(cfg, 1)
-    wrapped = OutputKDDistillation(teacher_model=teacher, student_model=student)
-    wrapped.kd_task = task
-    wrapped.train()
-    student.eval()  # train mode at the wrapper (distillation on), running BN statistics in the student
-    student.loss = types.MethodType(lambda self, batch, preds: (torch.zeros(3), {"loss": torch.zeros(3)}), student)
     batch = {"img": torch.rand(2, 3, IMGSZ, IMGSZ)}
     out = []
-    for kd, task_kd in ((0.0, 1.0), (1.0, 0.0)):
-        wrapped.kd_weight, wrapped.task_weight = kd, task_kd
-        total, items = wrapped.loss(batch)
-        assert math.isclose(float(total[-1].detach()), float(items["dis_loss"]) * 2, rel_tol=1e-5, abs_tol=1e-9)
-        out.append(float(items["dis_loss"]))
-    return out[0], out[1]
+    for student in (_model(cfg, 1), copy.deepcopy(teacher)):
+        wrapped = OutputKDDistillation(teacher_model=teacher, student_model=student)
+        wrapped.kd_task = task
+        wrapped.train()
+        student.eval()  # train mode at the wrapper (distillation on), running BN statistics in the student
+        student.loss = types.MethodType(lambda self, b, p: (torch.zeros(3), {"loss": torch.zeros(3)}), student)
+        terms = []
+        for kd, task_kd in ((0.0, 1.0), (1.0, 0.0)):
+            wrapped.kd_weight, wrapped.task_weight = kd, task_kd
+            total, items = wrapped.loss(batch)
+            assert math.isclose(float(total[-1].detach()), float(items["dis_loss"]) * 2, rel_tol=1e-5, abs_tol=1e-9)
+            terms.append(float(items["dis_loss"]))
+        out.append(tuple(terms))
+    return out
 
 
 TASKS = [("segment", "yolov8n-seg.yaml"), ("pose", "yolov8n-pose.yaml"), ("obb", "yolov8n-obb.yaml")]
@@ -56,14 +59,13 @@ TASKS = [("segment", "yolov8n-seg.yaml"), ("pose", "yolov8n-pose.yaml"), ("obb",
 @pytest.mark.parametrize("task,cfg", TASKS)
 def test_task_term_is_distilled(task, cfg):
     """Each non-detect task has its own output term: non-zero for a different student, zero for an equal one."""
-    term, _ = _distill_term(task, cfg, same=False)
-    assert term > 1e-6
-    same, _ = _distill_term(task, cfg, same=True)
+    (term, kd), (same, _) = _distill_terms(task, cfg)
+    assert term > 1e-6 and kd > 0
     assert abs(same) < 1e-6
 
 
 def test_detect_has_no_task_term_and_keeps_its_output_kd():
-    term, kd = _distill_term("detect", "yolov8n.yaml", same=False)
+    (term, kd), _ = _distill_terms("detect", "yolov8n.yaml")
     assert term == 0.0 and kd > 0.0
 
 
@@ -97,13 +99,11 @@ def test_task_terms_by_hand():
 
 def test_rtdetr_distill_is_refused_at_plan_time(cli, tmp_path):
     (tmp_path / "d.yaml").write_text("train: nowhere\nval: nowhere\nnames: {0: a}\n")  # never read
-    for passes in (["-p", "distill"], ["-p", "prune:0.2", "-p", "distill"]):
-        code, out, err = cli("rtdetr-l.yaml", "--imgsz", "160", *passes, "--data", tmp_path / "d.yaml", "--dry-run")
-        assert code == 2 and out == ""
-        line, = err.strip().splitlines()
-        assert "cannot" in line and "drop" in line
-    assert "head is RTDETRDecoder" in cli("rtdetr-l.yaml", "--imgsz", "160", "-p", "distill", "--data",
-                                          tmp_path / "d.yaml", "--dry-run")[2]
+    code, out, err = cli("rtdetr-l.yaml", "--imgsz", "160", "-p", "prune:0.2", "-p", "distill", "--data",
+                         tmp_path / "d.yaml", "--dry-run")
+    assert code == 2 and out == ""
+    line, = err.strip().splitlines()
+    assert "distill cannot distil a model whose head is RTDETRDecoder" in line and "drop distill" in line
     code, _, err = cli("rtdetr-l.yaml", "--imgsz", "160", "-p", "finetune", "--data", tmp_path / "d.yaml",
                        "--dry-run")  # no trainer for RT-DETR here either
     assert code == 2 and "no Ultralytics trainer" in err and len(err.strip().splitlines()) == 1
