@@ -4,7 +4,8 @@
 adds a teacher (the pre-prune model by default): neck-feature distillation through a learned
 projector (Ultralytics' DistillationModel) plus class-logit and DFL output distillation with a
 temperature, and for segment, pose and OBB models their own outputs (mask coefficients and prototypes,
-keypoints, the box angle). Both run the frontend's training loop (Ultralytics: its dataset, augmentation, loss and trainer).
+keypoints, the box angle). Both run the frontend's training loop (Ultralytics: its dataset,
+augmentation, loss and trainer).
 """
 
 from __future__ import annotations
@@ -110,7 +111,7 @@ class Finetune(Pass):
 
 
 class Distill(Finetune):
-    """Knowledge distillation after pruning (detect/seg/pose/obb: features + class/DFL/task outputs; classify: KL)."""
+    """Knowledge distillation after pruning (YOLO: features + class/DFL + task outputs; classify: KL)."""
 
     name = "distill"
     distills = True
