@@ -81,9 +81,15 @@ class Compiler:
 
     def plan(self, ir: ModelIR, passes: Iterable[str | PassSpec | Pass]) -> list[Step]:
         """The steps for ``passes`` on ``ir`` (see ``pipeline.plan``); a pass that needs the channel
-        dependency graph of a model torch-pruning cannot trace is refused here, before any work."""
+        dependency graph of a model torch-pruning cannot trace is refused here, before any work, and so
+        is any pass whose ``check_plan`` refuses the model (e.g. finetune/distill where its frontend
+        cannot train or distil it)."""
         steps = plan(self.registry, passes, ir.stage, ir.analyses.keys(), source=f"'{ir.source}'",
                      start_states=ir.meta.get(STATES))
+        frontend = self.frontend_of(ir)
+        for step in steps:
+            if step.pass_ is not None:
+                step.pass_.check_plan(ir, frontend)
         needing = next((s.pass_ for s in steps if s.pass_ is not None and s.pass_.needs_channel_graph), None)
         if needing is not None and ir.stage == "torch":
             try:

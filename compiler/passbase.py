@@ -144,6 +144,11 @@ class Pass:
         """Macro passes return the passes they stand for at ``stage``; ordinary passes return None."""
         return None
 
+    def check_plan(self, ir: ModelIR, frontend: Frontend) -> None:
+        """Raise ``UsageError`` at plan time, before any pass runs or any data loads, if this pass cannot
+        run on ``ir`` (the plan's input model) with ``frontend`` (the one that loaded it); e.g. a
+        training pass on a model its frontend cannot train. The default accepts every model."""
+
     def call(self, ir: ModelIR, ctx: PassContext) -> PassResult:
         raise NotImplementedError
 

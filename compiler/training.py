@@ -18,13 +18,15 @@ class DistillSettings:
     """How the student learns from the teacher.
 
     Detection: ``feat`` weights the neck-feature distillation (learned projector), ``kd`` the class-logit
-    and DFL output distillation at ``temperature``. Classification: ``(1 - alpha) * CE + alpha * T^2 *
-    KL(teacher || student)`` with ``T(e) = max(1, t0 * gamma**e)`` over epochs; ``standardize`` z-scores
-    the logits before the softmax."""
+    and DFL output distillation at ``temperature``; segment, pose and OBB add their own outputs (mask
+    coefficients and prototypes, keypoints, angle) weighted by ``task_kd``. Classification:
+    ``(1 - alpha) * CE + alpha * T^2 * KL(teacher || student)`` with ``T(e) = max(1, t0 * gamma**e)``
+    over epochs; ``standardize`` z-scores the logits before the softmax."""
 
     feat: float = 0.5
     kd: float = 6.0
     temperature: float = 2.0
+    task_kd: float = 1.0
     alpha: float = 0.7
     t0: float = 5.0
     gamma: float = 0.9

@@ -149,9 +149,11 @@ class UltralyticsFrontend(Frontend):
         return True
 
     def check_train(self, ir: ModelIR, distill: bool) -> None:
+        """The task has a trainer; with ``distill``, the head is one Ultralytics can distil (a Detect
+        subclass, not RT-DETR's decoder). Reads the model only, so the planner calls it."""
         from .ultralytics_training import check_task
 
-        check_task(ir.task, distill)
+        check_task(ir.task, distill, getattr(ir.module, "model", [None])[-1])
 
     def train(self, ir: ModelIR, data: str, settings: TrainSettings, teacher=None):
         from .ultralytics_training import recover

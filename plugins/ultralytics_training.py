@@ -9,6 +9,7 @@ plus output distillation of the class logits and the DFL box distributions with 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import sys
@@ -30,7 +31,7 @@ from .ultralytics_model import checkpoint_dict, set_export_mode
 #: for classifiers (equal to AdamW/10 on the digits classifier's test split, see the README), and
 #: Ultralytics' own AdamW/10 for detection and the other tasks.
 TASK_OPTIMIZER = {"classify": ("Adam", 1.0), "detect": ("AdamW", 10.0)}
-DISTILL_TASKS = ("detect", "classify")
+DISTILL_TASKS = ("detect", "segment", "pose", "obb", "classify")
 
 
 def trainer_class(task: str, max_grad_norm: float = 10.0):
@@ -59,15 +60,69 @@ def trainer_class(task: str, max_grad_norm: float = 10.0):
     return Trainer
 
 
+def _anchor_mean(loss: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Mean of ``loss`` (B, C, A) over anchors weighted by ``weight`` (B, 1, A) and over its C channels."""
+    return (loss * weight).sum() / (weight.sum() * loss.shape[1] + 1e-9)
+
+
+def segment_kd(s_out: dict, t_out: dict, weight: torch.Tensor) -> torch.Tensor:
+    """Segment's own outputs: MSE on the mask coefficients ``mask_coefficient`` (B, nm, A), weighted per
+    anchor by ``weight`` (B, 1, A), plus MSE on the prototypes ``proto`` (B, nm, H, W) over the whole map
+    (every mask is a mix of all prototypes, wherever the object is)."""
+    coef = _anchor_mean(F.mse_loss(s_out["mask_coefficient"], t_out["mask_coefficient"].detach(),
+                                   reduction="none"), weight)
+    return coef + F.mse_loss(s_out["proto"], t_out["proto"].detach())
+
+
+def pose_kd(s_out: dict, t_out: dict, weight: torch.Tensor, kpt_shape: tuple[int, int]) -> torch.Tensor:
+    """Pose's keypoints ``kpts`` (B, K*D, A), raw (not decoded; channel ``k*D + d``, grid-cell offsets for
+    d = 0, 1 and, when D == 3, the visibility logit at d = 2): squared xy distance weighted by the anchor
+    ``weight`` (B, 1, A) and by the teacher's visibility sigmoid, plus BCE of the student's visibility
+    logits to the teacher's sigmoid (anchor-weighted) less the target's own entropy (the Bernoulli KL:
+    the same gradient, and zero when the student matches the teacher)."""
+    k, d = kpt_shape
+    b, _, a = s_out["kpts"].shape
+    s = s_out["kpts"].view(b, k, d, a)
+    t = t_out["kpts"].detach().view(b, k, d, a)
+    xy = (s[:, :, :2] - t[:, :, :2]).pow(2).sum(2)  # (B, K, A)
+    if d < 3:
+        return _anchor_mean(xy, weight) / 2
+    visible = t[:, :, 2].sigmoid()  # (B, K, A): a keypoint the teacher sees as hidden costs nothing
+    xy_kd = _anchor_mean(xy * visible, weight) / 2
+    vis_kd = _anchor_mean(F.binary_cross_entropy_with_logits(s[:, :, 2], visible, reduction="none")
+                          - F.binary_cross_entropy_with_logits(t[:, :, 2], visible, reduction="none"), weight)
+    return xy_kd + vis_kd
+
+
+def obb_kd(s_out: dict, t_out: dict, weight: torch.Tensor) -> torch.Tensor:
+    """OBB's rotation ``angle`` (B, 1, A), radians in [-pi/4, 3pi/4): ``1 - cos(2 * (s - t))`` weighted
+    per anchor by ``weight`` (B, 1, A). Periodic with the box's own period pi, so the two ends of the
+    range (the same box) cost nothing, unlike an L2 that would pull a student at -pi/4 across the whole
+    range to a teacher at 3pi/4; near the teacher it is 2 * dtheta^2, an L2."""
+    return _anchor_mean(1 - torch.cos(2 * (s_out["angle"] - t_out["angle"].detach())), weight)
+
+
+def task_kd_term(task: str, head) -> Any:
+    """The distillation term of ``task``'s own outputs, ``fn(s_out, t_out, weight) -> scalar``, for the
+    Detect-subclass ``head``; None for detect (class scores and boxes only)."""
+    if task == "pose":
+        return functools.partial(pose_kd, kpt_shape=tuple(head.kpt_shape))
+    return {"segment": segment_kd, "obb": obb_kd}.get(task)
+
+
 class OutputKDDistillation(DistillationModel):
-    """Ultralytics' feature distillation plus temperature-scaled output distillation."""
+    """Ultralytics' feature distillation plus temperature-scaled output distillation: class scores and
+    DFL boxes (``kd_weight``), and each task's own outputs (``task_weight``, see ``task_kd_term``)."""
 
     kd_weight: float = 1.0
     temperature: float = 2.0
+    task_weight: float = 1.0
+    kd_task: str = "detect"
 
     def loss(self, batch, preds=None):
         total, items = super().loss(batch, preds)
-        if not self.training or self.kd_weight == 0:
+        task_term = task_kd_term(self.kd_task, self.student_model.model[-1]) if self.task_weight else None
+        if not self.training or (self.kd_weight == 0 and task_term is None):
             return total, items
         n = len(self.feats_idx) - 1  # the head's outputs, captured by the feature hooks
         t_out = self.decouple_outputs(self._teacher_feats[n], branch="one2many")
@@ -83,6 +138,8 @@ class OutputKDDistillation(DistillationModel):
         dfl_kd = (F.kl_div(F.log_softmax(s_box / T, 2), F.softmax(t_box / T, 2), reduction="none").sum(2)
                   * weight).sum() / (weight.sum() * 4 + 1e-9) * T * T
         kd = (cls_kd + dfl_kd) * self.kd_weight
+        if task_term is not None:
+            kd = kd + task_term(s_out, t_out, weight) * self.task_weight
         items["dis_loss"] = items["dis_loss"] + kd.detach()
         total = total.clone()
         total[-1] = total[-1] + kd * batch["img"].shape[0]
@@ -159,8 +216,14 @@ class RecoveryWatch:
         self.curve: list[float] = []
         self.reason = "max_epochs" if stop_at else "epochs"
         self.progress = progress
+        self.trained: int | None = None  # training epochs ended (None: on_train_epoch_end not hooked)
+
+    def on_train_epoch_end(self, trainer) -> None:
+        self.trained = (self.trained or 0) + 1
 
     def on_fit_epoch_end(self, trainer) -> None:
+        if self.trained is not None and len(self.curve) >= self.trained:
+            return  # Ultralytics' final validation of best.pt runs this callback once more: not an epoch
         value = float((trainer.metrics or {}).get(self.key, float("nan")))
         self.curve.append(round(value, 4))
         if self.progress is not None:
@@ -195,6 +258,7 @@ def train(module, task: str, data: str, overrides: dict[str, Any], teacher: str 
         if teacher and task != "classify":
             args["distill_model"] = teacher
         trainer = trainer_class(task, max_grad_norm)(overrides=args)
+        trainer.add_callback("on_train_epoch_end", watch.on_train_epoch_end)
         trainer.add_callback("on_fit_epoch_end", watch.on_fit_epoch_end)
         if teacher and task == "classify":
             from ultralytics.nn.tasks import load_checkpoint
@@ -207,6 +271,7 @@ def train(module, task: str, data: str, overrides: dict[str, Any], teacher: str 
             module.args = trainer.args
             wrapped = OutputKDDistillation(teacher_model=teacher, student_model=module)
             wrapped.kd_weight, wrapped.temperature = distill.kd, distill.temperature
+            wrapped.task_weight, wrapped.kd_task = distill.task_kd, task
             trainer.model = wrapped
         else:
             trainer.model = module
@@ -219,10 +284,21 @@ def train(module, task: str, data: str, overrides: dict[str, Any], teacher: str 
                          **watch.facts(trainer)}
 
 
-def check_task(task: str, distill: bool) -> None:
-    if distill and task not in DISTILL_TASKS:
-        raise UsageError(f"distill supports {' and '.join(DISTILL_TASKS)} models; '{task}' distillation "
-                         f"is not built yet (use finetune)")
+def check_task(task: str | None, distill: bool, head=None) -> None:
+    """Raise ``UsageError`` if a ``task`` model with output ``head`` (its last layer) cannot be trained
+    (``distill``: distilled) here. Distillation wraps the student in Ultralytics' DistillationModel,
+    which hooks a Detect head (Segment, Pose and OBB are Detect subclasses); classifiers distil through
+    their logits instead. Reads no data: the planner calls it (``Frontend.check_train``)."""
+    from ultralytics.nn.modules.head import Detect
+
+    kind = f" (head {type(head).__name__})" if head is not None else ""
+    if distill and task != "classify" and head is not None and not isinstance(head, Detect):
+        fix = "use finetune" if task in DISTILL_TASKS else "drop distill"
+        raise UsageError(f"distill cannot distil a model whose head is {type(head).__name__}: Ultralytics' "
+                         f"distillation needs a Detect head (YOLO detect/segment/pose/obb); {fix}")
+    if task not in DISTILL_TASKS:
+        raise UsageError(f"finetune/distill cannot train this model{kind}: no Ultralytics trainer for task "
+                         f"'{task}' (trainable: {', '.join(DISTILL_TASKS)}); drop the training pass")
 
 
 def recover(ir, data: str, settings: TrainSettings, teacher=None):
@@ -230,7 +306,7 @@ def recover(ir, data: str, settings: TrainSettings, teacher=None):
 
     ``teacher`` is a module (the pre-prune snapshot) or a checkpoint path; ``settings`` the pass's typed
     training arguments (``optimizer``/``clip`` None: ``TASK_OPTIMIZER``'s per-task default)."""
-    check_task(ir.task, teacher is not None)
+    check_task(ir.task, teacher is not None, ir.module.model[-1])
     optimizer, clip = TASK_OPTIMIZER.get(ir.task, TASK_OPTIMIZER["detect"])
     module = ir.module
     set_export_mode(module, False)

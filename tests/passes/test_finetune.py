@@ -65,7 +65,7 @@ def test_needs_data(compiler, tmp_path):
 
 def test_needs_ultralytics_model(compiler, tmp_path, cnn_path):
     (tmp_path / "d.yaml").write_text("train: x\nval: x\nnames: {0: a}\n")
-    with pytest.raises(PassError, match="frontend cannot train models"):
+    with pytest.raises(UsageError, match="frontend cannot train models"):  # at plan time
         compiler.compile(cnn_path, ["finetune"], tmp_path / "x.onnx", imgsz=64, trust_model=True, data=str(tmp_path / "d.yaml"))
 
 
@@ -96,10 +96,10 @@ def test_distill_needs_a_teacher(compiler, tmp_path):
                          measure=True, latency_runs=0)
 
 
-def test_distill_tasks(compiler, tmp_path):
+def test_distill_refuses_a_non_detect_head_at_plan_time(compiler, tmp_path):
     (tmp_path / "d.yaml").write_text("train: x\nval: x\nnames: {0: a}\n")
-    with pytest.raises(PassError, match="'pose' distillation is not built yet"):
-        compiler.compile("yolov8n-pose.yaml", ["prune", "distill"], tmp_path / "x.onnx", imgsz=64,
+    with pytest.raises(UsageError, match="head is RTDETRDecoder: .*drop distill"):
+        compiler.compile("rtdetr-l.yaml", ["distill"], tmp_path / "x.onnx", imgsz=64,
                          data=str(tmp_path / "d.yaml"), latency_runs=0)
 
 

@@ -37,6 +37,16 @@ def test_watch_reports_patience_and_fixed_epochs():
     assert not t.stop and fixed.facts(t)["stopped"] == "epochs"
 
 
+def test_watch_ignores_the_final_validation_of_best_pt():
+    """Ultralytics' final_eval runs on_fit_epoch_end once more after the last epoch: not an epoch."""
+    watch = RecoveryWatch("detect", None)
+    for value in (0.2, 0.3, 0.4):
+        watch.on_train_epoch_end(_trainer(value, epochs=3))
+        watch.on_fit_epoch_end(_trainer(value, epochs=3))
+    watch.on_fit_epoch_end(_trainer(0.4, epochs=3))  # final_eval
+    assert watch.facts(_trainer(0.4, epochs=3)) == {"epochs_run": 3, "val_curve": [0.2, 0.3, 0.4], "stopped": "epochs"}
+
+
 def test_auto_is_the_default_and_aims_at_the_unpruned_metric(load_ir, monkeypatch):
     """The pass hands the frontend a target = reference val metric - within; a fixed count still works."""
     ir = load_ir("yolov8n.yaml", 64)
