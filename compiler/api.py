@@ -131,9 +131,12 @@ class Compiler:
         for path in reports:
             check_report_path(path)
             refuse_input_overwrite(model, path)
-        for name, given in (("--search", opts.search), ("--max-macs", opts.max_macs)):
+        for name, given, what in (("--search", opts.search, "shapes the accuracy budget's search"),
+                                  ("--max-macs", opts.max_macs, "shapes the accuracy budget's search"),
+                                  ("--executor", opts.executor, "runs the accuracy budget's trials"),
+                                  ("--workers", opts.workers, "runs the accuracy budget's trials")):
             if opts.max_drop is None and given is not None:
-                raise UsageError(f"{name} {given} shapes the accuracy budget's search: it needs --max-drop PTS")
+                raise UsageError(f"{name} {given} {what}: it needs --max-drop PTS")
         if opts.max_drop is not None:
             self.registry.strategy(opts.search)  # an unknown name fails before any work
         if opts.data is not None and not Path(opts.data).exists():

@@ -7,17 +7,20 @@ which the strategy runs typed trials, then verifies and reports. Every result go
 latency. Choices are made on val only; test is reported. A chosen result over budget is refused, and
 so is a search that finds none: ``BudgetNotMet`` names the best candidate and how far it is over.
 
-Trials run in this process, one after another (the local executor).
+Trials run through an executor (``compiler.executor``): in this process one after another (the
+default), or a batch's trials at once in worker processes (``--workers N``) or on Ray (``--executor
+ray``). Results are recorded in trial order whichever finishes first.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
-import time
-from typing import Any, Callable, Sequence
-
 import os
+import time
 from dataclasses import replace
+from functools import partial
+from typing import Any, Callable, Sequence
 
 import onnx
 
@@ -25,12 +28,14 @@ from . import cache, lowering, onnxgraph
 from .analyses import OUTPUT_SPLITS
 from .datasets import has_split
 from .errors import UsageError
+from .executor import Executor, check_readable, is_remote, make_executor
 from .ir import ModelIR
 from .metrics import Metrics
 from .options import CompileOptions
 from .passbase import Pass
 from .report import BUDGET_ORIGIN, Report, StageRecord
 from .search import SearchStrategy, Trial, TrialResult
+from .trialrun import TrialJob, TrialOutcome, run_trial
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +53,7 @@ class Budget:
     """One ``--max-drop`` search for one ``Compiler``: the ``SearchSpace`` its strategy works in."""
 
     def __init__(self, compiler, opts: CompileOptions, strategy: SearchStrategy,
-                 progress: Callable[[str, int, int], None] | None = None):
+                 progress: Callable[[str, int, int], None] | None = None, executor: Executor | None = None):
         if opts.max_drop is None:
             raise UsageError("the budget search needs --max-drop PTS")
         if not opts.data:
@@ -63,10 +68,14 @@ class Budget:
         self._with_test = has_split(opts.data, "test")
         self.input: TrialResult | None = None
         self._base_key: str | None = None  # set by search() when trials are cached (--cache DIR)
+        #: Where trials run; None until search() starts (then ``--executor``/``--workers``'s).
+        self.executor: Executor | None = executor
 
     # ------------------------------------------------------------------ the SearchSpace interface
     def run(self, trials: Sequence[Trial]) -> list[TrialResult]:
-        return [self._run_one(t) for t in trials]
+        if self.executor.in_process:  # one after another, as the budget always ran them
+            return [r for t in trials for r in self._run_batch([t])]
+        return self._run_batch(trials)
 
     def pass_(self, name: str, **args: Any) -> Pass:
         return self.compiler.registry.pass_class(name)(**args)
@@ -80,7 +89,29 @@ class Budget:
             self._progress(f"budget: {what}", done, total)
 
     # ------------------------------------------------------------------ running trials
-    def _run_one(self, trial: Trial) -> TrialResult:
+    def _run_batch(self, trials: Sequence[Trial]) -> list[TrialResult]:
+        """Run ``trials`` through the executor (concurrently where it can); results in trial order.
+
+        Trials found in the cache (``--cache DIR``) are read back, not run; each finished trial is
+        stored there as soon as it finishes, so a search killed mid-batch keeps what finished."""
+        prepared = [self._prepare(t) for t in trials]
+        results: list[TrialResult | None] = [hit for _, _, hit, _ in prepared]
+        todo = [i for i, (_, _, hit, _) in enumerate(prepared) if hit is None]
+        jobs = [prepared[i][3] for i in todo]
+
+        def done(j: int, outcome: TrialOutcome) -> None:
+            trial, key, _, _ = prepared[todo[j]]
+            results[todo[j]] = self._finish(trial, key, outcome)
+
+        if jobs:
+            ex = self.executor
+            fn = (partial(run_trial, compiler=self.compiler, runtime=self.runtime, progress=self._progress)
+                  if ex.in_process else partial(run_trial, compiler_class=type(self.compiler)))
+            ex.map(fn, jobs, [ex.resources(job.trains()) for job in jobs], done)
+        return [self._record(r) for r in results]
+
+    def _prepare(self, trial: Trial) -> tuple[Trial, str | None, TrialResult | None, TrialJob | None]:
+        """(trial, its cache key, its cached result or None, the job that builds it or None)."""
         parent = self._result_of(trial.parent) if trial.parent is not None else self.input
         teacher = self._result_of(trial.teacher) if trial.teacher is not None else None
         key = None
@@ -89,26 +120,24 @@ class Budget:
                                   [{"name": p.name, "args": p.args} for p in trial.passes])
             hit = cache.lookup_trial(self.options.cache_root(), key)
             if hit is not None:
-                return self._record(self._reused(trial, key, *hit))
-        t0 = time.perf_counter()
-        ir = parent.ir.snapshot()
-        facts: list[dict] = []
-        if trial.passes:
-            self.compiler.apply(ir, trial.passes, self.options, self._progress,
-                                on_pass=lambda step, result, dt: facts.append(
-                                    {"pass": step.pass_.name, "changes": result.changes, "time_s": round(dt, 2)}),
-                                teacher=teacher.ir.module if teacher else None,
-                                reference=teacher.val if teacher else None)
-        model = lowering.onnx_bytes(ir, self.options.opset)
-        val, test = self._measure(ir, model)
-        result = TrialResult(trial, val, test, facts, ir, size_bytes=len(model),
-                             macs=onnxgraph.macs(onnx.load_from_string(model)), key=key)
+                return trial, key, self._reused(trial, key, *hit), None
+        model = parent.ir
+        if not self.executor.in_process:  # it pickles: without the cached dependency graph
+            model = copy.copy(model)
+            model.invalidate()
+        return trial, key, None, TrialJob(trial.name, model, list(trial.passes), self.options,
+                                          teacher.ir.module if teacher else None,
+                                          teacher.val if teacher else None, self._with_test)
+
+    def _finish(self, trial: Trial, key: str | None, outcome: TrialOutcome) -> TrialResult:
+        ir, val, test, facts = outcome.ir, outcome.val, outcome.test, outcome.facts
+        result = TrialResult(trial, val, test, facts, ir, size_bytes=outcome.size_bytes, macs=outcome.macs, key=key)
         if key is not None:
             ir.invalidate()  # the dependency graph is a cache of the module, not part of it
             cache.store_trial(self.options.cache_root(), key, ir, {
                 "val": _metrics_dict(val), "test": _metrics_dict(test), "facts": facts,
-                "size_bytes": result.size_bytes, "macs": result.macs, "time_s": round(time.perf_counter() - t0, 1)})
-        return self._record(result)
+                "size_bytes": result.size_bytes, "macs": result.macs, "time_s": round(outcome.time_s, 1)})
+        return result
 
     def _record(self, result: TrialResult) -> TrialResult:
         self.results.append(result)
@@ -138,6 +167,25 @@ class Budget:
     # ------------------------------------------------------------------ the search
     def search(self, model: Any) -> tuple[ModelIR, Report]:
         """Measure ``model``, let the strategy search, verify its choice; return (chosen IR, report)."""
+        opts = self.options
+        check_readable({"--data": opts.data, "--calib": opts.calib,
+                        # a model YAML may be a name the frontend resolves (yolov8n.yaml); workers get the
+                        # loaded model, not its path
+                        "the model": model if isinstance(model, (str, os.PathLike))
+                        and not str(model).endswith((".yaml", ".yml")) else None})
+        if is_remote(opts.executor):
+            log.warning("--executor %s: --data, --calib and the model must be readable at the same paths on "
+                        "every node of the Ray cluster", opts.executor)
+        own = self.executor is None
+        if own:
+            self.executor = make_executor(opts.executor, opts.workers)
+        try:
+            return self._search(model)
+        finally:
+            if own:
+                self.executor.close()
+
+    def _search(self, model: Any) -> tuple[ModelIR, Report]:
         t0 = time.perf_counter()
         ir = model if isinstance(model, ModelIR) else \
             self.compiler.load(model, self.options.imgsz, self.options.trust_model)
@@ -174,7 +222,7 @@ class Budget:
         if self.options.cache_dir is None or not isinstance(model, (str, os.PathLike)):
             return None
         shaping = replace(self.options, max_drop=None, max_macs=None, search=None, latency_runs=0,
-                          threads=0, batch=1, eval_split="val")
+                          threads=0, batch=1, eval_split="val", executor=None, workers=None)
         return cache.compile_key(model, [], shaping, ".trial", getattr(self.compiler.pm, "versions", {}))
 
     def _report(self, chosen: TrialResult | None, wall: float) -> Report:
@@ -215,6 +263,8 @@ class Budget:
                             "within": self.drop(r) <= self.budget + 1e-9, "reused": r.reused,
                             "latency_ms": r.latency_ms, "macs": r.macs, "size_bytes": r.size_bytes}
                            for r in results],
+            "executor": self.executor.name if self.executor else "local",
+            "workers": self.executor.workers if self.executor else 1,
             "wall_s": round(wall, 1)}
         if chosen is not None:
             final = {"name": chosen.trial.name, "passes": chosen.trial.spec(), "val": round(chosen.val.value, 4),

@@ -75,6 +75,14 @@ def _compile_parser() -> argparse.ArgumentParser:
                         "smaller is faster to search)")
     p.add_argument("--search", metavar="NAME",
                    help="with --max-drop: the search strategy (default: ladder; 'yolocc strategies' lists them)")
+    p.add_argument("--executor", metavar="local|ray|ray://HOST:PORT",
+                   help="with --max-drop: where a batch of trials runs: local (default: this machine), ray (an "
+                        "embedded local Ray, or the cluster at $RAY_ADDRESS) or ray://HOST:PORT (join that Ray "
+                        "cluster; --data, --calib and the model must be readable at the same paths on every node); "
+                        "ray needs the 'ray' extra")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="with --max-drop: run up to N trials of a batch at once (local: N worker processes; ray: "
+                        "an embedded Ray with N CPUs) (default: 1, in this process)")
     p.add_argument("--target", help="where the model will run: ort-cpu (default), tensorrt, openvino, or a "
                                     "plugin's target (see 'yolocc targets')")
     p.add_argument("--dry-run", "--plan", dest="dry_run", action="store_true",

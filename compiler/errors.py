@@ -30,6 +30,9 @@ class PassError(YoloccError):
         super().__init__(message)
         self.provider, self.internal = provider, internal
 
+    def __reduce__(self):  # keeps provider and internal when it is raised in a worker process
+        return type(self), (str(self), self.provider, self.internal)
+
 
 class ExportError(YoloccError):
     """Lowering or emitting the model failed."""

@@ -42,6 +42,8 @@ class CompileOptions:
     max_macs: float | None = None  # --max-macs: the deepest MAC reduction the budget search tries
     search: str | None = None  # --search: the budget's search strategy (None: DEFAULT_SEARCH)
     trust_model: bool = False  # --trust-model: allow a full pickle (.pt) to run code while loading
+    executor: str | None = None  # --executor: where budget trials run: local, ray, ray://HOST:PORT (None: local)
+    workers: int | None = None  # --workers: trials of a batch run at once (None: 1, in this process)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -66,6 +68,11 @@ class CompileOptions:
             raise UsageError(f"max_drop must be between 0 and 100 points, got {self.max_drop}")
         if self.max_macs is not None and not (math.isfinite(self.max_macs) and 0 <= self.max_macs < 1):
             raise UsageError(f"max_macs must be a fraction in [0, 1), got {self.max_macs}")
+        if self.workers is not None and self.workers < 1:
+            raise UsageError(f"workers must be at least 1, got {self.workers}")
+        if self.executor is not None and self.executor not in ("local", "ray") \
+                and not (self.executor.startswith("ray://") and len(self.executor) > len("ray://")):
+            raise UsageError(f"unknown executor '{self.executor}' (choose from: local, ray, ray://HOST:PORT)")
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -86,7 +93,8 @@ class CompileOptions:
 
     def cache_settings(self) -> dict[str, Any]:
         """What decides the artifact and report, for the cache key (data paths are hashed by content)."""
-        return {k: v for k, v in self.as_dict().items() if k not in ("cache_dir", "calib", "data")}
+        return {k: v for k, v in self.as_dict().items()
+                if k not in ("cache_dir", "calib", "data", "executor", "workers")}  # where trials run: not what
 
     def cache_root(self) -> Path:
         """The content cache: ``cache_dir``, else ``YOLOCC_CACHE_DIR``, else ~/.cache/yolocc."""
@@ -95,7 +103,8 @@ class CompileOptions:
 
 _TYPES = {"imgsz": int, "opset": int, "dynamic_batch": bool, "target": str, "calib": str, "calib_n": int,
           "data": str, "eval_split": str, "measure": bool, "latency_runs": int, "threads": int, "batch": int,
-          "cache_dir": str, "max_drop": float, "max_macs": float, "search": str, "trust_model": bool}
+          "cache_dir": str, "max_drop": float, "max_macs": float, "search": str, "trust_model": bool,
+          "executor": str, "workers": int}
 
 
 def parse_imgsz(value: Any) -> int | tuple[int, int]:
