@@ -107,7 +107,7 @@ class Budget:
             ex = self.executor
             fn = (partial(run_trial, compiler=self.compiler, runtime=self.runtime, progress=self._progress)
                   if ex.in_process else partial(run_trial, compiler_class=type(self.compiler)))
-            ex.map(fn, jobs, [ex.resources(job.trains()) for job in jobs], done)
+            ex.map(fn, jobs, [ex.resources(job.trains(), len(jobs)) for job in jobs], done)
         return [self._record(r) for r in results]
 
     def _prepare(self, trial: Trial) -> tuple[Trial, str | None, TrialResult | None, TrialJob | None]:

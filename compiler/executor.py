@@ -71,13 +71,14 @@ class Executor:
         """CPUs the executor has for trials (its share of this machine, or the cluster's)."""
         return os.cpu_count() or 1
 
-    def resources(self, trains: bool) -> TrialResources:
-        """A trial's resources: one GPU to train where a GPU is visible; else training trials share the
-        CPUs between the workers; measurement-only trials take one CPU."""
+    def resources(self, trains: bool, batch: int = 1) -> TrialResources:
+        """A trial's resources in a batch of ``batch`` trials: one GPU to train where a GPU is visible;
+        else a training trial gets an equal share of the CPUs between the trials that run at once (at
+        most ``workers``); a measurement-only trial takes one CPU."""
         if trains and self.visible_gpus():
             return TrialResources(cpus=1, gpus=1)
         if trains:
-            return TrialResources(cpus=max(1, self.cpus() // max(1, self.workers)))
+            return TrialResources(cpus=max(1, self.cpus() // max(1, min(self.workers, batch))))
         return TrialResources(cpus=1)
 
     def close(self) -> None:
@@ -145,6 +146,7 @@ class LocalPool(Executor):
 
     def map(self, fn, items, resources, done=None):
         from concurrent.futures import FIRST_COMPLETED, wait
+        from concurrent.futures.process import BrokenProcessPool
 
         pool = self._executor()
         futures = [pool.submit(run_limited, fn, item, res.cpus) for item, res in zip(items, resources)]
@@ -154,13 +156,19 @@ class LocalPool(Executor):
             while pending:
                 finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for f in sorted(finished, key=index.get):
-                    if f.exception() is None and done is not None:
+                    if not f.cancelled() and f.exception() is None and done is not None:
                         done(index[f], f.result())
         except BaseException:
             for f in futures:
                 f.cancel()
             raise
-        return [f.result() for f in futures]  # the first failure in item order is raised
+        try:
+            return [f.result() for f in futures]  # the first failure in item order is raised
+        except BrokenProcessPool:
+            self._pool = None
+            raise UsageError(f"--workers {self.workers}: a worker process died while running a trial (killed, "
+                             f"out of memory, or a script that starts a search without an "
+                             f"'if __name__ == \"__main__\":' guard)") from None
 
     def visible_gpus(self) -> int:
         return _torch_gpus()

@@ -32,6 +32,15 @@ def fail_on_two(x):
     return x
 
 
+def die(x):
+    os._exit(3)
+
+
+def test_a_worker_that_dies_is_one_clear_error():
+    with LocalPool(1) as pool, pytest.raises(UsageError, match="a worker process died while running a trial"):
+        pool.map(die, [1], [TrialResources()])
+
+
 def test_in_process_keeps_order_and_reports_each_item_as_it_finishes():
     seen = []
     out = InProcess().map(lambda x: x * 10, [3, 1, 2], [TrialResources()] * 3, lambda i, r: seen.append((i, r)))
@@ -55,7 +64,9 @@ def test_resources_per_trial():
     pool = LocalPool(2)
     assert pool.resources(trains=False) == TrialResources(cpus=1)
     if not pool.visible_gpus():
-        assert pool.resources(trains=True) == TrialResources(cpus=max(1, (os.cpu_count() or 1) // 2))
+        cpus = os.cpu_count() or 1
+        assert pool.resources(trains=True, batch=4) == TrialResources(cpus=max(1, cpus // 2))
+        assert pool.resources(trains=True, batch=1) == TrialResources(cpus=cpus)  # a batch of one: all CPUs
     with pytest.raises(ValueError):
         TrialResources(cpus=0)
 
