@@ -8,7 +8,7 @@ OpenVINO, all timed round-robin in one process.
 
 Rows, per runtime (``ort`` = onnxruntime CPU, target ort-cpu; ``ov`` = OpenVINO CPU, target openvino;
 each compiled for its own target):
-  fp32            the model lowered by yolocc with no pass (float)
+  fp32            yolocc -p simplify (the model lowered to ONNX, float)
   int8            yolocc -p int8
   prune8_int8     yolocc -p prune:0.25,round_to=8 -p int8
   pruneauto_int8  yolocc -p prune:0.25 -p int8 (round_to=auto: the runtime's ``channel_multiple``)
@@ -42,7 +42,7 @@ from yolocc.compiler.api import Compiler  # noqa: E402
 from yolocc.compiler.measure import cpu_isa  # noqa: E402
 
 DIGITS = ROOT / "examples/digits"
-ROWS = {"fp32": [], "int8": ["int8"], "prune8_int8": ["prune:0.25,round_to=8", "int8"],
+ROWS = {"fp32": ["simplify"], "int8": ["int8"], "prune8_int8": ["prune:0.25,round_to=8", "int8"],
         "pruneauto_int8": ["prune:0.25", "int8"]}
 RUNTIMES = {"ort": "ort-cpu", "ov": "openvino"}
 

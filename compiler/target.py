@@ -169,6 +169,8 @@ class Target:
     #: rewrites: it applies a layout-changing rewrite only where the target declares the capability
     #: the rewrite relies on. The default declares every capability (what the built-in rewrites assume).
     capabilities: ClassVar[frozenset[str]] = Capability.ALL
+    #: A CPU target ``--target auto`` measures and may choose (when installed: ``available()`` is None).
+    auto_candidate: ClassVar[bool] = False
 
     def extra_float_nodes(self, graph: Any) -> set[str]:
         """Names of nodes (onnx-graphsurgeon graph) this target keeps float beyond the YOLO tail."""

@@ -128,6 +128,7 @@ class OpenVinoTarget(Target):
     placement = openvino_placement()
     default_emitter = "openvino"
     default_suffix = SUFFIX
+    auto_candidate = True
     #: Neither layout capability: OpenVINO runs Ultralytics' own head and DFL (softmax on axis 1, then a
     #: 1x1 conv) faster than the anchor-major head and MatMul DFL written for onnxruntime.
     capabilities = frozenset()
