@@ -9,17 +9,19 @@ is paid for as padding.
 How it is measured (``sweep_latencies`` on the runtime, ``choose_multiple`` on the numbers): one
 int8 3x3 convolution (Q/DQ, the kernel pruned int8 models run), stride 1, ``SPATIAL`` x ``SPATIAL``
 (a YOLO P4 map at 640), with as many input as output channels, at every count in ``CHANNELS``
-(multiples of 8); each count's fastest run, the counts timed round-robin. A count ``c`` is *padded*
-when a larger count costs no more than ``1 + tolerance`` times ``c``'s latency (the extra channels
-are free: the kernel pays for them anyway). The multiple is the smallest of ``CANDIDATES`` none of
-whose multiples in the sweep is padded. The measurement is cached like the int8 ceiling (per ISA,
-runtime version and thread count, under ``cache_root/channels``; a sweep taken while other work kept
-every core busy is taken again by the next quiet call).
+(multiples of 8); each count's fastest of 30 runs, the counts timed round-robin. The multiple climbs
+the ladder 8, 16, 32, 64 while the channels inside a block of the next rung cost less than
+``STEP_RATIO`` of those that start a block (``step_ratio``: mean latency increments over the
+sweep): where they are nearly free, the kernel pays for whole blocks and a count inside one is
+padding. The measurement is cached like the int8 ceiling (per ISA, runtime version and thread
+count, under ``cache_root/channels``; a sweep taken while other work kept every core busy is taken
+again by the next quiet call).
 """
 
 from __future__ import annotations
 
 import hashlib
+import statistics
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -29,9 +31,9 @@ import numpy as np
 from .cache import cached_json
 from .ceiling import busy_load
 from .measure import cpu_isa
+from .options import CompileOptions
 from .target import FALLBACK_CHANNEL_MULTIPLE as FALLBACK
 from .target import ChannelMultiple
-from .options import CompileOptions
 
 #: Multiples the measurement chooses from (ascending).
 CANDIDATES = (8, 16, 32, 64)
@@ -40,38 +42,55 @@ CANDIDATES = (8, 16, 32, 64)
 CHANNELS = tuple(range(64, 193, 8))
 #: Spatial size of the swept convolution's feature map (YOLO's P4 at 640 input).
 SPATIAL = 40
-#: A larger count within this fraction of a smaller count's latency makes the smaller one padded.
-TOLERANCE = 0.03
+#: A block of n channels is taken when the channels inside it cost less than this share of those
+#: that start it (``step_ratio``): about 1 for a kernel without such blocks, 0 for one that pads to n.
+#: Measured on AVX-512 VNNI (AMD EPYC): OpenVINO 2026.4's int8 conv 0.14-0.22 for 16 (16 -> 32: 1.04-1.13),
+#: onnxruntime 1.32's QLinearConv 0.40-0.49 (a partial step: 8 stays).
+STEP_RATIO = 0.3
+#: The decision rule's version, part of the cache key: a changed rule measures again.
+RULE = f"step-ratio<{STEP_RATIO}"
 
 
-def padded_counts(latency: dict[int, float], tolerance: float = TOLERANCE) -> set[int]:
-    """Counts for which a larger swept count is at most ``1 + tolerance`` times as slow."""
-    counts = sorted(latency)
-    return {c for i, c in enumerate(counts)
-            if any(latency[d] <= latency[c] * (1 + tolerance) for d in counts[i + 1:])}
+def step_ratio(latency: dict[int, float], m: int, n: int) -> float | None:
+    """How much the ``m`` channels that follow a multiple of ``m`` *inside* a block of ``n`` cost, against
+    the ``m`` channels that *start* a block of ``n``: the mean latency increase from ``c`` to ``c + m``
+    over counts ``c`` that are multiples of ``m`` but not of ``n``, divided by the same mean over
+    multiples of ``n``. About 1 where the kernel has no ``n``-channel blocks (latency grows smoothly);
+    near 0 where it pads to ``n`` or more (the channels inside a block are free). None without the
+    counts, or where starting a block costs nothing."""
+    inside = [latency[c + m] - latency[c] for c in latency if c % m == 0 and c % n and c + m in latency]
+    start = [latency[c + m] - latency[c] for c in latency if c % n == 0 and c + m in latency]
+    if not inside or not start or statistics.fmean(start) <= 0:
+        return None
+    return max(statistics.fmean(inside), 0.0) / statistics.fmean(start)
 
 
 def choose_multiple(latency: dict[int, float], candidates: Sequence[int] = CANDIDATES,
-                    tolerance: float = TOLERANCE) -> tuple[int | None, str]:
-    """(multiple, reason) from a sweep ``{channels: latency}``: the smallest candidate none of whose
-    multiples (below the largest swept count) is padded. None when the sweep is flat (the largest
-    count is not clearly slower than the smallest: overhead, not compute, sets the latency) or when
-    every candidate has padded multiples."""
+                    step: float = STEP_RATIO) -> tuple[int | None, str]:
+    """(multiple, reason) from a sweep ``{channels: latency}``: from the smallest candidate ``m``, climb
+    to the next ``n`` (twice ``m``) while ``step_ratio(latency, m, n) < step`` (the channels inside a
+    block of ``n`` cost less than ``step`` times those that start one: the kernel pays for whole
+    blocks). Means over the whole sweep, so one noisy count does not move it. None when the sweep is flat
+    (the largest count not clearly slower than the smallest: overhead, not compute, sets the latency)."""
     counts = sorted(latency)
     lo, hi = counts[0], counts[-1]
     expected = (hi / lo) ** 2  # MACs grow with in x out channels
     if latency[hi] < latency[lo] * (1 + 0.25 * (expected - 1)):
         return None, (f"latency grows {latency[hi] / latency[lo]:.2f}x from {lo} to {hi} channels "
                       f"(MACs {expected:.2f}x): not compute-bound")
-    padded = padded_counts(latency, tolerance)
-    for m in sorted(candidates):
-        bad = sorted(c for c in padded if c % m == 0 and c < hi)
-        if not bad:
-            skipped = sorted(c for c in padded if c % m)
-            why = (f"counts off multiples of {m} cost as much as the next multiple ({skipped})" if skipped
-                   else f"no step in latency at multiples of 8; {m} is the smallest candidate")
-            return m, why
-    return None, f"every candidate multiple has padded counts ({sorted(padded)})"
+    ladder = sorted(candidates)
+    m, seen, taken = ladder[0], [], 0.0
+    for n in ladder[1:]:
+        r = step_ratio(latency, m, n)
+        if r is None:
+            break
+        seen.append(f"{m}->{n} {r:.2f}")
+        if r >= step:
+            break
+        m, taken = n, r
+    why = (f"the channels inside a block of {m} cost {taken:.2f}x what those starting one cost" if m > ladder[0]
+           else f"no blocks of {ladder[1]} channels")
+    return m, f"{why} (step ratios {', '.join(seen)}; a block is taken below {step})"
 
 
 def measured_channel_multiple(runtime: str, op: str, threads: int, cache_root: str | Path | None,
@@ -79,7 +98,7 @@ def measured_channel_multiple(runtime: str, op: str, threads: int, cache_root: s
     """The runtime's ``ChannelMultiple``: ``sweep()`` (``{channels: fastest latency ms}``) on the first
     call for this ISA/runtime/op/threads, read from the cache (``cache_root/channels``) afterwards."""
     isa = cpu_isa()
-    key = hashlib.sha256(f"{isa}|{runtime}|{threads}|{op}|{CHANNELS}|{SPATIAL}".encode()).hexdigest()[:16]
+    key = hashlib.sha256(f"{RULE}|{isa}|{runtime}|{threads}|{op}|{CHANNELS}|{SPATIAL}".encode()).hexdigest()[:16]
     root = Path(cache_root) if cache_root is not None else CompileOptions().cache_root()
 
     def compute() -> dict[str, Any]:
@@ -101,17 +120,18 @@ def measured_channel_multiple(runtime: str, op: str, threads: int, cache_root: s
     return ChannelMultiple(**value)
 
 
-def fastest_round_robin(runs: dict[int, Callable[[], Any]], rounds: int = 15, warmup: int = 2) -> dict[int, float]:
+def fastest_round_robin(runs: dict[int, Callable[[], Any]], rounds: int = 30, warmup: int = 2) -> dict[int, float]:
     """``{key: fastest ms}`` of calling every ``runs[key]`` once per round, ``rounds`` rounds (round-robin,
-    so load that comes and goes touches every count alike)."""
+    each round starting one key later, so load that comes and goes touches every count alike)."""
     for _ in range(warmup):
         for run in runs.values():
             run()
+    keys = list(runs)
     best = {k: float("inf") for k in runs}
-    for _ in range(rounds):
-        for k, run in runs.items():
+    for r in range(rounds):
+        for k in keys[r % len(keys):] + keys[:r % len(keys)]:
             t0 = time.perf_counter()
-            run()
+            runs[k]()
             best[k] = min(best[k], (time.perf_counter() - t0) * 1000)
     return best
 
@@ -145,7 +165,7 @@ def qdq_conv_model(channels: int, spatial: int = SPATIAL):
 
 
 def sweep_latencies(load: Callable[[bytes], Callable[[np.ndarray], Any]], channels: Sequence[int] = CHANNELS,
-                    spatial: int = SPATIAL, rounds: int = 15) -> dict[int, float]:
+                    spatial: int = SPATIAL, rounds: int = 30) -> dict[int, float]:
     """``{channels: fastest ms}`` of ``qdq_conv_model(c)`` for every ``c``, each loaded with ``load(bytes)``
     (which returns a callable running one input) and timed round-robin."""
     runs = {}
