@@ -167,3 +167,11 @@ def test_one_noisy_count_does_not_move_the_multiple():
     lat = padded_sweep(16)
     lat[64] = lat[80] * 1.02  # and one at 64 on a 16-channel kernel
     assert choose_multiple(lat)[0] == 16
+
+
+def test_openvino_measures_its_multiple(tmp_path):
+    pytest.importorskip("openvino")
+    from yolocc.plugins.openvino_target import OpenVinoRuntime
+
+    found = OpenVinoRuntime().channel_multiple(cache_root=tmp_path)
+    assert found.multiple in channels.CANDIDATES and "OpenVINO" in found.reason and found.op.startswith("int8")
