@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from . import lowering
+from . import autotarget, lowering
 from .errors import GraphError, PipelineError, UsageError
 from .fileio import artifact_facts, check_report_path, check_writable, refuse_input_overwrite, staged
 from .analyses import CALIBRATION, OUTPUT_SPLITS, STATES
@@ -112,15 +112,19 @@ class Compiler:
 
     def compile(self, model: Any, passes: Sequence[str | PassSpec | Pass] = (), output: str | Path | None = None,
                 options: CompileOptions | None = None, reports: Sequence[str | Path] = (),
-                on_stage=None, progress=None, **settings: Any) -> CompileResult:
+                on_stage=None, progress=None, target_choice=None, **settings: Any) -> CompileResult:
         """Load, plan, run the passes, measure every stage, then write ``reports`` and ``output``.
 
         ``options`` (a ``CompileOptions``) and/or keyword ``settings`` with the same names (``imgsz``,
-        ``calib``, ``target``, ``data``, ``eval_split``, ``cache_dir`` ...) say how. Nothing is written
+        ``calib``, ``target``, ``data``, ``eval_split``, ``cache_dir`` ...) say how; ``target="auto"``
+        measures the model on every installed CPU runtime first (``autotarget``; ``target_choice``: a
+        choice the caller made that way already, for the report). Nothing is written
         unless every step succeeded: the artifact is staged next to ``output`` and renamed last.
         """
         t_start = time.perf_counter()
         opts = (options or CompileOptions()).merged(settings, "compile")
+        if opts.target == autotarget.AUTO_TARGET:  # measure the model on every installed CPU runtime
+            opts, target_choice = autotarget.resolve(self, model, passes, opts, log)
         emitter = None
         target, runtime = self.target(opts.target)
         if output is not None:
@@ -165,6 +169,7 @@ class Compiler:
             from .budget import Budget
 
             ir, report = Budget(self, opts, self.registry.strategy(opts.search), progress).search(model)
+            report.target_choice = target_choice.as_dict() if target_choice else None
             return self._finish(ir, report, [], output, emitter, reports, key, opts, t_start)
         ir = model if isinstance(model, ModelIR) else self.load(model, opts.imgsz, opts.trust_model)
         steps = self.plan(ir, passes)
@@ -172,7 +177,8 @@ class Compiler:
             raise UsageError("int8 needs calibration data: pass --calib IMAGES_DIR (an image folder, "
                              "an Ultralytics data YAML, or a .npy/.npz of preprocessed inputs)")
         report = Report(model=ir.source, task=ir.task, imgsz=ir.input.imgsz,
-                        plan=[s.as_dict() for s in steps])
+                        plan=[s.as_dict() for s in steps],
+                        target_choice=target_choice.as_dict() if target_choice else None)
 
         def snapshot(name: str, origin: str, args: dict, result: PassResult | None, elapsed: float) -> None:
             rec = StageRecord(name=name, stage=ir.stage, params=ir.param_count(), args=dict(args),

@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 from .errors import UsageError
 from .fileio import write_atomic, write_with
+from .measure import cpu_isa
 from .options import CompileOptions
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,8 @@ def compile_key(model: Any, plan: list[dict], options: CompileOptions, output_su
             h.update(f"{lib}=none".encode())
     h.update(json.dumps(plugin_versions or {}, sort_keys=True).encode())
     h.update(output_suffix.encode())
+    # Plans decide by measurements on this machine (prune's round_to=auto): another ISA, another key.
+    h.update(cpu_isa().encode())
     return h.hexdigest()
 
 

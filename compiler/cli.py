@@ -83,8 +83,9 @@ def _compile_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, metavar="N",
                    help="with --max-drop: run up to N trials of a batch at once (local: N worker processes; ray: "
                         "an embedded Ray with N CPUs) (default: 1, in this process)")
-    p.add_argument("--target", help="where the model will run: ort-cpu (default), tensorrt, openvino, or a "
-                                    "plugin's target (see 'yolocc targets')")
+    p.add_argument("--target", help="where the model will run: ort-cpu (default), tensorrt, openvino, auto "
+                                    "(measure the model on every installed CPU runtime and take the fastest), "
+                                    "or a plugin's target (see 'yolocc targets')")
     p.add_argument("--dry-run", "--plan", dest="dry_run", action="store_true",
                    help="print the expanded plan (macros, auto-inserted passes, lowering) and exit")
     p.add_argument("--opset", type=int, help="ONNX opset, 17 or newer (default: 17)")
@@ -144,6 +145,9 @@ def _setup_logging(verbose: bool) -> None:
 
 def _compile_main(argv: list[str]) -> int:
     from .api import Compiler
+    from .autotarget import AUTO_TARGET, candidates
+    from .autotarget import resolve as resolve_target
+    from .options import DEFAULT_TARGET
     from .fileio import check_report_path, refuse_input_overwrite
 
     args = _compile_parser().parse_args(argv)
@@ -152,6 +156,14 @@ def _compile_main(argv: list[str]) -> int:
         check_report_path(path)
     passes, options = _options(args)
     compiler = Compiler()
+    choice = None
+    if options.target == AUTO_TARGET:
+        if args.dry_run:  # the plan does not depend on the target: show it without measuring
+            options = options.merged({"target": DEFAULT_TARGET}, "--dry-run")
+            print(f"--target auto measures the model on every installed CPU runtime when it compiles "
+                  f"({', '.join(candidates(compiler.registry))}); the plan is the same for each", file=sys.stderr)
+        else:
+            options, choice = resolve_target(compiler, args.model, passes, options)
     target, _ = compiler.target(options.target)
     output = args.output
     if output is None and not args.dry_run:
@@ -191,7 +203,7 @@ def _compile_main(argv: list[str]) -> int:
 
         with _LoggedWarnings() as logged:
             result = compiler.compile(ir or args.model, passes, output, options=options, reports=args.report,
-                                      on_stage=on_stage, progress=progress)
+                                      on_stage=on_stage, progress=progress, target_choice=choice)
     from .report_render import diagnostics
 
     for stage, text in diagnostics(result.report):  # also without -v: a pass found something to see

@@ -20,7 +20,7 @@ METHODS = {
                  "check_train", "train", "checkpoint"),
     "emitter": ("check", "emit"),
     "target": ("extra_float_nodes", "verify", "runtime"),
-    "runtime": ("load", "describe", "native_artifact", "int8_ceiling"),
+    "runtime": ("load", "describe", "native_artifact", "int8_ceiling", "channel_multiple"),
     "session": ("run",),
     "strategy": ("search",),
 }

@@ -68,6 +68,7 @@ class Report:
     written: list[str] = field(default_factory=list)  # files written for this report (not serialized)
     budget: dict[str, Any] | None = None  # --max-drop: the search's candidates and verdict
     accuracy: dict[str, Any] | None = None  # with --data: {"data": path, "split": the split measured}
+    target_choice: dict[str, Any] | None = None  # --target auto: the chosen target and why (autotarget.Choice)
 
     def __post_init__(self) -> None:
         if isinstance(self.imgsz, (tuple, list)):  # an InputSpec's (h, w): a list, as JSON reads it back
@@ -165,7 +166,7 @@ class Report:
         return cls(model=d["model"], task=d["task"], imgsz=d["imgsz"], plan=d.get("plan", []), stages=stages,
                    artifact=d.get("artifact"), compile_time_s=d.get("compile_time_s", 0.0),
                    latency=d.get("latency", {}), cache=d.get("cache"), budget=d.get("budget"),
-                   accuracy=d.get("accuracy"))
+                   accuracy=d.get("accuracy"), target_choice=d.get("target_choice"))
 
     def as_dict(self) -> dict[str, Any]:
         return {"schema": SCHEMA, "yolocc": __version__, "model": self.model, "task": self.task,
@@ -174,7 +175,8 @@ class Report:
                 "compile_time_s": round(self.compile_time_s, 3),
                 **({"cache": self.cache} if self.cache else {}),
                 **({"accuracy": self.accuracy} if self.accuracy else {}),
-                **({"budget": self.budget} if self.budget else {})}
+                **({"budget": self.budget} if self.budget else {}),
+                **({"target_choice": self.target_choice} if self.target_choice else {})}
 
     def to_markdown(self) -> str:
         return report_render.markdown(self)

@@ -216,8 +216,11 @@ def terminal_table(report, width: int = 80, expand: bool = False) -> str:
 
 def notes(report) -> list[str]:
     """The one-line notes passes leave for the reader in ``changes["note"]`` (e.g. which calibration
-    method ``calibrate:method=auto`` chose, and every method's score)."""
-    return [s.changes["note"] for s in report.stages if isinstance(s.changes.get("note"), str)]
+    method ``calibrate:method=auto`` chose, and every method's score), after the one ``--target auto``
+    leaves (which runtime it chose and why)."""
+    choice = getattr(report, "target_choice", None) or {}
+    return ([choice["line"]] if choice.get("line") else []) + \
+        [s.changes["note"] for s in report.stages if isinstance(s.changes.get("note"), str)]
 
 
 def diagnostics(report) -> list[tuple[str, str]]:

@@ -9,7 +9,7 @@ outside a target's own plugin tests its name. A new target is one class register
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
@@ -76,6 +76,35 @@ class Verification:
     problems: list[str] = field(default_factory=list)
 
 
+#: The channel multiple where a runtime measures none, or its sweep shows no compute-bound signal:
+#: the rounding torch-pruning and most int8 kernels take without much loss.
+FALLBACK_CHANNEL_MULTIPLE = 8
+
+
+@dataclass(frozen=True)
+class ChannelMultiple:
+    """A runtime's preferred channel multiple (``multiple``, in channels) and where it comes from."""
+
+    multiple: int
+    #: True when measured on the runtime; False for the fallback.
+    measured: bool
+    #: One line: how the multiple was found (for the report and ``prune``'s facts).
+    reason: str
+    runtime: str = ""
+    isa: str = ""
+    op: str = ""
+    threads: int = 1
+    #: The sweep: channel count -> fastest latency in ms (empty for the fallback).
+    latency_ms: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def fallback(cls, why: str) -> ChannelMultiple:
+        return cls(FALLBACK_CHANNEL_MULTIPLE, False, f"{why}; default multiple {FALLBACK_CHANNEL_MULTIPLE}")
+
+
 class Session(Protocol):
     """One loaded model on a runtime."""
 
@@ -88,7 +117,8 @@ class Runtime:
 
     Everything yolocc measures for a target goes through its runtime: ``load`` for latency and
     fidelity, ``native_artifact`` (or, where it has none, ``load``) for accuracy on ``--data``, and
-    ``int8_ceiling`` for the report's efficiency column."""
+    ``int8_ceiling`` for the report's efficiency column, ``channel_multiple`` for the channel counts
+    ``prune`` keeps."""
 
     name: ClassVar[str] = ""
 
@@ -114,6 +144,14 @@ class Runtime:
         when the runtime does not measure one (the report then leaves out its efficiency column)."""
         return None
 
+    def channel_multiple(self, threads: int = 1, cache_root: Path | None = None) -> ChannelMultiple:
+        """The channel count (a multiple, in channels) this runtime's convolutions like on this machine:
+        ``prune:round_to=auto`` keeps channel counts a multiple of it. Measured on the runtime itself
+        (``compiler.channels``: an int8 3x3 conv's latency against its channel count, ``threads``
+        threads) and cached per ISA, runtime version and thread count. The default measures nothing and
+        returns ``ChannelMultiple.fallback`` (8 channels)."""
+        return ChannelMultiple.fallback(f"{self.name or 'this runtime'} measures no channel multiple")
+
 
 class Target:
     """An execution target. Subclasses set the class attributes and override what differs."""
@@ -131,6 +169,8 @@ class Target:
     #: rewrites: it applies a layout-changing rewrite only where the target declares the capability
     #: the rewrite relies on. The default declares every capability (what the built-in rewrites assume).
     capabilities: ClassVar[frozenset[str]] = Capability.ALL
+    #: A CPU target ``--target auto`` measures and may choose (when installed: ``available()`` is None).
+    auto_candidate: ClassVar[bool] = False
 
     def extra_float_nodes(self, graph: Any) -> set[str]:
         """Names of nodes (onnx-graphsurgeon graph) this target keeps float beyond the YOLO tail."""

@@ -14,7 +14,8 @@ from yolocc.compiler.passbase import Pass, PassContext, PassResult, keep_teacher
 from yolocc.compiler.torchgraph import TORCH_GLOBAL_LOCK, all_params_require_grad, flatten_outputs
 
 from .layer_ratios import load_layer_ratios
-from .pruning import ignored_layers, importance, out_channels, pruner_class, total_macs, unprotect_head
+from .pruning import (ignored_layers, importance, out_channels, pruner_class, resolve_round_to, total_macs,
+                      unprotect_head)
 from .sensitivity import cached_analysis
 
 
@@ -96,7 +97,9 @@ class Prune(Pass):
     params = (
         Param("ratio", "float", 0.25, "fraction of channels removed per layer", low=0.0, high=1.0, high_open=True),
         Param("importance", "choice", "l2", "channel importance criterion", choices=("l1", "l2", "bn", "random")),
-        Param("round_to", "int", 8, "keep channel counts a multiple of this", low=1, high=256),
+        Param("round_to", "int|auto", "auto", "keep channel counts a multiple of this; auto: the multiple the "
+              "target's runtime likes on this machine (measured once and cached, Runtime.channel_multiple)",
+              low=1, high=256),
         Param("layers", "path", None, "YAML of per-layer ratios (layer index -> ratio; head: [reg, cls])"),
         Param("global", "bool", False, "rank channels across layers instead of per layer"),
         Param("protect_head", "bool|auto", "auto", "never prune the detection/classification head's inner "
@@ -109,6 +112,7 @@ class Prune(Pass):
 
     def call(self, ir: ModelIR, ctx: PassContext) -> PassResult:
         a = self.args
+        round_to, rounding = resolve_round_to(a["round_to"], ctx)
         module = ir.module
         ratio_dict: dict[nn.Module, float] = {}
         ratio = a["ratio"]
@@ -125,7 +129,7 @@ class Prune(Pass):
             ignored = ignored_layers(ir, ctx, protect_head)
         keep_teacher(ir)
         if a["macs"] is not None and not a["layers"]:
-            analysis = ir.analyses.get(SENSITIVITY) or cached_analysis(ir, ctx, ignored, round_to=a["round_to"])
+            analysis = ir.analyses.get(SENSITIVITY) or cached_analysis(ir, ctx, ignored, round_to=round_to)
             chosen, predicted = allocate(analysis["groups"], a["macs"], analysis["layer_macs"])
             named = dict(module.named_modules())
             ratio_dict = {named[root]: r for root, r in chosen.items() if root in named}
@@ -144,7 +148,7 @@ class Prune(Pass):
             torch.manual_seed(0)
             pruner = pruner_class()(
                 module, x, importance=importance(a["importance"]), pruning_ratio=ratio,
-                pruning_ratio_dict=ratio_dict or None, ignored_layers=ignored, round_to=a["round_to"],
+                pruning_ratio_dict=ratio_dict or None, ignored_layers=ignored, round_to=round_to,
                 global_pruning=a["global"])
             pruner.step()
         shapes_after = _output_shapes(module, x)
@@ -162,7 +166,9 @@ class Prune(Pass):
                 save_ratios(a["save"], allocation["ratios"])
         return PassResult(bool(per_layer), {
             **({"allocation": allocation, "analysis": sensitivity} if allocation else {}),
-            "protect_head": protect_head,
+            "protect_head": protect_head, "round_to": round_to, "round_to_source": rounding,
+            **({"note": f"prune: kept channel counts are multiples of {round_to} ({rounding})"}
+               if a["round_to"] == "auto" else {}),
             "params_before": params_before, "params_after": params_after,
             "param_reduction": round(1 - params_after / params_before, 4) if params_before else 0.0,
             "layers_pruned": len(per_layer), "channels_removed": pruned,

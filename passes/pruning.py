@@ -25,6 +25,15 @@ def round_channels(keep: float, n: int, round_to: int) -> int:
     return min(n, max(round_to, int(keep / round_to + 0.5) * round_to))
 
 
+def resolve_round_to(value: int | str, ctx: PassContext) -> tuple[int, str]:
+    """(channel multiple, where it comes from): an int is taken as given; ``auto`` asks the run's
+    runtime (``Runtime.channel_multiple``: measured on it for this machine's ISA, cached)."""
+    if value != "auto":
+        return int(value), "round_to given"
+    found = ctx.runtime.channel_multiple(1, ctx.options.cache_root())
+    return int(found.multiple), f"round_to=auto: {found.reason}"
+
+
 def keep_channels(n: int, ratio: float, round_to: int) -> int:
     """Channels of ``n`` kept when a fraction ``ratio`` is removed (rounded as ``prune`` rounds)."""
     return round_channels(n * (1 - ratio), n, round_to)

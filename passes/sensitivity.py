@@ -34,7 +34,7 @@ from yolocc.compiler.passbase import Pass, PassContext, PassResult
 from yolocc.compiler.torchgraph import ROOT_TYPES, TORCH_GLOBAL_LOCK, cuts_out_channels, flatten_outputs
 
 from .calib_data import fingerprint, load_calibration
-from .pruning import ignored_layers, importance, keep_channels, layer_macs
+from .pruning import ignored_layers, importance, keep_channels, layer_macs, resolve_round_to
 
 
 RATIOS = (0.25, 0.5, 0.75)
@@ -169,7 +169,8 @@ class Sensitivity(Pass):
     )
 
     def call(self, ir: ModelIR, ctx: PassContext) -> PassResult:
-        result = cached_analysis(ir, ctx, ignored_layers(ir, ctx, self.args["protect_head"]), self.args["n"])
+        result = cached_analysis(ir, ctx, ignored_layers(ir, ctx, self.args["protect_head"]), self.args["n"],
+                                 round_to=resolve_round_to("auto", ctx)[0])
         worst = sorted(result["groups"], key=lambda g: -g["drop"][str(RATIOS[-1])])[:3]
         return PassResult(False, {"groups": len(result["groups"]), "images": result["images"],
                                   "cache": result["cache"], "most_sensitive": [g["root"] for g in worst],

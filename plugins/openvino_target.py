@@ -27,8 +27,9 @@ from typing import Any
 
 import numpy as np
 
+from yolocc.compiler.channels import measured_channel_multiple, sweep_latencies
 from yolocc.compiler.errors import UsageError
-from yolocc.compiler.target import Placement, QuantScheme, Runtime, Target, Verification
+from yolocc.compiler.target import ChannelMultiple, Placement, QuantScheme, Runtime, Target, Verification
 
 from .openvino_ceiling import int8_ceiling_gmacs
 from .openvino_emitter import SUFFIX, openvino_missing, require_openvino, write_ir_folder
@@ -103,6 +104,14 @@ class OpenVinoRuntime(Runtime):
         """A Q/DQ MatMul that OpenVINO runs as an int8 FullyConnected (``openvino_ceiling``)."""
         return int8_ceiling_gmacs(compile_cpu, threads, cache_root)
 
+    def channel_multiple(self, threads: int = 1, cache_root: Path | None = None) -> ChannelMultiple:
+        """Measured on OpenVINO's CPU plugin (compiled as every latency is, ``compile_cpu``): a Q/DQ 3x3
+        conv, which it runs as an int8 Convolution, against its channel count (``compiler.channels``),
+        cached per ISA, OpenVINO version and thread count."""
+        return measured_channel_multiple(
+            f"OpenVINO {self.ov.__version__}", "int8 Convolution 3x3 (Q/DQ)", threads, cache_root,
+            lambda: sweep_latencies(lambda b: self.load(b, threads).run))
+
     def native_artifact(self, onnx_bytes: bytes, folder: Path) -> Path:
         """The IR folder Ultralytics' validator loads, so accuracy is measured on OpenVINO."""
         out = Path(folder) / f"model{SUFFIX}"
@@ -119,6 +128,7 @@ class OpenVinoTarget(Target):
     placement = openvino_placement()
     default_emitter = "openvino"
     default_suffix = SUFFIX
+    auto_candidate = True
     #: Neither layout capability: OpenVINO runs Ultralytics' own head and DFL (softmax on axis 1, then a
     #: 1x1 conv) faster than the anchor-major head and MatMul DFL written for onnxruntime.
     capabilities = frozenset()

@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from yolocc.compiler.target import Runtime
+from yolocc.compiler.channels import measured_channel_multiple, sweep_latencies
+from yolocc.compiler.target import ChannelMultiple, Runtime
 
 
 def session(model_bytes: bytes, threads: int = 0):
@@ -61,6 +62,15 @@ class OrtCpuRuntime(Runtime):
         from .ort_ceiling import int8_ceiling_gmacs
 
         return int8_ceiling_gmacs(threads, cache_root)
+
+    def channel_multiple(self, threads: int = 1, cache_root: Path | None = None) -> ChannelMultiple:
+        """Measured on onnxruntime's CPU provider: a Q/DQ 3x3 conv (QLinearConv) against its channel
+        count (``compiler.channels``), cached per ISA, onnxruntime version and thread count."""
+        import onnxruntime as ort
+
+        return measured_channel_multiple(
+            f"onnxruntime {ort.__version__}", "QLinearConv 3x3", threads, cache_root,
+            lambda: sweep_latencies(lambda b: OrtSession(b, threads).run))
 
     def native_artifact(self, onnx_bytes: bytes, folder: Path) -> Path:
         """``model.onnx``: Ultralytics' ONNX backend runs it on onnxruntime's CPU provider."""

@@ -12,6 +12,7 @@ class OrtCpuTarget(Target):
     name = "ort-cpu"
     doc = "onnxruntime CPU: U8 activations, S8 per-channel weights, DQ->op->Q patterns fused into integer kernels"
     scheme = QuantScheme(activation_dtype="uint8", activation_symmetric=False, quantize_bias=True)
+    auto_candidate = True
     placement = Placement(
         input_ops=("Conv", "Gemm", "MatMul", "Add", "Mul", "Sigmoid", "Concat", "MaxPool", "Resize",
                    "GlobalAveragePool", "AveragePool", "Relu", "Clip", "LeakyRelu"),

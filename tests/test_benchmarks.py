@@ -94,6 +94,16 @@ def check_int8(r, tmp):
     assert r["rows"]["yolocc-int8"]["score_cosine"] > 0.9  # the real detector: yolocc's int8 stays faithful
 
 
+def check_channels(r, tmp):
+    _has_keys(r, ["model", "imgsz", "isa", "threads", "runtimes", "channel_multiple", "timing", "rows",
+                  "ort_prune_pays"], "channels.json")
+    assert r["channel_multiple"]["ort"]["multiple"] in (8, 16, 32, 64)
+    for name in ("ort_fp32", "ort_int8", "ort_prune8_int8", "ort_pruneauto_int8"):
+        _has_keys(r["rows"][name], ["latency_ms", "macs", "vs_fp32", "vs_int8"], f"channels {name}")
+    assert r["rows"]["ort_prune8_int8"]["prune"]["round_to"] == 8
+    assert r["rows"]["ort_pruneauto_int8"]["prune"]["round_to"] == r["channel_multiple"]["ort"]["multiple"]
+
+
 def check_openvino(r, tmp):
     _has_keys(r, ["fp32_ms", "nncf_ms", "yolocc_ms", "fp32_map", "nncf_map", "yolocc_map", "yolocc_prune_ms",
                   "yolocc_prune_map", "yolocc_vs_nncf_latency", "isa", "openvino", "nncf", "rows"], "openvino.json")
@@ -153,6 +163,9 @@ CASES = [
     case("budget.py", ["--max-macs", "0.1", "--runs", "2", "--repeat", "1", "--out", "{tmp}/budget.json",
                        "--onnx", "{tmp}/budget.onnx"], check_budget),
     case("calibration.py", ["--tiny", "--out", "{tmp}/calibration.json"], check_calibration, digits=False),
+    # onnxruntime only (OpenVINO adds its four rows where installed; the same code path)
+    case("channels.py", ["--imgsz", "64", "--calib-n", "8", "--runs", "2", "--repeat", "1", "--runtimes", "ort",
+                         "--out", "{tmp}/channels.json"], check_channels),
     case("distill.py", ["--epochs", "1", "--only", "distill", "--out", "{tmp}/distill.json"],
          check_distill("mAP50-95", "distill"), id="distill-detect"),
     case("distill.py", ["--task", "classify", "--epochs", "1", "--only", "distill", "--out", "{tmp}/distill.json"],
