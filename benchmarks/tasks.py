@@ -44,8 +44,8 @@ TASKS = {
 
 def bench_task(task: str, max_drop: float, max_macs: float | None, runs: int, repeat: int, folder: Path) -> dict:
     """One task's row: metric, baseline (test), int8_drop and budget_drop (test, points),
-    budget_speedup_vs_int8, the chosen passes and wall_s; ``met`` False (with the reason) when no
-    candidate fits the budget."""
+    budget_speedup_vs_int8, the chosen passes, the search's cap (``max_macs``), every candidate
+    (val/test/drop/latency) and wall_s; ``met`` False (with the reason) when no candidate fits."""
     model, data, calib = TASKS[task]
     t0 = time.perf_counter()
     try:
@@ -59,7 +59,7 @@ def bench_task(task: str, max_drop: float, max_macs: float | None, runs: int, re
             "budget_val_drop": final["drop_pts_val"], "budget_speedup_vs_int8": r["speedup_vs_int8"],
             "budget_speedup_vs_fp32": r["speedup_vs_fp32"], "speedup_vs_int8_per_repeat": r["speedup_vs_int8_per_repeat"],
             "latency_ms": r["latency_ms"], "macs_ratio": r["macs_ratio"], "chosen": r["chosen"],
-            "wall_s": round(time.perf_counter() - t0, 1)}
+            "max_macs": max_macs, "candidates": r["candidates"], "wall_s": round(time.perf_counter() - t0, 1)}
 
 
 def main() -> int:
