@@ -19,13 +19,12 @@ across machines. ``ort-cpu`` stays the default; ``auto`` is for users who deploy
 from __future__ import annotations
 
 import statistics
-import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from .measure import cpu_isa
+from .measure import cpu_isa, round_robin_ms
 
 AUTO_TARGET = "auto"
 #: Calibration images for the quick int8 each candidate gets.
@@ -97,20 +96,6 @@ def candidates(registry) -> list[str]:
     return sorted(names, key=lambda n: (n != DEFAULT_TARGET, n))
 
 
-def round_robin_ms(runs: Mapping[str, Callable[[], Any]], rounds: int = ROUNDS, warmup: int = 2) -> dict[str, float]:
-    """Median ms of each callable, all called once per round (round-robin), after ``warmup`` rounds."""
-    for _ in range(warmup):
-        for run in runs.values():
-            run()
-    times: dict[str, list[float]] = {k: [] for k in runs}
-    for _ in range(rounds):
-        for k, run in runs.items():
-            t0 = time.perf_counter()
-            run()
-            times[k].append((time.perf_counter() - t0) * 1000)
-    return {k: statistics.median(v) for k, v in times.items()}
-
-
 def quantizes(passes: Sequence[Any]) -> bool:
     """Whether a plan (pass names, specs or instances) makes the model integer."""
     def name(p: Any) -> str:
@@ -141,7 +126,7 @@ def measure_candidates(compiler, model: Any, passes: Sequence[Any], opts, names:
                 shape = [d.dim_value or 1 for d in res.ir.onnx_model.graph.input[0].type.tensor_type.shape.dim]
                 x = np.random.default_rng(0).random(shape, dtype=np.float32)
             runs[f"{name}|{metric}"] = (lambda s: (lambda: s.run(x)))(session)
-    medians = round_robin_ms(runs)
+    medians = {k: statistics.median(v) for k, v in round_robin_ms(runs, ROUNDS, warmup=2).items()}
     latency = {n: {m: round(medians[f"{n}|{m}"], 3) for m in rows} for n in names}
     return choose(latency, quantized, cpu_isa(), opts.threads, described)
 

@@ -22,29 +22,38 @@ from .options import CompileOptions
 GEMM_SHAPE = (1024, 1024, 1024)
 
 
+def machine_measurement(folder: str, key: str, cache_root: str | Path | None, compute: Callable[[], dict[str, Any]],
+                        what: str) -> dict[str, Any]:
+    """``compute()`` (a measurement of this machine, a JSON dict) on the first call for ``key`` (its ISA,
+    runtime, op, threads ...), read from ``cache_root/folder`` afterwards. A value measured while other
+    work kept every core busy (``busy_load``) is kept only until a quieter call measures it again."""
+    root = Path(cache_root) if cache_root is not None else CompileOptions().cache_root()
+    path = root / folder / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+
+    def tagged() -> dict[str, Any]:
+        load = busy_load()
+        return {**compute(), **({"busy_load": load} if load is not None else {})}
+
+    value, hit = cached_json(path, tagged, what)
+    if hit and "busy_load" in value and busy_load() is None:  # measured under load: measure again now
+        path.unlink(missing_ok=True)
+        value, _ = cached_json(path, tagged, what)
+    return value
+
+
 def measured_ceiling(runtime: str, op: str, threads: int, cache_root: str | Path | None,
                      measure: Callable[[], float]) -> dict[str, Any]:
     """``{"gmacs", "isa", "op", "threads", "runtime"}``: ``measure()`` (GMAC/s of the fastest run) on the
-    first call for this ISA/runtime/op/threads, read from the cache (``cache_root/ceiling``) afterwards.
+    first call for this ISA/runtime/op/threads, read from the cache (``cache_root/ceiling``) afterwards
+    (``machine_measurement``).
 
     The fastest run, not the median: the ceiling is what the machine can do, and other load only
-    slows a run down. A value measured while other work kept every core busy is kept only until a
-    quieter call measures it again."""
+    slows a run down."""
     isa = cpu_isa()
-    key = hashlib.sha256(f"{isa}|{runtime}|{threads}|{op}".encode()).hexdigest()[:16]
-    root = Path(cache_root) if cache_root is not None else CompileOptions().cache_root()
-
-    def compute() -> dict[str, Any]:
-        load = busy_load()
-        return {"gmacs": round(measure(), 2), "isa": isa, "op": op, "threads": threads,
-                "runtime": runtime, **({"busy_load": load} if load is not None else {})}
-
-    path = root / "ceiling" / f"{key}.json"
-    value, hit = cached_json(path, compute, "int8 ceiling")
-    if hit and "busy_load" in value and busy_load() is None:  # measured under load: measure again now
-        path.unlink(missing_ok=True)
-        value, _ = cached_json(path, compute, "int8 ceiling")
-    return value
+    return machine_measurement(
+        "ceiling", f"{isa}|{runtime}|{threads}|{op}", cache_root,
+        lambda: {"gmacs": round(measure(), 2), "isa": isa, "op": op, "threads": threads, "runtime": runtime},
+        "int8 ceiling")
 
 
 def fastest_gmacs(run: Callable[[], Any], macs: float, runs: int = 20, warmup: int = 3) -> float:

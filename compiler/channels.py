@@ -20,18 +20,14 @@ again by the next quiet call).
 
 from __future__ import annotations
 
-import hashlib
 import statistics
-import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .cache import cached_json
-from .ceiling import busy_load
-from .measure import cpu_isa
-from .options import CompileOptions
+from .ceiling import machine_measurement
+from .measure import cpu_isa, round_robin_ms
 from .target import FALLBACK_CHANNEL_MULTIPLE as FALLBACK
 from .target import ChannelMultiple
 
@@ -98,42 +94,25 @@ def measured_channel_multiple(runtime: str, op: str, threads: int, cache_root: s
     """The runtime's ``ChannelMultiple``: ``sweep()`` (``{channels: fastest latency ms}``) on the first
     call for this ISA/runtime/op/threads, read from the cache (``cache_root/channels``) afterwards."""
     isa = cpu_isa()
-    key = hashlib.sha256(f"{RULE}|{isa}|{runtime}|{threads}|{op}|{CHANNELS}|{SPATIAL}".encode()).hexdigest()[:16]
-    root = Path(cache_root) if cache_root is not None else CompileOptions().cache_root()
 
     def compute() -> dict[str, Any]:
-        load = busy_load()
         lat = sweep()
         m, why = choose_multiple(lat)
-        result = ChannelMultiple(m or FALLBACK, m is not None,
-                                 f"measured on {runtime}, {isa}, {threads} thread(s): {why}"
-                                 + ("" if m else f"; default multiple {FALLBACK}"),
-                                 runtime, isa, op, threads, {str(c): round(v, 4) for c, v in sorted(lat.items())})
-        return {**result.as_dict(), **({"busy_load": load} if load is not None else {})}
+        return ChannelMultiple(m or FALLBACK, m is not None,
+                               f"measured on {runtime}, {isa}, {threads} thread(s): {why}"
+                               + ("" if m else f"; default multiple {FALLBACK}"),
+                               runtime, isa, op, threads, {str(c): round(v, 4) for c, v in sorted(lat.items())}).as_dict()
 
-    path = root / "channels" / f"{key}.json"
-    value, hit = cached_json(path, compute, "channel multiple")
-    if hit and "busy_load" in value and busy_load() is None:  # measured under load: measure again now
-        path.unlink(missing_ok=True)
-        value, _ = cached_json(path, compute, "channel multiple")
+    value = dict(machine_measurement("channels", f"{RULE}|{isa}|{runtime}|{threads}|{op}|{CHANNELS}|{SPATIAL}",
+                                     cache_root, compute, "channel multiple"))
     value.pop("busy_load", None)
     return ChannelMultiple(**value)
 
 
 def fastest_round_robin(runs: dict[int, Callable[[], Any]], rounds: int = 30, warmup: int = 2) -> dict[int, float]:
-    """``{key: fastest ms}`` of calling every ``runs[key]`` once per round, ``rounds`` rounds (round-robin,
-    each round starting one key later, so load that comes and goes touches every count alike)."""
-    for _ in range(warmup):
-        for run in runs.values():
-            run()
-    keys = list(runs)
-    best = {k: float("inf") for k in runs}
-    for r in range(rounds):
-        for k in keys[r % len(keys):] + keys[:r % len(keys)]:
-            t0 = time.perf_counter()
-            runs[k]()
-            best[k] = min(best[k], (time.perf_counter() - t0) * 1000)
-    return best
+    """``{key: fastest ms}`` of ``measure.round_robin_ms`` with rotated rounds (each round starting one
+    key later, so load that comes and goes touches every count alike)."""
+    return {k: min(v) for k, v in round_robin_ms(runs, rounds, warmup, rotate=True).items()}
 
 
 def qdq_conv_model(channels: int, spatial: int = SPATIAL):

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Callable, Hashable, Mapping, Sequence, TypeVar
 
 import numpy as np
 
 from .target import Runtime, Session
+
+K = TypeVar("K", bound=Hashable)
 
 
 def cpu_isa() -> str:
@@ -79,14 +81,28 @@ def rss_bytes() -> int | None:
         return None
 
 
-def _round_robin(sessions: Sequence[Session], x: np.ndarray, runs: int) -> list[list[float]]:
-    times: list[list[float]] = [[] for _ in sessions]
-    for _ in range(runs):
-        for i, s in enumerate(sessions):
+def round_robin_ms(runs: Mapping[K, Callable[[], Any]], rounds: int, warmup: int = 0,
+                   rotate: bool = False) -> dict[K, list[float]]:
+    """Every run's times (ms) over ``rounds`` rounds in which each callable runs once (round-robin, so
+    that all see the same machine conditions), after ``warmup`` untimed rounds. ``rotate``: each round
+    starts one key later, so load that comes and goes touches every key alike."""
+    for _ in range(warmup):
+        for run in runs.values():
+            run()
+    keys = list(runs)
+    times: dict[K, list[float]] = {k: [] for k in keys}
+    for r in range(rounds):
+        order = keys[r % len(keys):] + keys[:r % len(keys)] if rotate and keys else keys
+        for k in order:
             t0 = time.perf_counter()
-            s.run(x)
-            times[i].append((time.perf_counter() - t0) * 1000.0)
+            runs[k]()
+            times[k].append((time.perf_counter() - t0) * 1000.0)
     return times
+
+
+def _round_robin(sessions: Sequence[Session], x: np.ndarray, runs: int) -> list[list[float]]:
+    times = round_robin_ms({i: (lambda s=s: s.run(x)) for i, s in enumerate(sessions)}, runs)
+    return [times[i] for i in range(len(sessions))]
 
 
 def latency_stats(runtime: Runtime, models: Sequence[bytes], x: np.ndarray, runs: int = 20, warmup: int = 3,

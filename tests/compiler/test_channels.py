@@ -54,7 +54,7 @@ def test_measured_once_then_cached(tmp_path, monkeypatch):
         calls.append(1)
         return padded_sweep(16)
 
-    monkeypatch.setattr("yolocc.compiler.channels.busy_load", lambda: None)
+    monkeypatch.setattr("yolocc.compiler.ceiling.busy_load", lambda: None)
     first = measured_channel_multiple("fake 1.0", "conv", 1, tmp_path, sweep)
     assert first.multiple == 16 and first.measured and "fake 1.0" in first.reason and first.isa
     files = list((tmp_path / "channels").glob("*.json"))
@@ -67,7 +67,7 @@ def test_measured_once_then_cached(tmp_path, monkeypatch):
 
 
 def test_a_flat_measurement_falls_back(tmp_path, monkeypatch):
-    monkeypatch.setattr("yolocc.compiler.channels.busy_load", lambda: None)
+    monkeypatch.setattr("yolocc.compiler.ceiling.busy_load", lambda: None)
     found = measured_channel_multiple("fake", "conv", 1, tmp_path, lambda: {c: 1.0 for c in channels.CHANNELS})
     assert found.multiple == channels.FALLBACK and not found.measured and "default multiple" in found.reason
 
