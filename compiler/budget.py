@@ -28,7 +28,8 @@ from . import cache, lowering, onnxgraph
 from .analyses import OUTPUT_SPLITS
 from .datasets import has_split
 from .errors import UsageError
-from .executor import Executor, check_readable, is_remote, make_executor
+from .executor import Executor, is_remote, make_executor
+from .fileio import check_readable
 from .ir import ModelIR
 from .metrics import Metrics
 from .options import CompileOptions

@@ -274,16 +274,3 @@ def make_executor(spec: str | None, workers: int | None) -> Executor:
 def is_remote(spec: str | None) -> bool:
     """Whether ``--executor spec`` joins a cluster (``ray://``, or ``ray`` with ``RAY_ADDRESS`` set)."""
     return bool(spec) and (spec.startswith("ray://") or (spec == "ray" and bool(os.environ.get("RAY_ADDRESS"))))
-
-
-def check_readable(paths: dict[str, str | os.PathLike | None]) -> None:
-    """Each named path (``{"--data": path, ...}``; None: not given) exists and is readable: workers
-    read them again, so a missing one fails before any trial runs."""
-    for what, path in paths.items():
-        if path is None:
-            continue
-        p = Path(path)
-        if not p.exists():
-            raise UsageError(f"{what} '{path}' does not exist")
-        if not os.access(p, os.R_OK) or (p.is_dir() and not os.access(p, os.X_OK)):
-            raise UsageError(f"{what} '{path}' is not readable")

@@ -47,6 +47,19 @@ def check_writable(path: str | os.PathLike, folder_ok: bool = False) -> Path:
     return p
 
 
+def check_readable(paths: dict[str, str | os.PathLike | None]) -> None:
+    """Each named path (``{"--data": path, ...}``; None: not given) exists and is readable: workers
+    read them again, so a missing one fails before any trial runs."""
+    for what, path in paths.items():
+        if path is None:
+            continue
+        p = Path(path)
+        if not p.exists():
+            raise UsageError(f"{what} '{path}' does not exist")
+        if not os.access(p, os.R_OK) or (p.is_dir() and not os.access(p, os.X_OK)):
+            raise UsageError(f"{what} '{path}' is not readable")
+
+
 def check_report_path(path: str | os.PathLike) -> Path:
     if Path(path).suffix.lower() not in REPORT_SUFFIXES:
         raise UsageError(f"--report path '{path}' must end in .json or .md")

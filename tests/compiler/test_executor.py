@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from yolocc.compiler.errors import PassError, UsageError
-from yolocc.compiler.executor import (RAY_MISSING, InProcess, LocalPool, TrialResources, check_readable,
-                                      make_executor)
+from yolocc.compiler.executor import RAY_MISSING, InProcess, LocalPool, TrialResources, make_executor
+from yolocc.compiler.fileio import check_readable
 from yolocc.compiler.search import SearchStrategy, Trial
 
 ROOT = Path(__file__).resolve().parents[2]
