@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q -c constraints.txt torch==2.14.1 torchvision==0.29.1
-	$(BIN)/pip install -q -c constraints.txt -e ".[ultralytics,test,digits,openvino,bench,ray]"
+	$(BIN)/pip install -q -c constraints.txt -e ".[ultralytics,test,digits,openvino,bench,ray,qat]"
 	touch $(STAMP)
 
 install: $(STAMP)

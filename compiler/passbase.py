@@ -122,6 +122,9 @@ class Pass:
     #: The pass needs torch-pruning's channel dependency graph (``ModelIR.dependency_graph``): the plan
     #: refuses it, with one line, for a model torch-pruning cannot trace.
     needs_channel_graph: ClassVar[bool] = False
+    #: The pass reads ``--data`` (training images, the val split): ``Compiler.compile`` refuses the plan
+    #: without it, in one line, before any pass runs.
+    needs_data: ClassVar[bool] = False
 
     def __init__(self, *positional: Any, **kwargs: Any):
         self.args = bind(self.name, self.params, kwargs, positional)

@@ -7,6 +7,7 @@ float (see ``float_region``); weights become int8 initializers with per-channel 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 
 import numpy as np
 import onnx
@@ -72,6 +73,29 @@ def require_integer_rules(target: Target, asking: str = "") -> Target:
     return target
 
 
+@dataclass
+class QDQLayout:
+    """Where ``QDQ.build`` put Q/DQ: ``activations`` maps each tensor given a QuantizeLinear/
+    DequantizeLinear pair to the tensor whose range (scale and zero point) it uses: itself, its
+    Concat/transparent group's representative, or the input of a pass-through op such as MaxPool;
+    ``weights`` maps each node given per-channel int8 weights to the weight's channel axis."""
+
+    activations: dict[str, str] = field(default_factory=dict)
+    weights: dict[str, int] = field(default_factory=dict)
+    #: Members of the ranges ``share_concat_ranges`` unites -> the group's representative (every member's
+    #: calibration range enters the union, even one whose own Q/DQ reuses another range).
+    groups: dict[str, str] = field(default_factory=dict)
+    #: Each range's (scale, zero point) as built.
+    grids: dict[str, tuple[float, int]] = field(default_factory=dict)
+    #: Tensors read as dequantized without a pair of their own (DequantizeLinear outputs, the outputs
+    #: of transparent ops), with the range they carry.
+    aliases: dict[str, str] = field(default_factory=dict)
+
+    def owner(self, tensor: str) -> str:
+        """The range ``tensor`` (quantized, or read as dequantized) uses."""
+        return self.activations.get(tensor) or self.aliases[tensor]
+
+
 class QDQ(Pass):
     """Insert Q/DQ for the target from the calibration ranges; the YOLO decode stays float."""
 
@@ -106,9 +130,11 @@ class QDQ(Pass):
         ir.analyses["quantized"] = {"target": target.name}
         return PassResult(True, facts, diagnostics)
 
-    def build(self, ir: ModelIR, target, extra_float: set[str]) -> tuple[onnx.ModelProto, dict, list[str]]:
+    def build(self, ir: ModelIR, target, extra_float: set[str],
+              layout: "QDQLayout | None" = None) -> tuple[onnx.ModelProto, dict, list[str]]:
         """The Q/DQ model of ``ir``'s graph for ``target`` with the nodes in ``extra_float`` kept float;
-        returns (model, facts for the report, diagnostics)."""
+        returns (model, facts for the report, diagnostics). ``layout``, when given, is filled with where
+        the Q/DQ went (what ``qat`` fake-quantizes)."""
         scheme, placement = target.scheme, target.placement
         calib = dict(ir.analyses[CALIBRATION]["activations"])
         shifts = ir.analyses[CALIBRATION].get("bias_shifts") or {}  # bias correction (see calibrate)
@@ -125,8 +151,9 @@ class QDQ(Pass):
         if not quant:
             raise UsageError(f"qdq: every one of the {len(candidates)} quantizable layers is excluded; "
                              f"nothing to quantize (check exclude=)")
-        if placement.share_concat_ranges:
-            _share_concat_ranges(quant, calib, transparent)
+        shared = _share_concat_ranges(quant, calib, transparent) if placement.share_concat_ranges else {}
+        if layout is not None:
+            layout.groups.update(shared)
         fused = _fused_outputs(quant, placement.fused_activations)
         missing: list[str] = []
         qdq_of: dict[str, gs.Variable] = {}
@@ -150,6 +177,10 @@ class QDQ(Pass):
                 return None
             dq = _insert_qdq(graph, t, scale, zp, qdq_of)
             grid[dq.name] = grid[t.name] = (scale, zp)
+            if layout is not None:
+                owner = layout.owner(like.name) if like is not None else shared.get(t.name, t.name)
+                layout.activations[t.name] = layout.aliases[dq.name] = owner
+                layout.grids.setdefault(owner, (float(scale), int(zp)))
             return dq
 
         n_weights = n_corrected = 0
@@ -161,6 +192,8 @@ class QDQ(Pass):
                 n_corrected += _quantize_weights(graph, node, float(grid[x_dq.name][0]), scheme.quantize_bias,
                                                  shifts.get(node.name))
                 n_weights += 1
+                if layout is not None:
+                    layout.weights[node.name] = _weight_axis(node)
             elif node.op in transparent:
                 # The runtime moves the dequantization through this op: quantize its inputs (one shared
                 # range) and let consumers read its outputs as dequantized, with no Q/DQ of their own.
@@ -172,6 +205,8 @@ class QDQ(Pass):
                     for t in node.outputs:
                         qdq_of[t.name] = t
                         grid[t.name] = grids[0]
+                        if layout is not None:
+                            layout.aliases[t.name] = layout.owner(ins[0].name)
                 continue
             elif node.op in placement.passthrough_ops:
                 x_dq = act(node.inputs[0])
@@ -213,10 +248,10 @@ def _raw_conv_output(t: gs.Tensor) -> bool:
     return any(p.op == "Conv" for p in t.inputs)
 
 
-def _share_concat_ranges(nodes, calib: dict, transparent: tuple[str, ...] = ()) -> None:
+def _share_concat_ranges(nodes, calib: dict, transparent: tuple[str, ...] = ()) -> dict[str, str]:
     """Give a Concat's inputs and output one range (their union), so the concatenation needs no
     requantization; likewise the inputs and outputs of ``transparent`` ops. Tensors linked through
-    several of them end up in one group."""
+    several of them end up in one group. Returns each grouped tensor's group (one member's name)."""
     parent: dict[str, str] = {}
 
     def find(x: str) -> str:
@@ -238,6 +273,7 @@ def _share_concat_ranges(nodes, calib: dict, transparent: tuple[str, ...] = ()) 
         hi = max(calib[m][1] for m in members)
         for m in members:
             calib[m] = [lo, hi]
+    return {name: find(name) for name in parent}
 
 
 def _fused_outputs(nodes: list[gs.Node], activations: tuple[str, ...]) -> set[str]:

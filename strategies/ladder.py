@@ -7,7 +7,10 @@ building on the last accepted model:
    budget (``epochs=auto``); accept the step if it is, stop climbing at the first step that is not
    (``--max-macs`` caps the deepest step);
 3. quantize the most aggressive accepted model with INT8 mixed precision for what is left of the
-   budget; if the result is over budget, the next milder accepted model is quantized instead.
+   budget. Where that needs float layers or is over budget, quantization-aware training (``qat``, all
+   layers INT8, the same placement) is tried on the same model: it is chosen when it fits (it runs as
+   fast as plain INT8); otherwise the mixed-precision model is, if it fits. If neither does, the next
+   milder accepted model is quantized instead. (Without onnx2torch, the ``qat`` extra, QAT is skipped.)
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from yolocc.compiler.training import MAX_EPOCHS, PATIENCE
 from yolocc.passes.finetune import Distill
 from yolocc.passes.int8 import Int8
 from yolocc.passes.prune import Prune
+from yolocc.passes import fake_quant
+from yolocc.passes.qat import QAT
 
 #: Cumulative fractions of the input's MACs removed, tried in order (each step builds on the last).
 LADDER = (0.3, 0.45, 0.55, 0.65)
@@ -76,6 +81,25 @@ class LadderSearch(SearchStrategy):
             name = f"{start.trial.name} + int8" if start is not space.input else "int8 (mixed precision)"
             result, = space.run([Trial(name, [Int8(max_drop=round(left, 4))],
                                        parent=start.trial)])
-            if space.drop(result) <= budget:
+            fits = space.drop(result) <= budget
+            if (fits and not float_layers(result)) or not fake_quant.available():
+                if fits:
+                    return result
+                continue
+            space.progress(f"quantization-aware training on '{start.trial.name}'", n_steps, n_steps)
+            qat_name = f"{start.trial.name} + qat" if start is not space.input else "qat"
+            trained, = space.run([Trial(qat_name, [QAT()], parent=start.trial)])
+            if space.drop(trained) <= budget:
+                return trained
+            if fits:
                 return result
         return None
+
+
+def float_layers(result: TrialResult) -> list[str]:
+    """The layers INT8 mixed precision kept float in ``result`` (none: all quantized)."""
+    for step in result.facts:
+        mixed = step.get("changes", {}).get("mixed_precision")
+        if mixed:
+            return list(mixed.get("float_layers") or [])
+    return []
