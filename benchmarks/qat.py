@@ -26,6 +26,9 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
+# Run as a script, this folder comes first on sys.path, where benchmarks/openvino.py would shadow the
+# openvino package that --target openvino imports.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import numpy as np  # noqa: E402
 

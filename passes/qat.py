@@ -4,14 +4,13 @@
 ``qdq`` where it would put Q/DQ on this graph for this target (``QDQLayout``: the same code, the same
 shared ranges, the same float tail), converts the float ONNX graph to torch (onnx2torch) with fake
 quantization at exactly those tensors (``fake_quant``), and trains it by distillation from the float
-graph: the loss is the error of the tensors entering the float tail (the head's raw box, class and task
-outputs), each normalised by the teacher's variance, on the train images of ``--data`` (no labels).
+graph (``DistillationLoss``: the outputs, per named part) on the train images of ``--data`` (no labels).
 Scales start from calibration and are learned (LSQ+). The trained weights go back into the graph and
 the learned ranges replace the calibration ranges, so the ``qdq`` that follows emits exactly the
 learned grid (``tests/passes/test_qat.py``).
 
 ``epochs=auto``: measure the val metric (``--data``) of the Q/DQ model after each epoch, keep the best
-epoch (epoch 0 is plain PTQ, so QAT never returns a worse val metric than PTQ), stop once it is within
+epoch (epoch 0 is the PTQ model ``int8`` emits, kept when no epoch beats it on val), stop once it is within
 ``within`` points of the float graph or after ``patience`` epochs without a better one.
 
 Why the ONNX graph and not the torch module: the Q/DQ points are ONNX tensors (a SiLU's Sigmoid output,
@@ -102,7 +101,7 @@ class QATTrain(Pass):
         teacher = fake_quant.build(batched(graph), points)
         images = load_calibration(str(data), a["images"], ir.input.shape, lambda im: ctx.frontend.preprocess(ir, im),
                                   ctx.progress_for("QAT images"))
-        check_batched(teacher, graph, points, images[:2], ctx)
+        check_batched(teacher, graph, points, images[:2])
 
         def metric(model: onnx.ModelProto) -> float:
             m = ctx.frontend.evaluate(ir, model.SerializeToString(), str(data), ctx.runtime, split="val")
@@ -126,8 +125,10 @@ class QATTrain(Pass):
         auto = a["epochs"] == "auto"
         epochs = a["max_epochs"] if auto else int(a["epochs"])
         float_val = metric(graph) if auto else None
+        original = ir.onnx_model
         history = []
-        best = (metric(quantized(*candidate())) if auto else None, 0, copy.deepcopy(student.module.state_dict()))
+        # epoch 0: exactly what int8 emits (PTQ), the model kept when no epoch beats it
+        best = (metric(qdq.build(ir, target, set())[0]) if auto else None, 0, None)
         if auto:
             history.append({"epoch": 0, "val": round(best[0], 4)})
         progress = ctx.progress_for("QAT epochs")
@@ -151,9 +152,13 @@ class QATTrain(Pass):
             if auto and (float_val - best[0] <= a["within"] / 100
                          or epoch - best[1] >= a["patience"]):
                 break
-        if auto:
-            student.module.load_state_dict(best[2])
-        trained, learned = candidate()
+        kept_ptq = auto and best[1] == 0
+        if kept_ptq:
+            trained, learned = original, calibration
+        else:
+            if auto:
+                student.module.load_state_dict(best[2])
+            trained, learned = candidate()
         ir.set_onnx(trained)
         ir.analyses[CALIBRATION] = learned
         facts = {"target": target.name, "fake_quant_points": len(student.points),
@@ -163,10 +168,10 @@ class QATTrain(Pass):
             facts.update({"float_val": round(float_val, 4), "ptq_val": history[0]["val"],
                           "best_epoch": best[1], "qat_val": round(best[0], 4)})
         diagnostics = []
-        if auto and best[1] == 0:
+        if kept_ptq:
             diagnostics.append("qat: no epoch beat post-training quantization on val; PTQ's weights and "
                                "ranges are kept")
-        return PassResult(True, facts, diagnostics)
+        return PassResult(not kept_ptq, facts, diagnostics)
 
 
 class QAT(Pass):
@@ -216,7 +221,7 @@ def batched(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def check_batched(teacher: fake_quant.FakeQuantGraph, graph: onnx.ModelProto, points: list[str],
-                  images: np.ndarray, ctx: PassContext) -> None:
+                  images: np.ndarray) -> None:
     """Raise ``PassError`` unless the converted graph, run on a batch, gives what onnxruntime gives for
     each image alone (the conversion and ``batched`` kept the function)."""
     import onnxruntime as ort

@@ -119,6 +119,14 @@ def check_prune(r, tmp):
         assert row["outputs_equal"] is True
 
 
+def check_qat(r, tmp):
+    _has_keys(r, ["isa", "qat", "cases"], "qat.json")
+    row = r["cases"]["digits-ort-cpu"]
+    _has_keys(row, ["fp32", "ptq", "qat", "ptq_drop_pts", "qat_drop_pts", "latency_ratio", "qat_facts"], "qat case")
+    assert 0 < row["fp32"] <= 1 and row["latency_ratio"] > 0
+    assert row["qat_facts"]["fake_quant_points"] > 0 and len(row["qat_facts"]["epochs"]) == 1
+
+
 def check_soak(r, tmp):
     _has_keys(r, ["verdict", "rows"], "soak.json")
     _has_keys(r["verdict"], ["n", "rss_mid_mb", "rss_last_mb", "rss_growth_mb", "open_files_growth",
@@ -180,6 +188,7 @@ CASES = [
     # one task, int8 trials only (--max-macs 0.1): the task's own metric decides
     case("tasks.py", ["--tasks", "obb", "--max-macs", "0.1", "--runs", "2", "--repeat", "1", "--out", "{tmp}/tasks.json"],
          check_tasks),
+    case("qat.py", ["--tiny", "--out", "{tmp}/qat.json"], check_qat),
     case("soak.py", ["--n", "2", "--imgsz", "64", "--out", "{tmp}/soak.json"], check_soak),
     case("speed.py", ["--imgsz", "64", "--calib-n", "8", "--runs", "2", "--repeat", "1", "--out", "{tmp}/speed.json"],
          check_speed),
