@@ -27,18 +27,11 @@ def _cache(tmp_path, monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def calibrated(tmp_path_factory):
-    """yolov8n (random weights, imgsz 64), BN folded and calibrated (minmax) on eight images."""
-    import cv2
-
+def calibrated(calib_dir):
+    """yolov8n (random weights, imgsz 64), BN folded and calibrated (minmax) on conftest's eight images."""
     from yolocc.compiler.api import Compiler
 
-    folder = tmp_path_factory.mktemp("qat-calib")
-    rng = np.random.default_rng(0)
-    for i in range(8):
-        img = (rng.random((80, 80, 3)) * 255).astype(np.uint8)
-        cv2.circle(img, (20 + 4 * i, 40), 12, (255, 255, 255), -1)
-        cv2.imwrite(str(folder / f"im{i}.png"), img)
+    folder = calib_dir
     compiler = Compiler()
     ir = compiler.load("yolov8n.yaml", IMGSZ)
     compiler.apply(ir, ["canonicalize", "fuse-bn", "calibrate:method=minmax"], CompileOptions(calib=str(folder)))
