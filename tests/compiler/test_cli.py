@@ -18,7 +18,7 @@ def _one_clean_line(err: str):
 @pytest.mark.parametrize("args, message", [
     (["missing.pt", "-p", "prune"], "model file 'missing.pt' does not exist"),
     (["corrupt.pt", "-p", "prune"], "not a valid PyTorch checkpoint"),
-    (["yolov8n.yaml", "-p", "prnue"], "unknown pass 'prnue'; available passes: act, calibrate, canonicalize, distill, finetune, fp16, fuse-bn, int8, prune, qdq, sensitivity, simplify"),
+    (["yolov8n.yaml", "-p", "prnue"], "unknown pass 'prnue'; available passes: act, calibrate, canonicalize, distill, finetune, fp16, fuse-bn, int8, prune, qat, qat-train, qdq, sensitivity, simplify"),
     (["yolov8n.yaml", "-p", "prune:1.5"], "ratio must be < 1.0, got 1.5"),
     (["yolov8n.yaml", "-p", "prune:abc"], "ratio must be a finite number, got 'abc'"),
     (["yolov8n.yaml", "-p", "prune:depth=2"], "pass 'prune' has no argument 'depth'"),

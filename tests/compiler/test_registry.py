@@ -60,7 +60,7 @@ def test_duplicate_name_is_an_error_naming_both_plugins():
 
 def test_unknown_pass_lists_available():
     reg = build_registry(get_plugin_manager(False))
-    with pytest.raises(PipelineError, match="unknown pass 'prnue'; available passes: act, calibrate, canonicalize, distill, finetune, fp16, fuse-bn, int8, prune, qdq, sensitivity, simplify"):
+    with pytest.raises(PipelineError, match="unknown pass 'prnue'; available passes: act, calibrate, canonicalize, distill, finetune, fp16, fuse-bn, int8, prune, qat, qat-train, qdq, sensitivity, simplify"):
         reg.pass_class("prnue")
 
 
