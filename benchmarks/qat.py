@@ -4,11 +4,13 @@
                                        [--out runs/bench/qat.json]
 
 Cases: ``digits-ort-cpu`` and ``digits-openvino`` (the digits detector, imgsz 160) and ``yolo26n-ort-cpu``
-(the YOLO26 digits fixture). Each compiles the float graph, ``-p int8`` (PTQ: calibration chosen by
+(the YOLO26 digits fixture); ``--cases`` adds ``segment-ort-cpu``, ``pose-ort-cpu`` and ``obb-ort-cpu``
+(the other digits fixtures). Each compiles the float graph, ``-p int8`` (PTQ: calibration chosen by
 ``method=auto`` with ``--data``) and ``-p qat`` (the same calibration as the start, then training through
 the target's Q/DQ placement, the best epoch on val kept) for the case's target, and scores all three on
-the held-out test split with the target's runtime (mAP50-95). ``latency_ratio`` is QAT/PTQ, timed
-round-robin in one process on the target's runtime (batch 1, ``--runs`` rounds).
+the held-out test split with the target's runtime (``metric``: mAP50-95, or the task's own: mask, pose,
+OBB mAP50-95). ``latency_ratio`` is QAT/PTQ, timed round-robin in one process on the target's runtime
+(batch 1, ``--runs`` rounds).
 
 Writes ``{"isa", "cases": {NAME: {"fp32", "ptq", "qat", "ptq_drop_pts", "qat_drop_pts", "latency_ratio",
 "qat_facts"}}}``. ``--tiny`` (a smoke test, about a minute): digits-ort-cpu with one QAT epoch on 32
@@ -36,19 +38,29 @@ from yolocc.compiler import measure  # noqa: E402
 from yolocc.compiler.api import Compiler  # noqa: E402
 
 DIGITS = "examples/digits"
+D = f"{DIGITS}/data"
 CASES = {
     "digits-ort-cpu": {"model": f"{DIGITS}/weights/yolov8n-digits.pt", "target": "ort-cpu"},
     "digits-openvino": {"model": f"{DIGITS}/weights/yolov8n-digits.pt", "target": "openvino"},
     "yolo26n-ort-cpu": {"model": f"{DIGITS}/weights/yolo26n-digits.pt", "target": "ort-cpu"},
+    # every other task (with --cases): its own data and calibration images; the task's own metric
+    "segment-ort-cpu": {"model": f"{DIGITS}/weights/yolov8n-seg-digits.pt", "target": "ort-cpu",
+                        "data": f"{D}/digits-seg.yaml", "calib": f"{D}/seg/calib/images"},
+    "pose-ort-cpu": {"model": f"{DIGITS}/weights/yolov8n-pose-digits.pt", "target": "ort-cpu",
+                     "data": f"{D}/digits-pose.yaml", "calib": f"{D}/pose/calib/images"},
+    "obb-ort-cpu": {"model": f"{DIGITS}/weights/yolov8n-obb-digits.pt", "target": "ort-cpu",
+                    "data": f"{D}/digits-obb.yaml", "calib": f"{D}/obb/calib/images"},
 }
-DATA = f"{DIGITS}/data/digits.yaml"
-CALIB = f"{DIGITS}/data/calib/images"
+DEFAULT_CASES = ["digits-ort-cpu", "digits-openvino", "yolo26n-ort-cpu"]
+DATA = f"{D}/digits.yaml"
+CALIB = f"{D}/calib/images"
 
 
 def bench_case(name: str, spec: dict, qat: str, split: str, runs: int, folder: str) -> dict:
     compiler = Compiler()
     target, runtime = compiler.target(spec["target"])
-    settings = {"imgsz": 160, "calib": CALIB, "data": DATA, "target": spec["target"], "measure": True,
+    data = spec.get("data", DATA)
+    settings = {"imgsz": 160, "calib": spec.get("calib", CALIB), "data": data, "target": spec["target"], "measure": True,
                 "latency_runs": 0}  # --data needs the per-stage measurements; latency is timed here
 
     def compile_one(passes: list[str], tag: str):
@@ -62,11 +74,13 @@ def bench_case(name: str, spec: dict, qat: str, split: str, runs: int, folder: s
     frontend = compiler.frontend_of(ir)
 
     def score(model: bytes) -> float:
-        return round(frontend.evaluate(ir, model, DATA, runtime, split=split).value, 4)
+        return round(frontend.evaluate(ir, model, data, runtime, split=split).value, 4)
 
     ptq, _, ptq_s = compile_one(["int8"], "ptq")
     qat_model, qat_res, qat_s = compile_one([qat], "qat")
-    row = {"model": spec["model"], "target": spec["target"], "split": split, "fp32": score(fp32), "ptq": score(ptq),
+    reference = frontend.evaluate(ir, fp32, data, runtime, split=split)
+    row = {"model": spec["model"], "target": spec["target"], "split": split, "metric": reference.primary,
+           "fp32": round(reference.value, 4), "ptq": score(ptq),
            "qat": score(qat_model), "ptq_compile_s": ptq_s, "qat_compile_s": qat_s}
     row["ptq_drop_pts"] = round((row["fp32"] - row["ptq"]) * 100, 2)
     row["qat_drop_pts"] = round((row["fp32"] - row["qat"]) * 100, 2)
@@ -83,7 +97,8 @@ def bench_case(name: str, spec: dict, qat: str, split: str, runs: int, folder: s
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--cases", nargs="+", choices=sorted(CASES), default=list(CASES))
+    ap.add_argument("--cases", nargs="+", choices=sorted(CASES), default=DEFAULT_CASES,
+                    help=f"default: {' '.join(DEFAULT_CASES)}")
     ap.add_argument("--qat", default="qat", help="the QAT pass spec (default: qat, epochs=auto)")
     ap.add_argument("--runs", type=int, default=50, help="round-robin timing rounds")
     ap.add_argument("--tiny", action="store_true", help="smoke test: one case, one epoch on 32 images, val split")
