@@ -176,9 +176,6 @@ class Compiler:
         if not opts.calib and any(s.pass_ is not None and CALIBRATION in s.pass_.provides for s in steps):
             raise UsageError("int8 needs calibration data: pass --calib IMAGES_DIR (an image folder, "
                              "an Ultralytics data YAML, or a .npy/.npz of preprocessed inputs)")
-        needing = [s.pass_.name for s in steps if s.pass_ is not None and s.pass_.needs_data]
-        if needing and not opts.data:
-            raise UsageError(f"{needing[0]} trains on a dataset and measures its val split: pass --data DATA.yaml")
         report = Report(model=ir.source, task=ir.task, imgsz=ir.input.imgsz,
                         plan=[s.as_dict() for s in steps],
                         target_choice=target_choice.as_dict() if target_choice else None)

@@ -74,6 +74,13 @@ class PassContext:
         value = getattr(self.options, key, None)
         return default if value is None else value
 
+    def val_metrics(self, ir: ModelIR, model) -> Metrics | None:
+        """Accuracy of ``model`` (ONNX bytes or a ``ModelProto`` of ``ir``) on the val split of ``--data``,
+        by the run's frontend on the target's runtime; None where the frontend cannot evaluate (the caller
+        says what that means for it)."""
+        data = model if isinstance(model, bytes) else model.SerializeToString()
+        return self.frontend.evaluate(ir, data, str(self.options.data), self.runtime, split="val")
+
     def progress_for(self, description: str):
         """A ``(done, total)`` callback for long work, or None when nobody listens."""
         if self.progress is None:
@@ -122,7 +129,7 @@ class Pass:
     #: The pass needs torch-pruning's channel dependency graph (``ModelIR.dependency_graph``): the plan
     #: refuses it, with one line, for a model torch-pruning cannot trace.
     needs_channel_graph: ClassVar[bool] = False
-    #: The pass reads ``--data`` (training images, the val split): ``Compiler.compile`` refuses the plan
+    #: The pass reads ``--data`` (training images, the val split): ``pipeline.run`` refuses the plan
     #: without it, in one line, before any pass runs.
     needs_data: ClassVar[bool] = False
 

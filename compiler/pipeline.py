@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
 
 from . import lowering
-from .errors import PassError, PipelineError, YoloccError
+from .errors import PassError, PipelineError, UsageError, YoloccError
 from .ir import ModelIR, ONNX, TORCH
 from .params import PassSpec, parse_pass_spec
 from .passbase import Pass, PassContext, PassResult
@@ -133,6 +133,9 @@ def run(ir: ModelIR, steps: Sequence[Step], ctx: PassContext, on_pass: StageCall
     """Run ``steps`` on ``ir`` in place; wrap pass failures in ``PassError`` naming the history."""
     opts = ctx.options
     later = [s.pass_ for s in steps if s.kind == "pass"]
+    needing = [p.name for p in later if p.needs_data]
+    if needing and not opts.data:
+        raise UsageError(f"{needing[0]} trains on a dataset and measures its val split: pass --data DATA.yaml")
     for i, p in enumerate(later):
         if p.needs_recovery and opts.data and not any(q.recovers for q in later[i + 1:]):
             log.warning("pass '%s' changes what the model computes and no finetune/distill follows it: "

@@ -206,8 +206,7 @@ class Calibrate(Pass):
         def measure() -> dict:
             val, metric = {}, None
             for label in top:
-                metrics = ctx.frontend.evaluate(ir, build(ranges[label]).SerializeToString(), str(data),
-                                                ctx.runtime, split="val")
+                metrics = ctx.val_metrics(ir, build(ranges[label]))
                 if metrics is None:
                     return {"skipped": f"the {ir.frontend or 'model'}'s frontend cannot evaluate accuracy"}
                 val[label], metric = round(metrics.value, 6), metrics.primary

@@ -40,7 +40,7 @@ TRAIN_PARAMS = (
 )
 
 
-def reference_metric(ir: ModelIR, ctx: PassContext, data: str) -> Metrics:
+def reference_metric(ir: ModelIR, ctx: PassContext) -> Metrics:
     """The val metrics of the model before pruning (or of this model, if it was never pruned): what
     ``epochs=auto`` recovers towards. Given by the caller (``ctx.reference``, e.g. a search trial that
     measured its input already), else measured the way the report measures every stage, on the
@@ -53,8 +53,7 @@ def reference_metric(ir: ModelIR, ctx: PassContext, data: str) -> Metrics:
     teacher = ctx.teacher if ctx.teacher is not None else ir.analyses.get(TEACHER)
     if teacher is not None:
         reference.module = teacher
-    metrics = ctx.frontend.evaluate(reference, lowering.onnx_bytes(reference, ctx.options.opset), data,
-                                    ctx.runtime, split="val")
+    metrics = ctx.val_metrics(reference, lowering.onnx_bytes(reference, ctx.options.opset))
     if metrics is None:
         raise UsageError(f"epochs=auto needs the {ir.frontend or 'model'}'s frontend to evaluate accuracy; "
                          f"give a fixed epochs=N")
@@ -90,7 +89,7 @@ class Finetune(Pass):
         facts: dict = {}
         auto = None
         if a["epochs"] == "auto":
-            reference = reference_metric(ir, ctx, str(data))
+            reference = reference_metric(ir, ctx)
             target = reference.value - a["within"] / 100.0
             auto = AutoStop(max_epochs=a["max_epochs"], patience=a["patience"], metric=reference.primary,
                             target=target)

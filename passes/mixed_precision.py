@@ -59,7 +59,7 @@ def quantize_within(ir: ModelIR, ctx: PassContext, build: Build, max_drop: float
     if not data:
         raise UsageError("int8:max_drop (mixed precision) measures accuracy: pass --data DATA.yaml")
     def metric(model: onnx.ModelProto) -> float:
-        metrics = ctx.frontend.evaluate(ir, model.SerializeToString(), str(data), ctx.runtime, split="val")
+        metrics = ctx.val_metrics(ir, model)
         if metrics is None:
             raise UsageError(f"int8:max_drop needs a frontend that evaluates accuracy ({ir.frontend} cannot)")
         return metrics.value

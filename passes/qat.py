@@ -89,15 +89,12 @@ class QATTrain(Pass):
         import torch
 
         target = require_integer_rules(ctx.target, "qat")
-        data = ctx.option("data")
-        if not data:
-            raise UsageError("qat trains on the train images of a dataset and keeps the best epoch on its val "
-                             "split: pass --data DATA.yaml")
+        data = ctx.option("data")  # present: the pipeline refuses a needs_data pass without it
         a = self.args
         qdq = QDQ(**{p.name: a[p.name] for p in PLACEMENT_PARAMS})
         calibration = ir.analyses[CALIBRATION]
         layout = QDQLayout()
-        qdq.build(ir, target, set(), layout)
+        ptq = qdq.build(ir, target, set(), layout)[0]  # what int8 emits: the layout, and epoch 0
         graph = with_bias_correction(folded(ir.onnx_model), calibration.get("bias_shifts") or {})
         points = [o.name for o in graph.graph.output]
         loss = DistillationLoss(ir.meta.get(OUTPUT_SPLITS, {}), points)
@@ -109,7 +106,7 @@ class QATTrain(Pass):
         check_batched(teacher, graph, points, images[:2])
 
         def metric(model: onnx.ModelProto) -> float:
-            m = ctx.frontend.evaluate(ir, model.SerializeToString(), str(data), ctx.runtime, split="val")
+            m = ctx.val_metrics(ir, model)
             if m is None:
                 raise UsageError(f"qat measures the val metric of each epoch: the {ir.frontend} frontend cannot "
                                  f"evaluate (choose epochs=N to train without it)")
@@ -133,7 +130,7 @@ class QATTrain(Pass):
         original = ir.onnx_model
         history = []
         # epoch 0: exactly what int8 emits (PTQ), the model kept when no epoch beats it
-        best = (metric(qdq.build(ir, target, set())[0]) if auto else None, 0, None)
+        best = (metric(ptq) if auto else None, 0, None)
         if auto:
             history.append({"epoch": 0, "val": round(best[0], 4)})
         progress = ctx.progress_for("QAT epochs")

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 
 from yolocc.compiler.search import SearchSpace, SearchStrategy, Trial, TrialResult
 from yolocc.compiler.training import MAX_EPOCHS, PATIENCE
+from yolocc.passes import fake_quant
 from yolocc.passes.finetune import Distill
 from yolocc.passes.int8 import Int8
 from yolocc.passes.prune import Prune
-from yolocc.passes import fake_quant
 from yolocc.passes.qat import QAT
 
 #: Cumulative fractions of the input's MACs removed, tried in order (each step builds on the last).
@@ -82,15 +82,14 @@ class LadderSearch(SearchStrategy):
             result, = space.run([Trial(name, [Int8(max_drop=round(left, 4))],
                                        parent=start.trial)])
             fits = space.drop(result) <= budget
-            if (fits and not float_layers(result)) or not fake_quant.available():
-                if fits:
-                    return result
-                continue
-            space.progress(f"quantization-aware training on '{start.trial.name}'", n_steps, n_steps)
-            qat_name = f"{start.trial.name} + qat" if start is not space.input else "qat"
-            trained, = space.run([Trial(qat_name, [QAT()], parent=start.trial)])
-            if space.drop(trained) <= budget:
-                return trained
+            if fits and not float_layers(result):
+                return result
+            if fake_quant.available():
+                space.progress(f"quantization-aware training on '{start.trial.name}'", n_steps, n_steps)
+                qat_name = f"{start.trial.name} + qat" if start is not space.input else "qat"
+                trained, = space.run([Trial(qat_name, [QAT()], parent=start.trial)])
+                if space.drop(trained) <= budget:
+                    return trained
             if fits:
                 return result
         return None
