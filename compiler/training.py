@@ -9,8 +9,8 @@ logit standardization.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
 
 @dataclass(frozen=True)
@@ -36,12 +36,20 @@ class DistillSettings:
 @dataclass(frozen=True)
 class AutoStop:
     """``epochs=auto``: train at most ``max_epochs``; stop once the val ``metric`` reaches ``target``
-    (a fraction, e.g. mAP50-95 0.61), or after ``patience`` epochs without improvement."""
+    (a fraction, e.g. mAP50-95 0.61), or after ``patience`` epochs without improvement.
+
+    ``confirm(module) -> float`` measures a candidate (an eval-mode copy of the model being trained, as
+    its checkpoint would hold it) the way the report measures every stage: exported, on the target's
+    runtime, at the model's own input size. When set, the trainer's own validation reaching ``target``
+    stops training only if ``confirm`` agrees. A trainer can validate differently (Ultralytics: ``rect``
+    batches letterboxed to a larger size, 0.4-0.8 pt higher on the pose, segment and OBB digits
+    fixtures), so stopping on its number alone ends recovery short of the target."""
 
     max_epochs: int
     patience: int
     metric: str
     target: float
+    confirm: Callable[[Any], float] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,8 @@ augmentation, loss and trainer).
 
 from __future__ import annotations
 
+import copy
+
 from yolocc.compiler.analyses import CANONICAL, TEACHER
 from yolocc.compiler.errors import UsageError
 from yolocc.compiler.ir import ModelIR
@@ -60,6 +62,21 @@ def reference_metric(ir: ModelIR, ctx: PassContext) -> Metrics:
     return metrics
 
 
+def confirmer(ir: ModelIR, ctx: PassContext):
+    """``AutoStop.confirm`` for ``ir``: the val metric (a fraction) of ``ir`` with a candidate module in
+    place of its own, lowered to ONNX and measured by ``PassContext.val_metrics`` (what the budget and
+    the report measure)."""
+    from yolocc.compiler import lowering
+
+    def confirm(module) -> float:
+        # a copy of everything but the module being trained (which is in the trainer's hands)
+        probe = copy.deepcopy(ir, {id(ir.module): module, id(ir._dg): None})
+        metrics = ctx.val_metrics(probe, lowering.onnx_bytes(probe, ctx.options.opset))
+        return float("nan") if metrics is None else metrics.value
+
+    return confirm
+
+
 class Finetune(Pass):
     """Train the (pruned) model on --data with its frontend's training loop, hard labels only."""
 
@@ -92,7 +109,7 @@ class Finetune(Pass):
             reference = reference_metric(ir, ctx)
             target = reference.value - a["within"] / 100.0
             auto = AutoStop(max_epochs=a["max_epochs"], patience=a["patience"], metric=reference.primary,
-                            target=target)
+                            target=target, confirm=confirmer(ir, ctx))
             facts = {"reference": {reference.primary: reference.value},
                      "target": {reference.primary: round(target, 4)}}
         settings = TrainSettings(imgsz=a["imgsz"] or max(ir.input.hw),  # trains square, as Ultralytics does

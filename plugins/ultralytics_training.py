@@ -208,12 +208,20 @@ TRAINER_METRIC = {"classify": "metrics/accuracy_top1", "detect": "metrics/mAP50-
 
 class RecoveryWatch:
     """Records the val metric after every epoch and stops training once it reaches ``target``
-    (``epochs=auto``); Ultralytics' own patience rule stops it when it no longer improves."""
+    (``epochs=auto``); Ultralytics' own patience rule stops it when it no longer improves.
+
+    With ``stop_at.confirm``, an epoch whose trainer metric reaches the target is measured again the way
+    the report measures it (the EMA weights as the checkpoint holds them: fp16, read back as fp32), and
+    training stops only if that measurement reaches the target too; the confirmed model is then the
+    result (``confirmed``), not the trainer's best-fitness checkpoint."""
 
     def __init__(self, task: str, stop_at: AutoStop | None, progress=None):
         self.key = TRAINER_METRIC.get(task, TRAINER_METRIC["detect"])
         self.target = stop_at.target if stop_at else None
+        self.confirm = stop_at.confirm if stop_at else None
         self.curve: list[float] = []
+        self.checks: list[list[float]] = []  # [epoch, confirmed value] for each trainer-side crossing
+        self.confirmed = None  # the module confirmed at the target
         self.reason = "max_epochs" if stop_at else "epochs"
         self.progress = progress
         self.trained: int | None = None  # training epochs ended (None: on_train_epoch_end not hooked)
@@ -228,14 +236,39 @@ class RecoveryWatch:
         self.curve.append(round(value, 4))
         if self.progress is not None:
             self.progress(len(self.curve), trainer.epochs)
-        if self.target is not None and value >= self.target:
-            trainer.stop = True
-            self.reason = "recovered"
+        if self.target is None or not value >= self.target:
+            return
+        if self.confirm is not None:
+            candidate = checkpoint_weights(trainer.ema.ema if trainer.ema else trainer.model)
+            measured = float(self.confirm(candidate))
+            self.checks.append([len(self.curve), round(measured, 4)])
+            if not measured >= self.target:
+                return
+            set_export_mode(candidate, False)
+            self.confirmed = candidate
+        trainer.stop = True
+        self.reason = "recovered"
 
     def facts(self, trainer) -> dict[str, Any]:
         if self.reason == "max_epochs" and len(self.curve) < trainer.epochs:
             self.reason = "no improvement (patience)"
-        return {"epochs_run": len(self.curve), "val_curve": self.curve, "stopped": self.reason}
+        confirmed = {"confirmed": self.checks} if self.checks else {}
+        return {"epochs_run": len(self.curve), "val_curve": self.curve, "stopped": self.reason, **confirmed}
+
+
+def checkpoint_weights(model):
+    """An eval-mode, export-mode fp32 copy of ``model`` (a student or its distillation wrapper) with the
+    precision Ultralytics' checkpoint gives it (saved fp16, loaded back as fp32)."""
+    import copy
+
+    student = getattr(model, "student_model", model)
+    candidate = copy.deepcopy(student).half().float().eval()
+    if getattr(candidate, "criterion", None) is not None:
+        candidate.criterion = None  # training-only state, stripped from checkpoints too
+    for p in candidate.parameters():
+        p.requires_grad_(False)
+    set_export_mode(candidate, True)
+    return candidate
 
 
 def train(module, task: str, data: str, overrides: dict[str, Any], teacher: str | None = None,
@@ -276,6 +309,10 @@ def train(module, task: str, data: str, overrides: dict[str, Any], teacher: str 
         else:
             trainer.model = module
         trainer.train()
+        if watch.confirmed is not None:
+            facts = {"checkpoint": f"epoch {len(watch.curve)} (confirmed)",
+                     "best_fitness": round(float(trainer.best_fitness or 0.0), 4)}
+            return watch.confirmed, {**facts, **watch.facts(trainer)}
         best = Path(trainer.best if Path(trainer.best).exists() else trainer.last)
         ckpt = torch.load(best, map_location="cpu", weights_only=False)
         trained = ckpt.get("ema") or ckpt["model"]

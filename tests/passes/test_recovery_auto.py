@@ -66,3 +66,63 @@ def test_auto_is_the_default_and_aims_at_the_unpruned_metric(load_ir, monkeypatc
     assert abs(auto.target - 0.595) < 1e-9 and result.changes["target"] == {"mAP50-95": 0.595}
     Finetune(epochs=2)(ir, pass_ctx(ir, data="d.yaml"))
     assert seen[1] == (None, 2)
+
+
+def _trained_trainer(value, model, epochs=30):
+    return SimpleNamespace(metrics={"metrics/mAP50-95(B)": value}, stop=False, epochs=epochs,
+                           ema=SimpleNamespace(ema=model), model=model)
+
+
+def test_watch_stops_only_when_the_reports_measurement_confirms_the_target():
+    """The trainer can validate optimistically (Ultralytics' rect batches at a larger size): a crossing it
+    reports is measured again by ``confirm``; training goes on until that measurement reaches the target,
+    and the confirmed model (as the checkpoint holds it: fp16 weights read back as fp32) is kept."""
+    import torch
+
+    measured = iter([0.48, 0.505])
+    seen = []
+
+    def confirm(module):
+        seen.append(module)
+        return next(measured)
+
+    model = torch.nn.Conv2d(3, 4, 3)
+    watch = RecoveryWatch("detect", AutoStop(30, 5, "mAP50-95", 0.5, confirm=confirm))
+    t = _trained_trainer(0.45, model)
+    watch.on_fit_epoch_end(t)
+    assert not t.stop and not seen  # below the target on the trainer's side: nothing to confirm
+    t = _trained_trainer(0.51, model)
+    watch.on_fit_epoch_end(t)
+    assert not t.stop and watch.confirmed is None  # the trainer says recovered, the measurement 0.48 does not
+    t = _trained_trainer(0.52, model)
+    watch.on_fit_epoch_end(t)
+    assert t.stop and watch.confirmed is seen[-1] and watch.confirmed is not model
+    assert torch.equal(watch.confirmed.weight, model.weight.detach().half().float())
+    assert not watch.confirmed.training and not watch.confirmed.weight.requires_grad
+    assert watch.facts(t) == {"epochs_run": 3, "val_curve": [0.45, 0.51, 0.52], "stopped": "recovered",
+                              "confirmed": [[2, 0.48], [3, 0.505]]}
+
+
+def test_the_pass_confirms_on_the_reports_evaluation(load_ir, monkeypatch):
+    """``Finetune`` gives ``AutoStop.confirm``: the candidate module in the IR, lowered and evaluated by
+    ``PassContext.val_metrics`` (the budget's own val measurement)."""
+    ir = load_ir("yolov8n.yaml", 64)
+    ir.analyses["pre_prune"] = ir.module
+    ctx = pass_ctx(ir, data="d.yaml")
+    ctx.reference = Metrics("mAP50-95", {"mAP50-95": 0.6})
+    seen = {}
+
+    def fake_train(self, ir_, data, settings, teacher=None):
+        seen["auto"] = settings.auto
+        return ir_.module, {"epochs_run": 1}
+
+    def fake_val(self, probe, model):
+        seen["probe"] = probe
+        return Metrics("mAP50-95", {"mAP50-95": 0.42 if isinstance(model, bytes) else -1})
+
+    monkeypatch.setattr(type(ctx.frontend), "train", fake_train)
+    monkeypatch.setattr(type(ctx), "val_metrics", fake_val)
+    Distill(within=0.5)(ir, ctx)
+    candidate = load_ir("yolov8n.yaml", 64).module
+    assert seen["auto"].confirm(candidate) == 0.42
+    assert seen["probe"].module is candidate and seen["probe"] is not ir
