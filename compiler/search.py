@@ -6,7 +6,8 @@ A ``Trial`` is a list of ``Pass`` objects with typed parameters applied to a par
 measured val metrics are the reference ``epochs=auto`` recovers towards). yolocc never writes a
 ``-p`` string for itself. A ``SearchStrategy`` (a plugin: ``yolocc_register_strategies``) gets a
 ``SearchSpace``, runs batches of trials through it and returns the result it chooses, or None.
-The built-in strategy is ``ladder`` (``yolocc.strategies.ladder``).
+The built-in strategies are ``ladder`` (the default, ``yolocc.strategies.ladder``) and ``branch``
+(``yolocc.strategies.branch``: batches of candidates from the input, successive halving on the epochs).
 """
 
 from __future__ import annotations

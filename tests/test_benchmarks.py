@@ -127,6 +127,20 @@ def check_qat(r, tmp):
     assert row["qat_facts"]["fake_quant_points"] > 0 and len(row["qat_facts"]["epochs"]) == 1
 
 
+def check_search_scale(r, tmp):
+    _has_keys(r, ["isa", "cores", "search", "strategy", "runs", "final"], "search_scale.json")
+    assert r["search"] == "branch" and r["tiny"]
+    assert [(row["executor"], row["workers"]) for row in r["runs"]] == [("local", 1), ("local", 2), ("ray", 2)]
+    ran = [row for row in r["runs"] if "skipped" not in row]  # ray: skipped where the extra is missing
+    assert len(ran) >= 2
+    for row in ran:
+        _has_keys(row, ["executor", "workers", "threads_per_trial", "wall_s", "trials", "efficiency"], "run")
+        assert row["threads_per_trial"] == 1 and row["trials"] >= 3 and row["wall_s"] > 0 and row["efficiency"] > 0
+    assert ran[0]["efficiency"] == 1.0
+    _has_keys(r["final"], ["drop_pts_test", "speedup_vs_int8"], "final")
+    assert r["final"]["drop_pts_test"] is not None and r["final"]["speedup_vs_int8"] > 0
+
+
 def check_soak(r, tmp):
     _has_keys(r, ["verdict", "rows"], "soak.json")
     _has_keys(r["verdict"], ["n", "rss_mid_mb", "rss_last_mb", "rss_growth_mb", "open_files_growth",
@@ -189,6 +203,8 @@ CASES = [
     case("tasks.py", ["--tasks", "obb", "--max-macs", "0.1", "--runs", "2", "--repeat", "1", "--out", "{tmp}/tasks.json"],
          check_tasks),
     case("qat.py", ["--tiny", "--out", "{tmp}/qat.json"], check_qat),
+    # the three executors on random yolov8n.yaml and a few images: mostly worker and Ray start-up
+    case("search_scale.py", ["--tiny", "--out", "{tmp}/search_scale.json"], check_search_scale),
     case("soak.py", ["--n", "2", "--imgsz", "64", "--out", "{tmp}/soak.json"], check_soak),
     case("speed.py", ["--imgsz", "64", "--calib-n", "8", "--runs", "2", "--repeat", "1", "--out", "{tmp}/speed.json"],
          check_speed),

@@ -95,7 +95,7 @@ def test_budget_that_cannot_be_met_is_refused(cli, tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("args, message", [
     (["--search", "nope", "--max-drop", "1", "--data", "d.yaml", "--calib", "d.yaml"],
-     "unknown search strategy 'nope'; available strategies: ladder"),
+     "unknown search strategy 'nope'; available strategies: branch, ladder"),
     (["--search", "ladder"], "--search ladder shapes the accuracy budget's search: it needs --max-drop PTS"),
     (["--max-macs", "0.3"], "--max-macs 0.3 shapes the accuracy budget's search: it needs --max-drop PTS"),
 ])

@@ -1,0 +1,247 @@
+"""``--search branch``: candidates branch from the input in batches, successive halving on the recovery
+epochs keeps the right ones, INT8 on the fastest that fits, and nothing over budget comes back.
+
+The logic is checked on a scripted search space (no training, milliseconds); one slow test runs the
+strategy through the real budget on a few digits images."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from yolocc.compiler.metrics import Metrics
+from yolocc.compiler.options import CompileOptions
+from yolocc.compiler.search import Trial, TrialResult
+from yolocc.strategies import branch as branch_mod
+from yolocc.strategies.branch import BranchSearch
+
+ROOT = Path(__file__).resolve().parents[2]
+DETECTOR = ROOT / "examples/digits/weights/yolov8n-digits.pt"
+DIGITS = ROOT / "examples/digits/data"
+BUDGET = 1.0  # points; the pruning share is 0.6 (int8_share 0.4)
+
+
+def macs_of(trial: Trial) -> int:
+    """Scripted MACs: 1000 for the input, 1000 * (1 - T) below a prune:macs=T in the lineage."""
+    for p in trial.lineage():
+        if p.name == "prune":
+            return round(1000 * (1 - p.args["macs"]))
+    return 1000
+
+
+class ScriptedSpace:
+    """A search space whose trials 'measure' the val drops a test scripts, {trial name: drop in points, or
+    (drop, layers mixed precision kept float)}; unscripted trials drop 0. Records every batch."""
+
+    def __init__(self, outcomes: dict, budget: float = BUDGET, max_macs: float | None = None):
+        self.budget, self.outcomes, self.batches = budget, outcomes, []
+        self.options = CompileOptions(max_macs=max_macs)
+        self.input = TrialResult(Trial("input", candidate=False), Metrics("mAP50-95", {"mAP50-95": 0.5}), macs=1000)
+
+    def run(self, trials):
+        self.batches.append([t.name for t in trials])
+        out = []
+        for t in trials:
+            outcome = self.outcomes.get(t.name, 0.0)
+            drop, floats = outcome if isinstance(outcome, tuple) else (outcome, [])
+            facts = [{"pass": "int8", "changes": {"mixed_precision": {"float_layers": floats}}}] if floats else []
+            out.append(TrialResult(t, Metrics("mAP50-95", {"mAP50-95": 0.5 - drop / 100}), facts=facts,
+                                   macs=macs_of(t)))
+        return out
+
+    def drop(self, result):
+        return round((self.input.val.value - result.val.value) * 100, 6)
+
+    def pass_(self, name, **args):
+        raise AssertionError("branch builds its passes itself")
+
+    def progress(self, *a):
+        pass
+
+    def ran(self):
+        return [name for batch in self.batches for name in batch]
+
+
+@pytest.fixture(autouse=True)
+def qat_available(monkeypatch):
+    monkeypatch.setattr(branch_mod.fake_quant, "available", lambda: True)
+
+
+def R(target, rung=1):
+    """A candidate's trial name at a rung."""
+    return f"-{target:.0%} MACs + distill" + (f" (rung {rung})" if rung > 1 else "")
+
+
+def test_the_first_batch_branches_every_target_from_the_input():
+    space = ScriptedSpace({})
+    BranchSearch().search(space)
+    first = space.batches[0]
+    assert first == [R(0.3), R(0.45), R(0.55), R(0.65), "int8 alone"]
+
+
+def test_first_batch_trials_are_prune_and_distill_from_the_input_taught_by_it():
+    seen = []
+
+    class Recording(ScriptedSpace):
+        def run(self, trials):
+            seen.append(list(trials))
+            return super().run(trials)
+
+    space = Recording({})
+    BranchSearch(rung_epochs=(3, 6)).search(space)
+    *trained, alone = seen[0]
+    for t in trained:
+        assert t.parent is space.input.trial and t.teacher is space.input.trial and not t.candidate
+        prune, distill = t.passes
+        assert prune.name == "prune" and prune.args["protect_head"] is False
+        assert distill.name == "distill" and distill.args["epochs"] == "auto" and distill.args["max_epochs"] == 3
+        assert abs(distill.args["within"] - 0.6) < 1e-9
+    assert [p.args["macs"] for t in trained for p in t.passes if p.name == "prune"] == [0.3, 0.45, 0.55, 0.65]
+    assert alone.compare_as == "int8" and not alone.candidate and [p.name for p in alone.passes] == ["int8"]
+    seen.clear()
+    BranchSearch(auto=False, rung_epochs=(2,)).search(Recording({}))
+    assert seen[0][0].passes[1].args["epochs"] == 2
+
+
+def test_halving_keeps_the_better_half_of_the_open_candidates_and_settles_those_within_the_share():
+    # rung 1: -30% is within the 0.6 pt share (settled); of the other three the two smallest drops train on
+    # rung 2: -45% settles, -55% still over: it trains on alone (fewer MACs than every settled one)
+    # rung 3: -55% settles; int8 on the fewest MACs first, two per batch
+    space = ScriptedSpace({R(0.3): 0.5, R(0.45): 0.8, R(0.55): 1.5, R(0.65): 3.0,
+                           R(0.45, 2): 0.4, R(0.55, 2): 0.9,
+                           R(0.55, 3): 0.55,
+                           R(0.55, 3) + " + int8": 0.95})
+    result = BranchSearch().search(space)
+    assert space.batches[1] == [R(0.45, 2), R(0.55, 2)]  # -65% (3.0 pt) stopped after rung 1
+    assert space.batches[2] == [R(0.55, 3)]
+    assert space.batches[3] == [R(0.55, 3) + " + int8", R(0.45, 2) + " + int8"]
+    assert result.trial.name == R(0.55, 3) + " + int8" and result.trial.candidate
+    assert space.drop(result) <= BUDGET
+    # the survivor is a child of its last rung's trial: prune, distill, distill, distill, int8
+    assert [p.name for p in result.trial.lineage()] == ["prune", "distill", "distill", "distill", "int8"]
+    assert result.trial.parent.parent.parent.parent is space.input.trial
+    int8 = result.trial.passes[0]
+    assert abs(int8.args["max_drop"] - (BUDGET - 0.55)) < 1e-6  # what the candidate leaves of the budget
+    assert len(space.batches) == 4 and not any("qat" in n for n in space.ran())  # all-int8 fits: no QAT
+
+
+def test_a_candidate_with_more_macs_than_a_settled_one_stops():
+    # -55% fits at rung 1: -30% and -45% (more MACs, over the share) cannot win; -65% can and trains on
+    space = ScriptedSpace({R(0.3): 0.9, R(0.45): 0.7, R(0.55): 0.3, R(0.65): 2.0, R(0.65, 2): 1.0})
+    chosen = BranchSearch().search(space)
+    assert space.batches[1] == [R(0.65, 2)]
+    assert space.batches[2] == [R(0.65, 3)]  # not yet within the share after rung 2: the last rung
+    assert space.batches[3] == [R(0.65, 3) + " + int8", R(0.55) + " + int8"]  # fewest MACs first
+    assert chosen.trial.name == R(0.65, 3) + " + int8"
+
+
+def test_nothing_within_the_share_halves_down_to_one_and_falls_back_to_int8_on_the_input():
+    space = ScriptedSpace({R(0.3): 0.7, R(0.45): 0.8, R(0.55): 1.5, R(0.65): 3.0,
+                           R(0.3, 2): 0.65, R(0.45, 2): 0.9, R(0.3, 3): 0.61,
+                           "int8 (mixed precision)": 0.3})
+    result = BranchSearch().search(space)
+    assert [len(b) for b in space.batches] == [5, 2, 1, 1]
+    assert space.batches[1] == [R(0.3, 2), R(0.45, 2)] and space.batches[2] == [R(0.3, 3)]
+    assert result.trial.name == "int8 (mixed precision)" and result.trial.parent is space.input.trial
+
+
+@pytest.mark.parametrize("mixed, qat, chosen", [
+    ((0.9, ["/model.22/cv2.0/cv2.0.2/Conv"]), 0.5, "qat"),       # fits only with a float layer: QAT fits
+    ((0.9, ["/model.22/cv2.0/cv2.0.2/Conv"]), 1.5, "mixed"),     # QAT over: the mixed-precision model
+    ((1.5, ["a", "b"]), 0.8, "qat"),                             # mixed over budget: QAT fits
+    ((1.5, ["a", "b"]), 1.5, "next"),                            # neither: the next candidate's int8
+])
+def test_qat_where_mixed_precision_needs_float_layers_or_misses(mixed, qat, chosen):
+    first, second = R(0.65), R(0.55)
+    space = ScriptedSpace({R(0.3): 0.2, R(0.45): 0.2, first: 0.2, second: 0.2,
+                           first + " + int8": mixed, first + " + qat": qat, second + " + int8": 0.5})
+    result = BranchSearch().search(space)
+    assert space.batches[1] == [first + " + int8", second + " + int8"]  # the two fewest MACs, one batch
+    assert space.batches[2] == [first + " + qat"]  # QAT only ahead of the all-int8 fit
+    expected = {"qat": first + " + qat", "mixed": first + " + int8", "next": second + " + int8"}[chosen]
+    assert result.trial.name == expected and space.drop(result) <= BUDGET
+
+
+def test_qat_for_both_of_a_batch_when_neither_is_all_int8():
+    a, b = R(0.65), R(0.55)
+    space = ScriptedSpace({R(0.3): 0.2, R(0.45): 0.2, a: 0.2, b: 0.2,
+                           a + " + int8": 2.0, a + " + qat": 2.0, b + " + int8": (0.9, ["x"]), b + " + qat": 0.7})
+    result = BranchSearch().search(space)
+    assert space.batches[2] == [a + " + qat", b + " + qat"]
+    assert result.trial.name == b + " + qat"
+
+
+def test_nothing_over_budget_is_returned():
+    space = ScriptedSpace({R(0.3): 0.2, R(0.45): 0.3, R(0.55): 0.4, R(0.65): 0.5,
+                           **{R(t) + s: 1.2 for t in (0.3, 0.45, 0.55, 0.65) for s in (" + int8", " + qat")},
+                           "int8 (mixed precision)": 1.01, "qat": 1.3})
+    assert BranchSearch().search(space) is None
+    ran = space.ran()
+    assert ran[-2:] == ["int8 (mixed precision)", "qat"]  # every settled candidate, then the input, was tried
+    assert [len(b) for b in space.batches] == [5, 2, 2, 2, 2, 1, 1]
+
+
+def test_max_macs_caps_the_targets_and_below_every_target_only_int8_runs():
+    space = ScriptedSpace({}, max_macs=0.5)
+    BranchSearch().search(space)
+    assert space.batches[0] == [R(0.3), R(0.45), "int8 alone"]
+    space = ScriptedSpace({}, max_macs=0.1)
+    result = BranchSearch().search(space)
+    assert space.batches == [["int8 alone"], ["int8 (mixed precision)"]]
+    assert result.trial.name == "int8 (mixed precision)"
+
+
+def test_knobs_are_checked():
+    for bad in ({"targets": (0.3, 1.2)}, {"rung_epochs": (0,)}, {"keep": 0}, {"quantize": 0}):
+        with pytest.raises(ValueError):
+            BranchSearch(**bad)
+
+
+def test_strategies_lists_branch(cli):
+    code, out, err = cli("strategies", "--json")
+    assert code == 0, err
+    entries = {e["name"]: e for e in json.loads(out)["strategies"]}
+    assert entries["branch"]["provider"] == "yolocc.strategies.builtin" and "halving" in entries["branch"]["doc"]
+    assert "ladder" in entries
+
+
+def tiny_digits(tmp_path: Path, n: dict) -> Path:
+    """A data YAML over the first ``n[split]`` images (and labels) of each digits split, linked."""
+    for split, count in n.items():
+        for kind in ("images", "labels"):
+            (tmp_path / split / kind).mkdir(parents=True)
+        for img in sorted((DIGITS / split / "images").iterdir())[:count]:
+            (tmp_path / split / "images" / img.name).symlink_to(img)
+            label = DIGITS / split / "labels" / (img.stem + ".txt")
+            if label.exists():
+                (tmp_path / split / "labels" / label.name).symlink_to(label)
+    names = "\n".join(f"  {i}: '{i}'" for i in range(10))
+    yaml = tmp_path / "tiny.yaml"
+    yaml.write_text("".join(f"{s}: {s}/images\n" for s in n) + f"names:\n{names}\n")
+    return yaml
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (DIGITS / "digits.yaml").exists(), reason="the digits fixture is generated by make")
+def test_branch_through_the_real_budget(compiler, tmp_path, monkeypatch):
+    """The digits detector on a few images, one epoch per rung, a zero budget: nothing pruned fits, so
+    rung 1 trains both targets in one batch, the better one trains on as a child trial, and the
+    budget refuses (naming the best candidate) rather than hand back a model over budget."""
+    from yolocc.compiler.budget import Budget, BudgetNotMet
+
+    monkeypatch.setenv("YOLOCC_CACHE_DIR", str(tmp_path / "cache"))
+    data = tiny_digits(tmp_path / "data", {"train": 32, "val": 16, "test": 16})
+    opts = CompileOptions(max_drop=0.0, data=str(data), calib=str(DIGITS / "calib/images"), calib_n=8,
+                          latency_runs=1, search="branch")
+    strategy = BranchSearch(targets=(0.3, 0.45), rung_epochs=(1, 1), auto=False)
+    with pytest.raises(BudgetNotMet) as e:
+        Budget(compiler, opts, strategy).search(str(DETECTOR))
+    b = e.value.report.budget
+    by_name = {c["name"]: c for c in b["candidates"]}
+    assert list(by_name)[:4] == ["input", R(0.3), R(0.45), "int8 alone"]
+    rung2 = [c for c in b["candidates"] if c["name"].endswith("(rung 2)")]
+    assert len(rung2) == 1
+    assert [p.split(":")[0] for p in rung2[0]["passes"]] == ["prune", "distill", "distill"]
+    assert not b["met"] and "final" not in b
+    assert os.listdir(tmp_path / "cache")
