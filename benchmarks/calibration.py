@@ -6,9 +6,10 @@
 For every model, each fixed method (``int8:method=minmax``, ``entropy``, ``percentile`` at 99.9,
 99.99 and 99.999, all with the default 128 calibration images) and ``-p int8`` (``method=auto``) is
 compiled. ``auto`` runs as a user would with ``--data`` (the model's val split: the best two methods by
-held-out fidelity are confirmed on val, and bias correction is measured); two more ``auto`` runs
-isolate the parts: ``no_data`` (no ``--data``: fidelity alone chooses) and ``no_bias_correction``
-(``--data``, ``bias_correction=false``). Chosen on val, reported on test. Each result gets
+held-out fidelity are confirmed on val, and bias correction is measured); three more ``auto`` runs
+isolate the parts: ``no_data`` (no ``--data``: fidelity alone chooses), ``no_bias_correction``
+(``--data``, ``bias_correction=false``) and ``refit`` (``--data``, ``refit=true``: the chosen method's
+ranges recomputed on all the calibration images). Chosen on val, reported on test. Each result gets
   fidelity  the mean cosine of its outputs (boxes, class scores and the task's own part apart:
             mask coefficients, keypoints, OBB angle; a segmenter's prototypes whole) with the FP32
             model's on ``--probe-n`` images that no calibration saw (the test split's images),
@@ -17,7 +18,9 @@ isolate the parts: ``no_data`` (no ``--data``: fidelity alone chooses) and ``no_
             mAP50-95, pose mAP50-95, OBB mAP50-95, top-1 for the classifier), null for a model
             without labels.
 ``auto`` also records its choice, its own held-out scores, the val confirmation, bias correction's
-effect (layers, held-out fidelity before/after, kept or not) and its compile time against minmax's.
+effect (layers, held-out fidelity before/after, kept or not), the images its candidates' ranges came
+from (``choice_images``) and those its chosen ranges were refit on (``images``, ``refit``) and its
+compile time against minmax's.
 Models: the digits detector (imgsz 160), YOLOv8n with random weights (no labels: fidelity only), the
 digits classifier (imgsz 64) and the digits segment, pose and OBB fixtures (imgsz 160, each with its
 own calibration folder and data YAML); ``--models`` picks some.
@@ -107,7 +110,8 @@ def bench_model(name: str, spec: dict, calib_n: int | None, probe_n: int, folder
     row: dict = {"model": spec["model"], "imgsz": spec["imgsz"], "probe_images": int(len(probe)), "methods": {}}
     row["fp32_test_map"], row["metric"] = test_metric(fp32)
     autos = {"auto": ("int8", spec["data"]), "no_data": ("int8", None),
-             "no_bias_correction": ("int8:bias_correction=false", spec["data"])}
+             "no_bias_correction": ("int8:bias_correction=false", spec["data"]),
+             "refit": ("int8:refit=true", spec["data"])}
     if not spec["data"]:
         autos = {"auto": ("int8", None)}
     for label in [*calib_select.CANDIDATES, *autos]:
@@ -125,7 +129,8 @@ def bench_model(name: str, spec: dict, calib_n: int | None, probe_n: int, folder
                  "test_map": test_metric(path)[0], "compile_s": seconds, "calibrate_s": cal.time_s}
         if label in autos:
             entry.update(chosen=cal.changes["chosen"], held_out_fidelity=cal.changes["fidelity"],
-                         images=cal.changes["images"], held_out_images=cal.changes["held_out_images"],
+                         images=cal.changes["images"], choice_images=cal.changes.get("choice_images"),
+                         held_out_images=cal.changes["held_out_images"], refit=cal.changes.get("refit"),
                          confirm=cal.changes.get("confirm"), bias_correction=cal.changes.get("bias_correction"),
                          calibrate_seconds=cal.changes["seconds"], diagnostics=cal.diagnostics)
             if label == "auto":

@@ -11,6 +11,9 @@ segmenter's prototypes, whole), of the cosine similarity with the float outputs 
 With ``--data`` (``confirm``), the best ``CONFIRM_TOP`` by fidelity are also measured on the val split
 and the one with the better val metric is kept (ties: the better fidelity): the held-out fidelity
 ranks the candidates, the task metric settles the close ones.
+
+With ``calibrate:refit=true`` the chosen candidate's ranges are then refit on all the calibration
+images, so that auto's model is the chosen fixed method's; the held-out images only ever choose.
 """
 
 from __future__ import annotations

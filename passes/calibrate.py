@@ -4,7 +4,9 @@ The result is the IR analysis ``calibration``: ``{"method", "activations": {tens
 "weights": {initializer: [per-channel max |w|]}, "n", "key"}`` (``method=auto`` adds ``"percentile"``
 of the chosen candidate and ``"auto"``: every candidate's fidelity, see ``calib_select``; bias
 correction, when kept, adds ``"bias_shifts": {layer: [per-channel drift]}``, which ``qdq`` subtracts
-from the biases, see ``bias_correction``).
+from the biases, see ``bias_correction``). With ``refit=true``, auto's chosen ranges (and kept bias
+shifts) are recomputed on the same ``n`` images a fixed ``method=`` reads, so auto's model is that
+method's (``n`` counts those images; the candidates were scored from the ones left after the hold-out).
 """
 
 from __future__ import annotations
@@ -71,6 +73,9 @@ class Calibrate(Pass):
               "held-out fidelity (a fixed method: off); true: always"),
         Param("confirm", "bool|auto", "auto", "method=auto: measure the best two methods by fidelity on the val "
               "split of --data and keep the better; auto: whenever --data is given"),
+        Param("refit", "bool", False, "method=auto: once chosen, recompute the method's ranges (and kept bias "
+              "correction) on all the calibration images, as the fixed method= does, so auto's model is that "
+              "method's; false: the ranges of the images left after the hold-out"),
     )
 
     def call(self, ir: ModelIR, ctx: PassContext) -> PassResult:
@@ -90,10 +95,12 @@ class Calibrate(Pass):
         progress = ctx.progress_for("calibration images")
         if self.args["method"] == "auto":
             data, held = load_split(str(source), n, calib_select.HOLDOUT, ir.input.shape, preprocess, progress)
-            calibration, facts, diagnostics = self._auto(ir, ctx, model_bytes, data, held)
+            # refit: the images a fixed method= reads (the range images themselves when the source has more)
+            full = load_calibration(str(source), n, ir.input.shape, preprocess) if self.args["refit"] else data
+            calibration, facts, diagnostics = self._auto(ir, ctx, model_bytes, data, held, full)
         else:
             data = load_calibration(str(source), n, ir.input.shape, preprocess, progress)
-            ranges_args = {k: v for k, v in self.args.items() if k not in ("bias_correction", "confirm")}
+            ranges_args = {k: v for k, v in self.args.items() if k not in ("bias_correction", "confirm", "refit")}
             key = _key(hashlib.sha256(model_bytes).digest(), fingerprint(data), json.dumps(ranges_args, sort_keys=True),
                        b"v1")
             cached, hit = cached_json(cache_dir(ctx) / f"{key}.json", lambda: {
@@ -120,10 +127,11 @@ class Calibrate(Pass):
         ir.analyses[CALIBRATION] = {**calibration, "weights": _weight_ranges(ir.onnx_model)}
         return PassResult(False, facts, diagnostics)
 
-    def _auto(self, ir: ModelIR, ctx: PassContext, model_bytes: bytes, data: np.ndarray,
-              held: np.ndarray) -> tuple[dict, dict, list[str]]:
-        """``method=auto``: every candidate's ranges on ``data``, scored on ``held`` (both (N, C, H, W));
-        returns (the calibration analysis of the best, report facts, diagnostics)."""
+    def _auto(self, ir: ModelIR, ctx: PassContext, model_bytes: bytes, data: np.ndarray, held: np.ndarray,
+              full: np.ndarray) -> tuple[dict, dict, list[str]]:
+        """``method=auto``: every candidate's ranges on ``data``, scored on ``held``, the best refit on
+        ``full`` (the images a fixed method reads; all (N, C, H, W)); returns (the calibration analysis of
+        the best, report facts, diagnostics)."""
         if len(held) == 0:
             raise UsageError("calibrate:method=auto scores each method on held-out images, and the calibration "
                              "source has a single sample: pass more images, or a fixed method=")
@@ -160,21 +168,26 @@ class Calibrate(Pass):
                                          _key(choice_key, chosen), scores[chosen])
         t4 = time.perf_counter()
         method, pct = calib_select.parse(chosen)
+        result = {"activations": candidates["ranges"][chosen], **_bias_analysis(bias)}
+        key, refit_hit, refit = choice_key, True, fingerprint(full) != fingerprint(data)
+        if refit:
+            kept = bool(bias and bias["kept"])
+            result, key, refit_hit = self._refit(ir, ctx, model_bytes, build, chosen, full, _key(key, chosen), kept)
+        images = int(len(full)) if refit else candidates["n"]
         line = "; ".join(x for x in [calib_select.summary(chosen, scores, len(held)), confirm_note(confirm),
-                                     bias_note(bias)] if x)
+                                     bias_note(bias), refit_note(refit, images, bias)] if x)
         ctx.log.info("%s", line)
-        diagnostics = [d for d in [calib_checks.size_problem(method, candidates["n"], len(held)),
+        diagnostics = [d for d in [calib_checks.size_problem(method, images, len(held)),
                                    calib_checks.domain_problem(choice["domain"])] if d]
         if candidates["failed"]:
             failed = candidates["failed"]
             diagnostics.append(f"calibration: auto left out {', '.join(failed)}: {next(iter(failed.values()))}")
-        calibration = {"method": method, "percentile": pct, "n": candidates["n"],
-                       "activations": candidates["ranges"][chosen], "key": choice_key,
-                       "auto": {"chosen": chosen, "fidelity": scores}, **_bias_analysis(bias)}
+        calibration = {"method": method, "percentile": pct, "n": images, **result, "key": key,
+                       "auto": {"chosen": chosen, "fidelity": scores}}
         facts = {"method": "auto", "chosen": chosen, "fidelity": {k: round(v, 6) for k, v in scores.items()},
-                 "images": candidates["n"], "held_out_images": int(len(held)),
+                 "images": images, "choice_images": candidates["n"], "held_out_images": int(len(held)), "refit": refit,
                  "tensors": len(calibration["activations"]), "domain": choice["domain"],
-                 "cache": "hit" if ranges_hit and choice_hit else "miss",
+                 "cache": "hit" if ranges_hit and choice_hit and refit_hit else "miss",
                  "seconds": {"ranges": round(t1 - t0, 2), "scoring": round(t2 - t1, 2)}, "note": line}
         if confirm is not None:
             facts["confirm"] = confirm
@@ -182,7 +195,28 @@ class Calibrate(Pass):
         if bias is not None:
             facts["bias_correction"] = _bias_facts(bias)
             facts["seconds"]["bias_correction"] = round(t4 - t3, 2)
+        if refit:
+            facts["seconds"]["refit"] = round(time.perf_counter() - t4, 2)
         return calibration, facts, diagnostics
+
+    def _refit(self, ir: ModelIR, ctx: PassContext, model_bytes: bytes, build: calib_select.Build, chosen: str,
+               full: np.ndarray, key: str, bias: bool) -> tuple[dict, str, bool]:
+        """The chosen candidate's ranges recomputed on ``full`` (N, C, H, W), exactly as ``method=<chosen>``
+        computes them, and with ``bias`` (bias correction kept) its shifts re-measured on ``full`` with those
+        ranges, as ``bias_correction=true`` does: auto's model is then the fixed method's. Returns (the
+        analysis entries ``{"activations", "bias_shifts"?}``, their cache key, whether the cache had them);
+        ``key``: the choice's."""
+        method, pct = calib_select.parse(chosen)
+        refit_key = _key(key, fingerprint(full), str(bias), "auto-refit-v1")
+
+        def measure() -> dict:
+            ranges = collect(model_bytes, ir.input.name, full, method, (pct,),
+                             ctx.progress_for("calibration: refit"))[0]
+            shifts = bias_correction.drift(ir.onnx_model, build(ranges), full, ctx.options.threads) if bias else {}
+            return {"activations": ranges, **({"bias_shifts": shifts} if shifts else {})}
+
+        entries, hit = cached_json(cache_dir(ctx) / f"{refit_key}.json", measure, "calibration refit")
+        return entries, refit_key, hit
 
     def _confirm(self, ir: ModelIR, ctx: PassContext, scores: dict[str, float], ranges: dict,
                  build: calib_select.Build, key: str) -> dict | None:
@@ -274,6 +308,13 @@ def confirm_note(confirm: dict | None) -> str:
     vals = ", ".join(f"{label} {v:.4f}" for label, v in confirm["val"].items())
     verb = "confirmed" if confirm["chosen"] == confirm["fidelity_choice"] else f"{confirm['chosen']} chosen"
     return f"{verb} on val ({confirm['metric']}: {vals})"
+
+
+def refit_note(refit: bool, images: int, bias: dict | None) -> str:
+    """The refit's part of the terminal line: ``ranges refit on 128 images``; empty without a refit."""
+    if not refit:
+        return ""
+    return f"ranges{' and bias shifts' if bias and bias['kept'] else ''} refit on {images} images"
 
 
 def bias_note(bias: dict | None) -> str:
