@@ -70,16 +70,26 @@ def calib_yaml(data: str, calib: str, folder: Path) -> str:
 
 
 def ultralytics_export(model: str, imgsz: int, folder: Path, int8_data: str | None = None) -> Path:
+    """Ultralytics' OpenVINO export of ``model`` (FP32, or NNCF INT8 calibrated on ``int8_data``) in a
+    subfolder of ``folder``: a model file is copied there, a model YAML name Ultralytics resolves
+    (yolov8n.yaml) is exported from there."""
     from ultralytics import YOLO
 
-    sub = folder / ("nncf" if int8_data else "fp32")
+    sub = (folder / ("nncf" if int8_data else "fp32")).resolve()
     sub.mkdir()
-    src = sub / Path(model).name
-    shutil.copy(model, src)
+    src = model
+    if Path(model).is_file():
+        src = str(sub / Path(model).name)
+        shutil.copy(model, src)
     kwargs = {"int8": True, "data": int8_data} if int8_data else {}
-    with quiet():
-        out = YOLO(str(src)).export(format="openvino", imgsz=imgsz, dynamic=False, verbose=False, **kwargs)
-    return Path(out)
+    cwd = os.getcwd()
+    os.chdir(sub)
+    try:
+        with quiet():
+            out = YOLO(src).export(format="openvino", imgsz=imgsz, dynamic=False, verbose=False, **kwargs)
+    finally:
+        os.chdir(cwd)
+    return sub / out
 
 
 def yolocc_compile(model: str, passes: list[str], imgsz: int, calib: str, out: Path) -> Path:
