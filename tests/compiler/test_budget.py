@@ -5,10 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from yolocc.compiler.metrics import Metrics
-from yolocc.compiler.options import CompileOptions
-from yolocc.compiler.search import Trial, TrialResult
 from yolocc.strategies.ladder import LadderSearch, ladder_steps
+from tests.compiler.scripted_space import ScriptedSpace
 
 ROOT = Path(__file__).resolve().parents[2]
 DETECTOR = ROOT / "examples/digits/weights/yolov8n-digits.pt"
@@ -23,34 +21,6 @@ def test_ladder_steps_compose_to_the_cumulative_targets():
         assert abs((1 - kept) - target) < 1e-3
 
 
-class ScriptedSpace:
-    """A search space whose trials 'measure' the drops a test scripts: {trial name: (drop in points,
-    layers mixed precision kept float)}; records what ran."""
-
-    def __init__(self, budget: float, outcomes: dict):
-        self.budget, self.outcomes, self.ran = budget, outcomes, []
-        self.options = CompileOptions(max_macs=0.1)  # below the first ladder step: quantization only
-        self.input = TrialResult(Trial("input"), Metrics("mAP50-95", {"mAP50-95": 0.5}))
-
-    def run(self, trials):
-        self.ran += [t.name for t in trials]
-        out = []
-        for t in trials:
-            drop, floats = self.outcomes.get(t.name, (0.0, []))
-            facts = [{"pass": "qdq", "changes": {"mixed_precision": {"float_layers": floats}}}] if floats else []
-            out.append(TrialResult(t, Metrics("mAP50-95", {"mAP50-95": 0.5 - drop / 100}), facts=facts))
-        return out
-
-    def drop(self, result):
-        return round((self.input.val.value - result.val.value) * 100, 6)
-
-    def pass_(self, name, **args):
-        raise AssertionError("the ladder builds its passes itself")
-
-    def progress(self, *a):
-        pass
-
-
 @pytest.mark.parametrize("mixed, qat, chosen", [
     ((0.2, []), None, "int8 (mixed precision)"),          # all-int8 fits: no QAT
     ((0.2, ["/model.22/cv2.0/cv2.0.2/Conv"]), (0.25, []), "qat"),  # fits only with a float layer: QAT fits
@@ -59,10 +29,10 @@ class ScriptedSpace:
     ((0.5, ["a", "b"]), (0.5, []), None),                 # neither: refused
 ])
 def test_ladder_tries_qat_where_mixed_precision_needs_float_layers_or_misses(mixed, qat, chosen):
-    space = ScriptedSpace(0.3, {"int8 (mixed precision)": mixed, **({"qat": qat} if qat else {})})
+    space = ScriptedSpace({"int8 (mixed precision)": mixed, **({"qat": qat} if qat else {})}, budget=0.3, max_macs=0.1)
     result = LadderSearch().search(space)
     assert (result.trial.name if result else None) == chosen
-    assert ("qat" in space.ran) == (qat is not None)
+    assert ("qat" in space.ran()) == (qat is not None)
     if result is not None and result.trial.name == "qat":
         assert [p.name for p in result.trial.passes] == ["qat"]
 

@@ -1,0 +1,49 @@
+"""A scripted search space for strategy tests: trials 'measure' drops a test gives (no training)."""
+
+from yolocc.compiler.metrics import Metrics
+from yolocc.compiler.options import CompileOptions
+from yolocc.compiler.search import Trial, TrialResult
+
+BUDGET = 1.0  # points
+
+
+def macs_of(trial: Trial) -> int:
+    """Scripted MACs: 1000 for the input, 1000 * (1 - T) below a prune:macs=T in the lineage."""
+    for p in trial.lineage():
+        if p.name == "prune":
+            return round(1000 * (1 - p.args["macs"]))
+    return 1000
+
+
+class ScriptedSpace:
+    """A search space whose trials 'measure' the val drops a test scripts, {trial name: drop in points, or
+    (drop, layers mixed precision kept float)}; unscripted trials drop 0. Records every batch; each result has the
+    MACs ``macs_of`` scripts."""
+
+    def __init__(self, outcomes: dict, budget: float = BUDGET, max_macs: float | None = None):
+        self.budget, self.outcomes, self.batches = budget, outcomes, []
+        self.options = CompileOptions(max_macs=max_macs)
+        self.input = TrialResult(Trial("input", candidate=False), Metrics("mAP50-95", {"mAP50-95": 0.5}), macs=1000)
+
+    def run(self, trials):
+        self.batches.append([t.name for t in trials])
+        out = []
+        for t in trials:
+            outcome = self.outcomes.get(t.name, 0.0)
+            drop, floats = outcome if isinstance(outcome, tuple) else (outcome, [])
+            facts = [{"pass": "int8", "changes": {"mixed_precision": {"float_layers": floats}}}] if floats else []
+            out.append(TrialResult(t, Metrics("mAP50-95", {"mAP50-95": 0.5 - drop / 100}), facts=facts,
+                                   macs=macs_of(t)))
+        return out
+
+    def drop(self, result):
+        return round((self.input.val.value - result.val.value) * 100, 6)
+
+    def pass_(self, name, **args):
+        raise AssertionError("strategies build their passes themselves")
+
+    def progress(self, *a):
+        pass
+
+    def ran(self):
+        return [name for batch in self.batches for name in batch]
