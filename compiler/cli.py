@@ -297,6 +297,10 @@ def _print_report(report, expand: bool = False) -> None:
         print(textwrap.fill(f"budget {b['max_drop']} pt of {b['metric']} met: {f['name']}: val {f['val']:.4f} "
                             f"({-f['drop_pts_val']:+.2f} pt){test}; {f['speedup_vs_input']:.2f}x faster than the input"
                             f"{vs_int8} ({report.latency.get('runtime', '')}, {report.latency.get('isa', '')})", width))
+        if f["test"] is not None and f["drop_pts_test"] > b["max_drop"]:
+            print(f"yolocc: warning: budget: on the test split the chosen model is {f['drop_pts_test']:.2f} pt "
+                  f"below the input, over the {b['max_drop']} pt met on val (the search chooses on val only; "
+                  f"val and test disagree by this much on this data)", file=sys.stderr)
 
 
 def _passes_main(argv: list[str]) -> int:

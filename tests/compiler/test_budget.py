@@ -91,3 +91,21 @@ def test_budget_search_is_cached_and_hits_on_the_second_run(compiler, tmp_path):
     assert again.report.cache["hit"] and again.ir is None
     assert (tmp_path / "a.onnx").read_bytes() == (tmp_path / "b.onnx").read_bytes()
     assert again.report.budget["final"] == first.report.budget["final"]
+
+
+@pytest.mark.parametrize("test_drop, warned", [(1.63, True), (0.9, False)])
+def test_the_terminal_warns_when_test_disagrees_with_the_budget_met_on_val(capsys, monkeypatch, test_drop, warned):
+    """The choice is made on val; a test drop over the budget is said on stderr, not only in the JSON."""
+    from types import SimpleNamespace
+
+    from yolocc.compiler import cli, report_render
+
+    monkeypatch.setattr(report_render, "terminal_table", lambda *a: "")
+    final = {"name": "-55% MACs + distill + qat", "val": 0.4569, "drop_pts_val": 0.77, "test": 0.4522,
+             "drop_pts_test": test_drop, "speedup_vs_input": 1.7, "speedup_vs_int8": 1.37}
+    report = SimpleNamespace(budget={"max_drop": 1.0, "metric": "pose mAP50-95", "final": final},
+                             latency={"runtime": "onnxruntime", "isa": "AVX-512 VNNI"})
+    cli._print_report(report)
+    out, err = capsys.readouterr()
+    assert "budget 1.0 pt of pose mAP50-95 met" in out
+    assert ("on the test split the chosen model is 1.63 pt below the input" in err) == warned
