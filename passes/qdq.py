@@ -225,6 +225,10 @@ class QDQ(Pass):
             if node.op in placement.output_ops:
                 for t in node.outputs:
                     act(t)
+            elif placement.quantize_softmax_tail_inputs and node.op in WEIGHTED_OPS:
+                for t in node.outputs:
+                    if _moved_into_softmax(t, float_nodes):
+                        act(t)
         graph.cleanup().toposort()
         model = gs.export_onnx(graph)
         copy_header(model, ir.onnx_model)
@@ -244,6 +248,35 @@ class QDQ(Pass):
         if shifts:
             facts["bias_corrected"] = n_corrected
         return model, facts, diagnostics + check.problems
+
+
+#: Ops that only move or reshape data (what ``_moved_into_softmax`` follows).
+DATA_MOVEMENT_OPS = ("Reshape", "Transpose", "Concat", "Split", "Slice", "Flatten", "Squeeze", "Unsqueeze")
+
+
+def _moved_into_softmax(t: gs.Tensor, float_nodes: set[str]) -> bool:
+    """Whether every reader of ``t`` is in the float tail and every path from it goes through data
+    movement only into a Softmax (YOLO's DFL box logits): never into a Sigmoid or other compute."""
+    readers = list(t.outputs)
+    if not readers:
+        return False
+    stack, seen = readers, set()
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if node.name not in float_nodes:
+            return False
+        if node.op == "Softmax":
+            continue
+        if node.op not in DATA_MOVEMENT_OPS:
+            return False
+        for out in node.outputs:
+            if not out.outputs:
+                return False  # a graph output read without the softmax
+            stack.extend(out.outputs)
+    return True
 
 
 def _raw_conv_output(t: gs.Tensor) -> bool:
