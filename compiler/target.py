@@ -40,6 +40,17 @@ class Placement:
     share_concat_ranges: bool = False
     #: Convolutions with fewer input channels than this (and their activation) stay float.
     float_below_channels: int = 0
+    #: Quantized convolutions with fewer input channels than this (the RGB stem, which reads the full
+    #: 0-255 image range) get 7-bit weights (-63..63, still int8): CPUs without VNNI multiply u8 x s8 in
+    #: pairs summed into int16 (AVX2's vpmaddubsw), which 255 * 127 * 2 overflows and 255 * 63 * 2
+    #: does not (NNCF's overflow fix, applied to the first layer by default).
+    narrow_weights_below_channels: int = 0
+    #: The outputs of quantized convolutions that the float tail (the YOLO decode) reads only through data
+    #: movement into a Softmax (the DFL's box logits) get Q/DQ, each with its own range: the runtime moves
+    #: them and the layout changes after them in u8 and dequantizes once before the softmax. Tensors that
+    #: reach a Sigmoid (class logits: their rare positive values, often outside the calibrated range at the
+    #: coarse levels, decide the scores) stay float.
+    quantize_softmax_tail_inputs: bool = False
     #: Ops the runtime runs on quantized data by moving the dequantization through them (OpenVINO's
     #: precision-preserving Concat, Split, MaxPool, nearest Resize, Reshape ...): their float inputs get
     #: Q/DQ on one shared range (with ``share_concat_ranges``) and their outputs none; consumers read the

@@ -42,16 +42,18 @@ def activation_qparams(lo: float, hi: float, dtype: str, symmetric: bool) -> tup
     return np.array(scale, np.float32), np.array(zp, np.uint8 if dtype == "uint8" else np.int8)
 
 
-def weight_qparams(w: np.ndarray, axis: int, min_scale: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Symmetric per-channel int8: (quantized weights, scales); ``min_scale`` floors each scale."""
+def weight_qparams(w: np.ndarray, axis: int, min_scale: np.ndarray | None = None,
+                   qmax: int = 127) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric per-channel int8: (quantized weights, scales); ``min_scale`` floors each scale;
+    ``qmax`` is the largest quantized magnitude (127; 63 for 7-bit weights)."""
     moved = np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1)
     amax = np.abs(moved).max(1)
-    scale = np.where(amax > 0, amax / 127.0, 1.0).astype(np.float32)
+    scale = np.where(amax > 0, amax / float(qmax), 1.0).astype(np.float32)
     if min_scale is not None:
         scale = np.maximum(scale, min_scale).astype(np.float32)
     shape = [1] * w.ndim
     shape[axis] = -1
-    q = np.clip(np.round(w / scale.reshape(shape)), -127, 127).astype(np.int8)
+    q = np.clip(np.round(w / scale.reshape(shape)), -qmax, qmax).astype(np.int8)
     return q, scale
 
 
@@ -144,6 +146,7 @@ class QDQ(Pass):
         float_nodes |= scoped_nodes(graph, ir.meta.get(FLOAT_SCOPES, ()))  # e.g. RT-DETR's decoder
         thin = (thin_convs(graph, placement.float_below_channels) | target.extra_float_nodes(graph)) - float_nodes
         float_nodes |= thin | extra_float
+        narrow = thin_convs(graph, placement.narrow_weights_below_channels)  # 7-bit weights (overflow fix)
         transparent = placement.transparent_ops
         candidates = [n for n in graph.nodes
                       if n.op in placement.input_ops or n.op in placement.passthrough_ops or n.op in transparent]
@@ -190,7 +193,7 @@ class QDQ(Pass):
                 if x_dq is None:
                     continue
                 n_corrected += _quantize_weights(graph, node, float(grid[x_dq.name][0]), scheme.quantize_bias,
-                                                 shifts.get(node.name))
+                                                 shifts.get(node.name), 63 if node.name in narrow else 127)
                 n_weights += 1
                 if layout is not None:
                     layout.weights[node.name] = _weight_axis(node)
@@ -222,6 +225,10 @@ class QDQ(Pass):
             if node.op in placement.output_ops:
                 for t in node.outputs:
                     act(t)
+            elif placement.quantize_softmax_tail_inputs and node.op in WEIGHTED_OPS:
+                for t in node.outputs:
+                    if _moved_into_softmax(t, float_nodes):
+                        act(t)
         graph.cleanup().toposort()
         model = gs.export_onnx(graph)
         copy_header(model, ir.onnx_model)
@@ -241,6 +248,35 @@ class QDQ(Pass):
         if shifts:
             facts["bias_corrected"] = n_corrected
         return model, facts, diagnostics + check.problems
+
+
+#: Ops that only move or reshape data (what ``_moved_into_softmax`` follows).
+DATA_MOVEMENT_OPS = ("Reshape", "Transpose", "Concat", "Split", "Slice", "Flatten", "Squeeze", "Unsqueeze")
+
+
+def _moved_into_softmax(t: gs.Tensor, float_nodes: set[str]) -> bool:
+    """Whether every reader of ``t`` is in the float tail and every path from it goes through data
+    movement only into a Softmax (YOLO's DFL box logits): never into a Sigmoid or other compute."""
+    readers = list(t.outputs)
+    if not readers:
+        return False
+    stack, seen = readers, set()
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if node.name not in float_nodes:
+            return False
+        if node.op == "Softmax":
+            continue
+        if node.op not in DATA_MOVEMENT_OPS:
+            return False
+        for out in node.outputs:
+            if not out.outputs:
+                return False  # a graph output read without the softmax
+            stack.extend(out.outputs)
+    return True
 
 
 def _raw_conv_output(t: gs.Tensor) -> bool:
@@ -313,10 +349,11 @@ def _insert_qdq(graph: gs.Graph, t: gs.Variable, scale: np.ndarray, zp: np.ndarr
 
 
 def _quantize_weights(graph: gs.Graph, node: gs.Node, x_scale: float, quantize_bias: bool,
-                      shift: list[float] | None = None) -> bool:
+                      shift: list[float] | None = None, qmax: int = 127) -> bool:
     """int8 per-channel weights (and, if asked, int32 bias for Conv/Gemm) behind DequantizeLinear;
     ``shift`` (bias correction: the layer's drift per output channel) is subtracted from the bias
-    first. Returns whether the bias was corrected."""
+    first; ``qmax``: the largest weight magnitude (63: 7-bit weights). Returns whether the bias was
+    corrected."""
     w = node.inputs[1]
     axis = _weight_axis(node)
     w_values = np.asarray(w.values, np.float32)
@@ -336,7 +373,7 @@ def _quantize_weights(graph: gs.Graph, node: gs.Node, x_scale: float, quantize_b
         need = np.abs(np.asarray(bias.values, np.float32)) / (x_scale * float(2 ** 30))
         if need.shape != (w_values.shape[axis],):
             need = None
-    q, w_scale = weight_qparams(w_values, axis, need)
+    q, w_scale = weight_qparams(w_values, axis, need, qmax)
     base = f"{node.name}_weight"
     w_dq = gs.Variable(f"{base}_dequantized", dtype=np.float32, shape=list(q.shape))
     graph.nodes.append(gs.Node(

@@ -123,8 +123,12 @@ def test_exclude_keeps_named_layers_float(compiler, tmp_path, calib_dir):
     assert res.report.stages[-1].changes["excluded_by_pattern"] >= 2
 
 
-@pytest.mark.parametrize("target, stem_float", [("ort-cpu", True), ("tensorrt", False)])
-def test_thin_stem_conv_float_only_where_the_target_says(compiler, tmp_path, calib_dir, target, stem_float):
+@pytest.mark.parametrize("target, stem_float, stem_weight_max", [("ort-cpu", True, None), ("tensorrt", False, 127),
+                                                                 ("openvino", False, 63)])
+def test_thin_stem_conv_float_only_where_the_target_says(compiler, tmp_path, calib_dir, target, stem_float,
+                                                          stem_weight_max):
+    if target == "openvino":
+        pytest.importorskip("openvino")
     _, model = _compile(compiler, tmp_path, ["int8"], target=target, calib=calib_dir)
     producer = {o: n for n in model.graph.node for o in n.output}
     stem = next(n for n in model.graph.node if n.name == "/model.0/conv/Conv")
@@ -132,6 +136,11 @@ def test_thin_stem_conv_float_only_where_the_target_says(compiler, tmp_path, cal
     assert (weight_dq is None) == stem_float
     # on ort-cpu the float stem reads the float input; its SiLU output is what gets quantized
     assert (producer.get(stem.input[0]) is None) == stem_float
+    if stem_weight_max is not None:
+        # openvino narrows the quantized stem's weights to 7 bits (Placement.narrow_weights_below_channels,
+        # NNCF's first-layer overflow fix); tensorrt keeps the full int8 range
+        inits = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
+        assert int(np.abs(inits[weight_dq.input[0]].astype(np.int32)).max()) == stem_weight_max
 
 
 def test_npy_calibration(compiler, tmp_path):

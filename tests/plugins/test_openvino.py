@@ -127,12 +127,23 @@ def test_placement_is_what_openvino_runs_in_int8(compiler, tmp_path, calib_npy):
         dq = producer[c.input[1]]
         assert inits[dq.input[0]].dtype == np.int8 and not inits[dq.input[2]].any()
         assert len(c.input) < 3 or c.input[2] in inits  # float bias initializer, no int32 DequantizeLinear
-    # The 3-channel stem stays float; the head's last convs are quantized on their input only.
+    # The 3-channel stem runs in int8 like NNCF's (a float stem costs a float conv and two reorders on
+    # OpenVINO), reading the quantized image, with 7-bit weights (NNCF's first-layer overflow fix) where
+    # every other conv uses the full int8 range.
     stem = convs[0]
-    assert stem not in qconvs and inits[stem.input[1]].shape[1] == 3
+    assert stem in qconvs and inits[producer[stem.input[1]].input[0]].shape[1] == 3
+    assert producer[stem.input[0]].op_type == "DequantizeLinear"
+    assert producer[producer[stem.input[0]].input[0]].input[0] == model.graph.input[0].name
+    weight_max = {c.name: int(np.abs(inits[producer[c.input[1]].input[0]].astype(np.int32)).max()) for c in qconvs}
+    assert weight_max[stem.name] == 63 and all(v == 127 for n, v in weight_max.items() if n != stem.name)
+    # The head's last convs are quantized on their input; the box branch's (cv2, read through reshapes
+    # and a concat by the DFL softmax) also on its output, so OpenVINO moves the box logits in u8; the class
+    # branch's (cv3, read by the Sigmoid) output stays float (Placement.quantize_softmax_tail_inputs).
     head_last = [c for c in qconvs if c.name.startswith("/model.22/") and c.name.endswith("2/Conv")]
     assert len(head_last) == 6
-    assert all(n.op_type != "QuantizeLinear" for c in head_last for n in consumers.get(c.output[0], []))
+    out_quantized = {c.name: any(n.op_type == "QuantizeLinear" for n in consumers.get(c.output[0], []))
+                     for c in head_last}
+    assert out_quantized == {c.name: "/cv2." in c.name for c in head_last}
     if "transparent_ops" in Placement.__dataclass_fields__:
         # Data movement carries the dequantization: no Q/DQ on the outputs of Concat/Split/MaxPool/Resize.
         moved = [n for n in nodes if n.op_type in ("Concat", "Split", "MaxPool", "Resize")]
