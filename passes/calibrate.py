@@ -145,7 +145,10 @@ class Calibrate(Pass):
         t1 = time.perf_counter()
         # The output's named parts are part of the key: fidelity weighs each one (a choice scored before a
         # task's part was named would not be reused).
+        # ... and so are the target's quantization rules (its scheme and Placement dataclasses' reprs): a
+        # target whose placement changed builds other Q/DQ models, whose choice must be made again.
         choice_key = _key(ranges_key, fingerprint(held), ctx.target.name, json.dumps(placement, sort_keys=True),
+                          repr((ctx.target.scheme, ctx.target.placement)),
                           json.dumps(ctx.runtime.describe(), sort_keys=True),
                           splits_key(ir.meta.get(OUTPUT_SPLITS)), "auto-choice-v1")
 
