@@ -91,18 +91,19 @@ class ActivationQuantizer(nn.Module):
 
 class WeightQuantizer(nn.Module):
     """Symmetric per-channel int8 fake quantization of a weight (a ``torch.nn.utils.parametrize``
-    parametrization): ``forward(w)`` returns ``w`` on the grid ``max|w[c]| / 127`` of each output channel
-    (``axis`` of the torch weight), with straight-through gradients."""
+    parametrization): ``forward(w)`` returns ``w`` on the grid ``max|w[c]| / qmax`` of each output channel
+    (``axis`` of the torch weight; ``qmax`` 127, or 63 for 7-bit weights, as ``qdq`` builds them), with
+    straight-through gradients."""
 
-    def __init__(self, axis: int = 0):
+    def __init__(self, axis: int = 0, qmax: int = 127):
         super().__init__()
-        self.axis = axis
+        self.axis, self.qmax = axis, qmax
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
         amax = w.detach().abs().transpose(0, self.axis).reshape(w.shape[self.axis], -1).amax(1)
-        scale = torch.where(amax > 0, amax / 127.0, torch.ones_like(amax))
+        scale = torch.where(amax > 0, amax / float(self.qmax), torch.ones_like(amax))
         zero = torch.zeros_like(scale, dtype=torch.int32)
-        return torch.fake_quantize_per_channel_affine(w, scale, zero, self.axis, -127, 127)
+        return torch.fake_quantize_per_channel_affine(w, scale, zero, self.axis, -self.qmax, self.qmax)
 
 
 @dataclass
@@ -150,7 +151,8 @@ def build(model: onnx.ModelProto, outputs: list[str], layout: QDQLayout | None =
             if not isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)):
                 raise PassError(f"qat: cannot train through the int8 weights of '{name}' ({node.op_type} became "
                                 f"{type(module).__name__})")
-            torch.nn.utils.parametrize.register_parametrization(module, "weight", WeightQuantizer(0))
+            torch.nn.utils.parametrize.register_parametrization(
+                module, "weight", WeightQuantizer(0, layout.weight_qmax.get(name, 127)))
             fq.weights[name] = module
         for tensor, owner in layout.activations.items():
             if tensor not in value:

@@ -75,6 +75,10 @@ def require_integer_rules(target: Target, asking: str = "") -> Target:
     return target
 
 
+#: The largest weight magnitude of 7-bit weights (``Placement.narrow_weights_below_channels``).
+NARROW_QMAX = 63
+
+
 @dataclass
 class QDQLayout:
     """Where ``QDQ.build`` put Q/DQ: ``activations`` maps each tensor given a QuantizeLinear/
@@ -92,6 +96,9 @@ class QDQLayout:
     #: Tensors read as dequantized without a pair of their own (DequantizeLinear outputs, the outputs
     #: of transparent ops), with the range they carry.
     aliases: dict[str, str] = field(default_factory=dict)
+    #: Nodes whose int8 weights use a narrower grid than -127..127 -> their largest magnitude (63: the
+    #: 7-bit weights of ``Placement.narrow_weights_below_channels``).
+    weight_qmax: dict[str, int] = field(default_factory=dict)
 
     def owner(self, tensor: str) -> str:
         """The range ``tensor`` (quantized, or read as dequantized) uses."""
@@ -192,11 +199,14 @@ class QDQ(Pass):
                 x_dq = act(node.inputs[0])
                 if x_dq is None:
                     continue
+                qmax = NARROW_QMAX if node.name in narrow else 127
                 n_corrected += _quantize_weights(graph, node, float(grid[x_dq.name][0]), scheme.quantize_bias,
-                                                 shifts.get(node.name), 63 if node.name in narrow else 127)
+                                                 shifts.get(node.name), qmax)
                 n_weights += 1
                 if layout is not None:
                     layout.weights[node.name] = _weight_axis(node)
+                    if qmax != 127:
+                        layout.weight_qmax[node.name] = qmax
             elif node.op in transparent:
                 # The runtime moves the dequantization through this op: quantize its inputs (one shared
                 # range) and let consumers read its outputs as dequantized, with no Q/DQ of their own.
@@ -227,7 +237,7 @@ class QDQ(Pass):
                     act(t)
             elif placement.quantize_softmax_tail_inputs and node.op in WEIGHTED_OPS:
                 for t in node.outputs:
-                    if _moved_into_softmax(t, float_nodes):
+                    if _moved_into_softmax(t, float_nodes, transparent):
                         act(t)
         graph.cleanup().toposort()
         model = gs.export_onnx(graph)
@@ -250,13 +260,10 @@ class QDQ(Pass):
         return model, facts, diagnostics + check.problems
 
 
-#: Ops that only move or reshape data (what ``_moved_into_softmax`` follows).
-DATA_MOVEMENT_OPS = ("Reshape", "Transpose", "Concat", "Split", "Slice", "Flatten", "Squeeze", "Unsqueeze")
-
-
-def _moved_into_softmax(t: gs.Tensor, float_nodes: set[str]) -> bool:
-    """Whether every reader of ``t`` is in the float tail and every path from it goes through data
-    movement only into a Softmax (YOLO's DFL box logits): never into a Sigmoid or other compute."""
+def _moved_into_softmax(t: gs.Tensor, float_nodes: set[str], transparent: tuple[str, ...]) -> bool:
+    """Whether every reader of ``t`` is in the float tail and every path from it goes only through ops
+    the runtime runs on quantized data (the target's ``transparent`` ops: data movement) into a Softmax
+    (YOLO's DFL box logits): never into a Sigmoid or other compute."""
     readers = list(t.outputs)
     if not readers:
         return False
@@ -270,7 +277,7 @@ def _moved_into_softmax(t: gs.Tensor, float_nodes: set[str]) -> bool:
             return False
         if node.op == "Softmax":
             continue
-        if node.op not in DATA_MOVEMENT_OPS:
+        if node.op not in transparent:
             return False
         for out in node.outputs:
             if not out.outputs:

@@ -66,6 +66,24 @@ def test_fake_quant_points_are_the_qdq_points(calibrated, target_name):
         assert np.isclose(float(scales[tensor]), fq.quantizers[owner].grid()[0], rtol=1e-6)
 
 
+def test_fake_quant_weights_are_the_emitted_int8_weights(calibrated):
+    """Each fake-quantized weight is on the grid ``qdq`` emits for it, the openvino stem's 7-bit grid
+    included (a finer training grid would not be what runs)."""
+    compiler, ir, _ = calibrated
+    _, layout, model, fq = _layout(compiler, ir, "openvino")
+    assert set(layout.weight_qmax.values()) == {63}  # the RGB stem
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    dq = {n.output[0]: n for n in model.graph.node if n.op_type == "DequantizeLinear"}
+    for node in model.graph.node:
+        if node.name not in fq.weights:
+            continue
+        w = dq[node.input[1]]
+        q, scale = inits[w.input[0]], inits[w.input[1]]
+        steps = fq.weights[node.name].weight.detach().numpy() / scale.reshape([-1] + [1] * (q.ndim - 1))
+        assert np.abs(steps - np.round(steps)).max() < 1e-3, node.name  # on the emitted scale's grid
+        assert np.abs(np.round(steps)).max() == np.abs(q.astype(np.int32)).max(), node.name  # same range
+
+
 @pytest.mark.parametrize("target_name", TARGETS)
 def test_learned_scales_reach_the_emitted_onnx(calibrated, target_name):
     compiler, base, _ = calibrated
