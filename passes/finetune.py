@@ -42,20 +42,26 @@ TRAIN_PARAMS = (
 )
 
 
+def module_val_metrics(ir: ModelIR, ctx: PassContext, module) -> Metrics | None:
+    """The val metrics of ``ir`` with ``module`` in place of its own, lowered to ONNX and measured by
+    ``PassContext.val_metrics`` (what the budget and the report measure); ``ir`` and ``module`` are not
+    copied or changed (everything else of ``ir`` is, for the lowering). None: the frontend cannot
+    evaluate."""
+    from yolocc.compiler import lowering
+
+    probe = copy.deepcopy(ir, {id(ir.module): module, id(ir._dg): None})
+    return ctx.val_metrics(probe, lowering.onnx_bytes(probe, ctx.options.opset))
+
+
 def reference_metric(ir: ModelIR, ctx: PassContext) -> Metrics:
     """The val metrics of the model before pruning (or of this model, if it was never pruned): what
     ``epochs=auto`` recovers towards. Given by the caller (``ctx.reference``, e.g. a search trial that
     measured its input already), else measured the way the report measures every stage, on the
     target's runtime."""
-    from yolocc.compiler import lowering
-
     if ctx.reference is not None:
         return ctx.reference
-    reference = ir.snapshot()
     teacher = ctx.teacher if ctx.teacher is not None else ir.analyses.get(TEACHER)
-    if teacher is not None:
-        reference.module = teacher
-    metrics = ctx.val_metrics(reference, lowering.onnx_bytes(reference, ctx.options.opset))
+    metrics = module_val_metrics(ir, ctx, teacher if teacher is not None else copy.deepcopy(ir.module))
     if metrics is None:
         raise UsageError(f"epochs=auto needs the {ir.frontend or 'model'}'s frontend to evaluate accuracy; "
                          f"give a fixed epochs=N")
@@ -63,15 +69,11 @@ def reference_metric(ir: ModelIR, ctx: PassContext) -> Metrics:
 
 
 def confirmer(ir: ModelIR, ctx: PassContext):
-    """``AutoStop.confirm`` for ``ir``: the val metric (a fraction) of ``ir`` with a candidate module in
-    place of its own, lowered to ONNX and measured by ``PassContext.val_metrics`` (what the budget and
-    the report measure)."""
-    from yolocc.compiler import lowering
+    """``AutoStop.confirm`` for ``ir``: the val metric (a fraction) of a candidate module in place of the
+    one being trained (``module_val_metrics``); NaN where the frontend cannot evaluate."""
 
     def confirm(module) -> float:
-        # a copy of everything but the module being trained (which is in the trainer's hands)
-        probe = copy.deepcopy(ir, {id(ir.module): module, id(ir._dg): None})
-        metrics = ctx.val_metrics(probe, lowering.onnx_bytes(probe, ctx.options.opset))
+        metrics = module_val_metrics(ir, ctx, module)
         return float("nan") if metrics is None else metrics.value
 
     return confirm
