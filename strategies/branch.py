@@ -51,7 +51,7 @@ from yolocc.passes.int8 import Int8
 from yolocc.passes.prune import Prune
 from yolocc.passes.qat import QAT
 
-from .ladder import INT8_SHARE, LADDER, float_layers
+from .ladder import INT8_SHARE, LADDER, choose_int8, needs_qat
 
 #: The most recovery epochs added at each rung of the successive halving.
 RUNG_EPOCHS = (4, 8, 16)
@@ -150,10 +150,6 @@ class BranchSearch(SearchStrategy):
     def quantize_pool(self, space: SearchSpace, pool: list[TrialResult]) -> TrialResult | None:
         """INT8 on ``pool``, ``quantize`` per batch, then on the input alone; the first that fits (see the module)."""
         budget = space.budget
-
-        def fits(r: TrialResult) -> bool:
-            return space.drop(r) <= budget
-
         groups = [pool[i:i + self.quantize] for i in range(0, len(pool), self.quantize)] + [[space.input]]
         for group in groups:
             group = [s for s in group if budget - space.drop(s) > 0]
@@ -164,23 +160,19 @@ class BranchSearch(SearchStrategy):
                                for s in group])
             qat_for: list[TrialResult] = []
             if fake_quant.available():
-                for s, m in zip(group, mixed):  # the ladder's order: QAT only ahead of an all-INT8 fit
-                    if fits(m) and not float_layers(m):
+                for s, m in zip(group, mixed):  # the ladder's order: QAT only ahead of the first candidate
+                    if not needs_qat(space, m):  # whose mixed precision fits all-INT8 ...
                         break
                     qat_for.append(s)
-                    if fits(m):
+                    if space.drop(m) <= budget:  # ... or fits at all (a later one would not be chosen)
                         break
             trained = dict(zip(map(id, qat_for), space.run([Trial(_named(space, s, "qat", "qat"), [QAT()],
                                                                   parent=s.trial) for s in qat_for])
                                if qat_for else []))
             for s, m in zip(group, mixed):
-                if fits(m) and not float_layers(m):
-                    return m
-                q = trained.get(id(s))
-                if q is not None and fits(q):
-                    return q
-                if fits(m):
-                    return m
+                chosen = choose_int8(space, m, trained.get(id(s)))
+                if chosen is not None:
+                    return chosen
         return None
 
 

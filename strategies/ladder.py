@@ -81,18 +81,33 @@ class LadderSearch(SearchStrategy):
             name = f"{start.trial.name} + int8" if start is not space.input else "int8 (mixed precision)"
             result, = space.run([Trial(name, [Int8(max_drop=round(left, 4))],
                                        parent=start.trial)])
-            fits = space.drop(result) <= budget
-            if fits and not float_layers(result):
-                return result
-            if fake_quant.available():
+            trained = None
+            if needs_qat(space, result) and fake_quant.available():
                 space.progress(f"quantization-aware training on '{start.trial.name}'", n_steps, n_steps)
                 qat_name = f"{start.trial.name} + qat" if start is not space.input else "qat"
                 trained, = space.run([Trial(qat_name, [QAT()], parent=start.trial)])
-                if space.drop(trained) <= budget:
-                    return trained
-            if fits:
-                return result
+            chosen = choose_int8(space, result, trained)
+            if chosen is not None:
+                return chosen
         return None
+
+
+def needs_qat(space: SearchSpace, mixed: TrialResult) -> bool:
+    """Whether QAT is worth trying on the model ``mixed`` was quantized from: its INT8 mixed precision
+    kept float layers, or missed the budget."""
+    return space.drop(mixed) > space.budget or bool(float_layers(mixed))
+
+
+def choose_int8(space: SearchSpace, mixed: TrialResult, qat: TrialResult | None) -> TrialResult | None:
+    """The quantized model to keep for one candidate: ``mixed`` (INT8 mixed precision) if it fits the
+    budget with every layer INT8; else ``qat`` (None: not run) if it fits; else ``mixed`` if it fits
+    with float layers; else None."""
+    fits = space.drop(mixed) <= space.budget
+    if fits and not float_layers(mixed):
+        return mixed
+    if qat is not None and space.drop(qat) <= space.budget:
+        return qat
+    return mixed if fits else None
 
 
 def float_layers(result: TrialResult) -> list[str]:
