@@ -31,7 +31,7 @@ from .errors import UsageError
 from .executor import Executor, is_remote, make_executor
 from .fileio import check_readable
 from .ir import ModelIR
-from .metrics import Metrics
+from .metrics import Metrics, drop_se
 from .options import CompileOptions
 from .passbase import Pass
 from .report import BUDGET_ORIGIN, Report, StageRecord
@@ -83,6 +83,9 @@ class Budget:
 
     def drop(self, result: TrialResult) -> float:
         return (self.input.val.value - result.val.value) * 100
+
+    def drop_se(self, result: TrialResult) -> float | None:
+        return drop_se(self.input.val, result.val)
 
     def progress(self, what: str, done: int, total: int) -> None:
         log.info("budget: %s (%d/%d)", what, done, total)
@@ -150,7 +153,7 @@ class Budget:
     @staticmethod
     def _reused(trial: Trial, key: str, ir: ModelIR, stored: dict) -> TrialResult:
         """A trial read back from the cache: its model and measurements as stored, nothing rebuilt."""
-        return TrialResult(trial, Metrics(**stored["val"]), Metrics(**stored["test"]) if stored["test"] else None,
+        return TrialResult(trial, _metrics(stored["val"]), _metrics(stored["test"]) if stored["test"] else None,
                            stored["facts"], ir, size_bytes=stored["size_bytes"], macs=stored["macs"], key=key,
                            reused=True)
 
@@ -261,6 +264,7 @@ class Budget:
             "baseline": {"val": round(base.val.value, 4), "test": _value(base.test)},
             "candidates": [{"name": r.trial.name, "passes": r.trial.spec(), "val": round(r.val.value, 4),
                             "test": _value(r.test), "drop_pts": round(self.drop(r), 3),
+                            "drop_se": self.drop_se(r) if r is not base else None,
                             "within": self.drop(r) <= self.budget + 1e-9, "reused": r.reused,
                             "latency_ms": r.latency_ms, "macs": r.macs, "size_bytes": r.size_bytes}
                            for r in results],
@@ -270,6 +274,7 @@ class Budget:
         if chosen is not None:
             final = {"name": chosen.trial.name, "passes": chosen.trial.spec(), "val": round(chosen.val.value, 4),
                      "test": _value(chosen.test), "drop_pts_val": round(self.drop(chosen), 3),
+                     "drop_se_val": self.drop_se(chosen),
                      "drop_pts_test": (round((base.test.value - chosen.test.value) * 100, 4)
                                        if chosen.test is not None and base.test is not None else None),
                      "speedup_vs_input": _ratio(base.latency_ms, chosen.latency_ms),
@@ -283,7 +288,12 @@ class Budget:
 
 
 def _metrics_dict(m: Metrics | None) -> dict | None:
-    return None if m is None else {"primary": m.primary, "values": dict(m.values)}
+    return None if m is None else {"primary": m.primary, "values": dict(m.values), "replicates": list(m.replicates)}
+
+
+def _metrics(stored: dict) -> Metrics:
+    """``Metrics`` as ``_metrics_dict`` stored them (entries written before replicates were kept have none)."""
+    return Metrics(stored["primary"], stored["values"], tuple(stored.get("replicates") or ()))
 
 
 def _value(m: Metrics | None) -> float | None:

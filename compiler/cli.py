@@ -286,7 +286,7 @@ def _terminal_width() -> int:
 def _print_report(report, expand: bool = False) -> None:
     import textwrap
 
-    from .report_render import terminal_table
+    from .report_render import change_text, terminal_table
 
     width = _terminal_width()
     print(terminal_table(report, width, expand), end="")
@@ -295,12 +295,17 @@ def _print_report(report, expand: bool = False) -> None:
         test = "" if f["test"] is None else f", test {f['test']:.4f} ({-f['drop_pts_test']:+.2f} pt)"
         vs_int8 = f", {f['speedup_vs_int8']:.2f}x than int8 alone" if f.get("speedup_vs_int8") else ""
         print(textwrap.fill(f"budget {b['max_drop']} pt of {b['metric']} met: {f['name']}: val {f['val']:.4f} "
-                            f"({-f['drop_pts_val']:+.2f} pt){test}; {f['speedup_vs_input']:.2f}x faster than the input"
+                            f"({change_text(f['drop_pts_val'], f.get('drop_se_val'))}){test}; "
+                            f"{f['speedup_vs_input']:.2f}x faster than the input"
                             f"{vs_int8} ({report.latency.get('runtime', '')}, {report.latency.get('isa', '')})", width))
         if f["test"] is not None and f["drop_pts_test"] > b["max_drop"]:
             print(f"yolocc: warning: budget: on the test split the chosen model is {f['drop_pts_test']:.2f} pt "
                   f"below the input, over the {b['max_drop']} pt met on val (the search chooses on val only; "
                   f"val and test disagree by this much on this data)", file=sys.stderr)
+        elif f.get("drop_se_val") and f["drop_pts_val"] + f["drop_se_val"] > b["max_drop"]:
+            print(f"yolocc: warning: budget: met on val by less than one standard error of val noise "
+                  f"({f['drop_se_val']:.2f} pt, bootstrap over the val images): a larger val split resolves "
+                  f"smaller drops", file=sys.stderr)
 
 
 def _passes_main(argv: list[str]) -> int:

@@ -330,7 +330,8 @@ def budget_markdown(b: dict[str, Any]) -> list[str]:
         test_drop = "" if f["drop_pts_test"] is None else f" ({-f['drop_pts_test']:+.2f} pt)"
         passes = " ".join(f"-p {p}" for p in f["passes"])
         vs_int8 = f", {f['speedup_vs_int8']:.2f}x than int8 alone" if f.get("speedup_vs_int8") else ""
-        lines.append(f"Chosen: **{f['name']}** (`{passes}`): val {f['val']:.4f} ({-f['drop_pts_val']:+.2f} pt), "
+        lines.append(f"Chosen: **{f['name']}** (`{passes}`): val {f['val']:.4f} "
+                     f"({change_text(f['drop_pts_val'], f.get('drop_se_val'))}), "
                      f"test {_opt(f['test'])}{test_drop}; {f['speedup_vs_input']:.2f}x faster than the input"
                      f"{vs_int8}.")
     else:
@@ -339,11 +340,17 @@ def budget_markdown(b: dict[str, Any]) -> list[str]:
               "|---|---|---|---|---|---|---|---|"]
     for c in b["candidates"]:
         latency = "-" if c["latency_ms"] is None else f"{c['latency_ms']:.2f} ms"
-        lines.append(f"| {c['name']}{' (from the cache)' if c.get('reused') else ''} | {c['val']:.4f} | {_opt(c['test'])} | {-c['drop_pts']:+.2f} pt | "
+        lines.append(f"| {c['name']}{' (from the cache)' if c.get('reused') else ''} | {c['val']:.4f} | {_opt(c['test'])} | {change_text(c['drop_pts'], c.get('drop_se'))} | "
                      f"{'yes' if c['within'] else 'no'} | {latency} | {count(c['macs'] or 0)} | "
                      f"{nbytes(c['size_bytes'] or 0)} |")
-    lines += ["", f"Search wall time: {b['wall_s']:.0f} s."]
+    lines += ["", "Change (val): against the input, +- one standard error of val noise (bootstrap over the val "
+              "images, paired with the input).", "", f"Search wall time: {b['wall_s']:.0f} s."]
     return lines
+
+
+def change_text(drop: float, se: float | None) -> str:
+    """A val drop (points) as the change it is, with its standard error where known: "-0.42 +- 0.85 pt"."""
+    return f"{-drop:+.2f} pt" if se is None else f"{-drop:+.2f} +- {se:.2f} pt"
 
 
 def _opt(v) -> str:

@@ -88,8 +88,19 @@ class SearchSpace(Protocol):
     def drop(self, result: TrialResult) -> float:
         """Points of the primary val metric ``result`` lost against the input (negative: gained)."""
 
+    def drop_se(self, result: TrialResult) -> float | None:
+        """The standard error in points of ``drop(result)`` from val noise (paired bootstrap over the val
+        images, ``metrics.drop_se``); None where the evaluation gave no bootstrap replicates."""
+
     def progress(self, what: str, done: int, total: int) -> None:
         """Report progress of the search (the CLI shows it)."""
+
+
+def drop_bound(space: SearchSpace, result: TrialResult, margin: float) -> float:
+    """``space.drop(result)`` plus ``margin`` standard errors of its val noise (``space.drop_se``; none
+    where unknown): the drop a cautious strategy compares with a share of the budget, so that a model is
+    not accepted on a lucky draw of val images."""
+    return space.drop(result) + margin * (space.drop_se(result) or 0.0)
 
 
 class SearchStrategy:

@@ -15,10 +15,11 @@ import copy
 from yolocc.compiler.analyses import CANONICAL, TEACHER
 from yolocc.compiler.errors import UsageError
 from yolocc.compiler.ir import ModelIR
-from yolocc.compiler.metrics import Metrics
+from yolocc.compiler.metrics import Metrics, drop_se
 from yolocc.compiler.params import Param
 from yolocc.compiler.passbase import Pass, PassContext, PassResult
-from yolocc.compiler.training import MAX_EPOCHS, PATIENCE, WITHIN, AutoStop, DistillSettings, TrainSettings
+from yolocc.compiler.training import (MARGIN, MAX_EPOCHS, PATIENCE, WITHIN, AutoStop, Confirmation, DistillSettings,
+                                      TrainSettings)
 
 _T = TrainSettings(imgsz=1)  # the training defaults, defined once in compiler.training
 _D = DistillSettings()
@@ -31,6 +32,9 @@ TRAIN_PARAMS = (
           low=1, high=10000),
     Param("within", "float", WITHIN, "epochs=auto: points of the val metric below the unpruned model that count "
           "as recovered (default: 1.0, or what the --max-drop budget leaves)", low=0.0, high=100.0),
+    Param("margin", "float", MARGIN, "epochs=auto: standard errors of val noise (the bootstrap SE of the drop, "
+          "paired with the unpruned model over the val images) the val metric must clear beyond `within` before "
+          "training stops; 0: stop at the first epoch within", low=0.0, high=10.0),
     Param("lr", "float", _T.lr, "initial learning rate", low=1e-7, high=1.0),
     Param("optimizer", "choice", None, "optimizer (default: Adam for classify, AdamW otherwise)",
           choices=("AdamW", "Adam", "SGD")),
@@ -68,13 +72,18 @@ def reference_metric(ir: ModelIR, ctx: PassContext) -> Metrics:
     return metrics
 
 
-def confirmer(ir: ModelIR, ctx: PassContext):
+def confirmer(ir: ModelIR, ctx: PassContext, reference: Metrics, margin: float):
     """``AutoStop.confirm`` for ``ir``: the val metric (a fraction) of a candidate module in place of the
-    one being trained (``module_val_metrics``); NaN where the frontend cannot evaluate."""
+    one being trained (``module_val_metrics``), and that value less ``margin`` standard errors of its
+    drop against ``reference`` (``metrics.drop_se``; no margin where either lacks bootstrap replicates);
+    NaN where the frontend cannot evaluate."""
 
-    def confirm(module) -> float:
+    def confirm(module) -> Confirmation:
         metrics = module_val_metrics(ir, ctx, module)
-        return float("nan") if metrics is None else metrics.value
+        if metrics is None:
+            return Confirmation(float("nan"), float("nan"))
+        se = drop_se(reference, metrics) or 0.0
+        return Confirmation(metrics.value, metrics.value - margin * se / 100.0)
 
     return confirm
 
@@ -111,7 +120,7 @@ class Finetune(Pass):
             reference = reference_metric(ir, ctx)
             target = reference.value - a["within"] / 100.0
             auto = AutoStop(max_epochs=a["max_epochs"], patience=a["patience"], metric=reference.primary,
-                            target=target, confirm=confirmer(ir, ctx))
+                            target=target, confirm=confirmer(ir, ctx, reference, a["margin"]))
             facts = {"reference": {reference.primary: reference.value},
                      "target": {reference.primary: round(target, 4)}}
         settings = TrainSettings(imgsz=a["imgsz"] or max(ir.input.hw),  # trains square, as Ultralytics does

@@ -17,6 +17,7 @@ from yolocc.compiler.errors import UsageError
 from yolocc.compiler.ir import ModelIR
 from yolocc.compiler.metrics import Metrics
 from yolocc.compiler.target import Runtime
+from yolocc.plugins.ultralytics_bootstrap import PerImage
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,8 @@ def evaluate_onnx(model_bytes: bytes, data: str, imgsz: int | tuple[int, int], t
     (``RuntimeModule``). ``imgsz``: a side or (h, w) (a model with a fixed input size is validated at its
     own, from its metadata); images are read with ``ir``'s input channels (``data_for_channels``).
     Returns ``task_metrics``: the task's own mAP50-95 (primary, ``TASK_METRIC``) and mAP50, or top1
-    (primary) and top5."""
+    (primary) and top5, with bootstrap replicates of the primary over the split's images
+    (``ultralytics_bootstrap``; ``metrics.drop_se`` of two such results is their paired noise)."""
     from ultralytics import YOLO
 
     check_split(data, split)
@@ -45,17 +47,21 @@ def evaluate_onnx(model_bytes: bytes, data: str, imgsz: int | tuple[int, int], t
                 kwargs = dict(data=data, imgsz=list(imgsz) if isinstance(imgsz, tuple) else imgsz, batch=batch if _dynamic(model_bytes) else 1, device="cpu",
                               plots=False, verbose=False, workers=0, project=tmp, name="val", half=False,
                               split=split)
+                per_image = PerImage(task)
                 if path is not None:
-                    res = YOLO(str(path), task=task).val(**kwargs)
+                    model = YOLO(str(path), task=task)
+                    model.add_callback("on_val_start", per_image.hook)
+                    res = model.val(**kwargs)
                 else:
-                    res = _validate_in_process(RuntimeModule(runtime, model_bytes, ir, task), task, kwargs)
+                    res = _validate_in_process(RuntimeModule(runtime, model_bytes, ir, task), task, kwargs,
+                                               per_image.hook)
         except UsageError:
             raise
         except Exception as e:
             raise UsageError(f"evaluation on '{data}' failed: {type(e).__name__}: {str(e).splitlines()[0]}") from e
         finally:
             logger.setLevel(level)
-    return task_metrics(res, task)
+    return task_metrics(res, task).with_replicates(per_image.replicates())
 
 
 #: Each task's budget metric: the value that budgets, recovery targets and the report's accuracy column
@@ -106,14 +112,17 @@ class RuntimeModule(torch.nn.Module):
         return tensors[0] if len(tensors) == 1 else tensors
 
 
-def _validate_in_process(module, task: str, kwargs: dict):
-    """Ultralytics' validator for ``task`` on an in-memory module (its PyTorch backend)."""
+def _validate_in_process(module, task: str, kwargs: dict, on_val_start=None):
+    """Ultralytics' validator for ``task`` on an in-memory module (its PyTorch backend); ``on_val_start``
+    (validator) is hooked in before it runs."""
     from ultralytics.models import yolo
 
     validator_cls = {"classify": yolo.classify.ClassificationValidator, "segment": yolo.segment.SegmentationValidator,
                      "pose": yolo.pose.PoseValidator, "obb": yolo.obb.OBBValidator}.get(task, yolo.detect.DetectionValidator)
     args = {k: v for k, v in kwargs.items() if k not in ("project", "name")}
     validator = validator_cls(args=dict(args, mode="val", task=task))
+    if on_val_start is not None:
+        validator.add_callback("on_val_start", on_val_start)
     validator(model=module)
     return validator.metrics
 

@@ -212,15 +212,16 @@ class RecoveryWatch:
 
     With ``stop_at.confirm``, an epoch whose trainer metric reaches the target is measured again the way
     the report measures it (the EMA weights as the checkpoint holds them: fp16, read back as fp32), and
-    training stops only if that measurement reaches the target too; the confirmed model is then the
-    result (``confirmed``), not the trainer's best-fitness checkpoint."""
+    training stops only if that measurement, less its noise margin (``Confirmation.bound``), reaches the
+    target too; the confirmed model is then the result (``confirmed``), not the trainer's best-fitness
+    checkpoint."""
 
     def __init__(self, task: str, stop_at: AutoStop | None, progress=None):
         self.key = TRAINER_METRIC.get(task, TRAINER_METRIC["detect"])
         self.target = stop_at.target if stop_at else None
         self.confirm = stop_at.confirm if stop_at else None
         self.curve: list[float] = []
-        self.checks: list[list[float]] = []  # [epoch, confirmed value] for each trainer-side crossing
+        self.checks: list[list[float]] = []  # [epoch, value, bound] for each trainer-side crossing
         self.confirmed = None  # the module confirmed at the target
         self.reason = "max_epochs" if stop_at else "epochs"
         self.progress = progress
@@ -240,9 +241,9 @@ class RecoveryWatch:
             return
         if self.confirm is not None:
             candidate = checkpoint_weights(trainer.ema.ema if trainer.ema else trainer.model)
-            measured = float(self.confirm(candidate))
-            self.checks.append([len(self.curve), round(measured, 4)])
-            if not measured >= self.target:
+            measured = self.confirm(candidate)
+            self.checks.append([len(self.curve), round(measured.value, 4), round(measured.bound, 4)])
+            if not measured.bound >= self.target:
                 return
             set_export_mode(candidate, False)
             self.confirmed = candidate

@@ -11,10 +11,11 @@ is kept for INT8, as in ``ladder``.
    never chosen) and, for every MAC target (fractions of the input's MACs removed; ``--max-macs``
    caps them), ``prune:macs=T,protect_head=false`` (per-group ratios from the sensitivity analysis)
    on the *input* model, then ``distill`` from the input model for at most ``rung_epochs[0]``
-   epochs (``epochs=auto``: it stops as soon as the val drop is within ``share``).
+   epochs (``epochs=auto``: it stops as soon as the val drop is within ``share`` by ``margin``
+   standard errors of val noise, the paired bootstrap SE of the drop).
 2. **Successive halving.** After each rung, on the val drop each candidate measured:
 
-   - a candidate whose drop is within ``share`` is *settled*: it joins the INT8 pool and trains no
+   - a candidate whose drop plus ``margin`` standard errors is within ``share`` is *settled*: it joins the INT8 pool and trains no
      further (as the ladder accepts a step);
    - a candidate that is not within ``share`` and has at least as many MACs as a settled one is
      dropped: it can no longer be the fastest;
@@ -43,8 +44,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from yolocc.compiler.search import SearchSpace, SearchStrategy, Trial, TrialResult
-from yolocc.compiler.training import PATIENCE
+from yolocc.compiler.search import SearchSpace, SearchStrategy, Trial, TrialResult, drop_bound
+from yolocc.compiler.training import MARGIN, PATIENCE
 from yolocc.passes import fake_quant
 from yolocc.passes.finetune import Distill
 from yolocc.passes.int8 import Int8
@@ -83,7 +84,8 @@ class BranchSearch(SearchStrategy):
     ``distill:epochs=auto,max_epochs=E`` stops a rung early once within the pruning share; False: exactly
     ``epochs=E``); ``patience`` (``epochs=auto``'s); ``keep`` (fraction of the open candidates that
     train on after a rung, rounded up); ``int8_share`` (fraction of ``--max-drop`` kept for INT8);
-    ``quantize`` (candidates quantized per batch)."""
+    ``quantize`` (candidates quantized per batch); ``margin`` (standard errors of val noise, the paired
+    bootstrap SE of the drop, that a candidate must clear within the share to settle)."""
 
     name = "branch"
     doc = ("prune to several MAC targets at once + distill with successive halving on the epochs (batches for "
@@ -95,6 +97,7 @@ class BranchSearch(SearchStrategy):
     keep: float = 0.5
     int8_share: float = INT8_SHARE
     quantize: int = 2
+    margin: float = MARGIN
 
     def __post_init__(self) -> None:
         if not self.targets or not all(0 < t < 1 for t in self.targets):
@@ -118,7 +121,8 @@ class BranchSearch(SearchStrategy):
 
     def distill(self, epochs: int, share: float) -> Distill:
         if self.auto:
-            return Distill(epochs="auto", within=round(share, 4), max_epochs=epochs, patience=self.patience)
+            return Distill(epochs="auto", within=round(share, 4), max_epochs=epochs, patience=self.patience,
+                           margin=self.margin)
         return Distill(epochs=epochs)
 
     def halve(self, space: SearchSpace, targets: list[float], share: float, total: int) -> list[TrialResult]:
@@ -141,8 +145,9 @@ class BranchSearch(SearchStrategy):
                 trials = [Trial(f"{b.name} (rung {rung})", [self.distill(epochs, share)], parent=b.result.trial,
                                 teacher=teacher, candidate=False) for b in open_]
                 trained = [_Branch(b.target, r) for b, r in zip(open_, space.run(trials))]
-            settled += [b for b in trained if space.drop(b.result) <= share]
-            open_ = survivors([b for b in trained if space.drop(b.result) > share], settled, space, self.keep)
+            settled += [b for b in trained if drop_bound(space, b.result, self.margin) <= share]
+            open_ = survivors([b for b in trained if drop_bound(space, b.result, self.margin) > share], settled,
+                              space, self.keep)
             if not open_:
                 break
         return [b.result for b in sorted(settled, key=_Branch.macs)]

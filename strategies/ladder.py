@@ -4,8 +4,9 @@ building on the last accepted model:
 1. ``int8`` alone on the input (for comparison: the report's "int8 alone" row; never chosen here);
 2. prune to the next MAC target with per-group ratios from the sensitivity analysis (head included),
    then distil from the input model until the val metric is back within the pruning share of the
-   budget (``epochs=auto``); accept the step if it is, stop climbing at the first step that is not
-   (``--max-macs`` caps the deepest step);
+   budget (``epochs=auto``) by ``margin`` standard errors of val noise (the paired bootstrap SE of the
+   drop); accept the step if it is, stop climbing at the first step that is not (``--max-macs`` caps
+   the deepest step);
 3. quantize the most aggressive accepted model with INT8 mixed precision for what is left of the
    budget. Where that needs float layers or is over budget, quantization-aware training (``qat``, all
    layers INT8, the same placement) is tried on the same model: it is chosen when it fits (it runs as
@@ -17,8 +18,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from yolocc.compiler.search import SearchSpace, SearchStrategy, Trial, TrialResult
-from yolocc.compiler.training import MAX_EPOCHS, PATIENCE
+from yolocc.compiler.search import SearchSpace, SearchStrategy, Trial, TrialResult, drop_bound
+from yolocc.compiler.training import MARGIN, MAX_EPOCHS, PATIENCE
 from yolocc.passes import fake_quant
 from yolocc.passes.finetune import Distill
 from yolocc.passes.int8 import Int8
@@ -50,6 +51,8 @@ class LadderSearch(SearchStrategy):
     int8_share: float = INT8_SHARE
     max_epochs: int = MAX_EPOCHS
     patience: int = PATIENCE
+    #: Standard errors of val noise a pruning step must clear within its share (0: the val drop alone).
+    margin: float = MARGIN
 
     def search(self, space: SearchSpace) -> TrialResult | None:
         max_macs = space.options.max_macs
@@ -66,11 +69,11 @@ class LadderSearch(SearchStrategy):
             trial = Trial(f"-{cumulative:.0%} MACs + distill",
                           [Prune(macs=step, protect_head=False),
                            Distill(epochs="auto", within=round(prune_budget, 4), max_epochs=self.max_epochs,
-                                   patience=self.patience)],
+                                   patience=self.patience, margin=self.margin)],
                           parent=parent.trial, teacher=space.input.trial,
                           candidate=False)
             result, = space.run([trial])
-            if space.drop(result) > prune_budget:
+            if drop_bound(space, result, self.margin) > prune_budget:
                 break
             accepted.append(result)
         for start in reversed(accepted):  # the most aggressive first

@@ -17,11 +17,13 @@ def macs_of(trial: Trial) -> int:
 
 class ScriptedSpace:
     """A search space whose trials 'measure' the val drops a test scripts, {trial name: drop in points, or
-    (drop, layers mixed precision kept float)}; unscripted trials drop 0. Records every batch; each result has the
-    MACs ``macs_of`` scripts."""
+    (drop, layers mixed precision kept float)}; unscripted trials drop 0. ``noise``: {trial name: the standard
+    error of its drop in points} (unscripted: unknown). Records every batch; each result has the MACs
+    ``macs_of`` scripts."""
 
-    def __init__(self, outcomes: dict, budget: float = BUDGET, max_macs: float | None = None):
-        self.budget, self.outcomes, self.batches = budget, outcomes, []
+    def __init__(self, outcomes: dict, budget: float = BUDGET, max_macs: float | None = None,
+                 noise: dict | None = None):
+        self.budget, self.outcomes, self.batches, self.noise = budget, outcomes, [], noise or {}
         self.options = CompileOptions(max_macs=max_macs)
         self.input = TrialResult(Trial("input", candidate=False), Metrics("mAP50-95", {"mAP50-95": 0.5}), macs=1000)
 
@@ -38,6 +40,9 @@ class ScriptedSpace:
 
     def drop(self, result):
         return round((self.input.val.value - result.val.value) * 100, 6)
+
+    def drop_se(self, result):
+        return self.noise.get(result.trial.name)
 
     def pass_(self, name, **args):
         raise AssertionError("strategies build their passes themselves")

@@ -37,6 +37,20 @@ def test_ladder_tries_qat_where_mixed_precision_needs_float_layers_or_misses(mix
         assert [p.name for p in result.trial.passes] == ["qat"]
 
 
+@pytest.mark.parametrize("margin, climbed", [(0.0, 2), (1.0, 1)])
+def test_ladder_steps_must_clear_the_val_noise_margin(margin, climbed):
+    """A step whose val drop (0.4 pt) is within the pruning share (0.6 pt) but not by one standard error
+    of its val noise (0.5 pt) is not accepted with ``margin=1``: the ladder stops climbing below it, and
+    its distillation was asked to clear the same margin."""
+    space = ScriptedSpace({"-45% MACs + distill": 0.4, "-55% MACs + distill": 0.8}, max_macs=0.55,
+                          noise={"-30% MACs + distill": 0.1, "-45% MACs + distill": 0.5})
+    result = LadderSearch(margin=margin).search(space)
+    assert result.trial.name == ["-30% MACs + distill + int8", "-45% MACs + distill + int8"][climbed - 1]
+    assert ("-55% MACs + distill" in space.ran()) == (climbed == 2)
+    distills = [p for p in result.trial.lineage() if p.name == "distill"]
+    assert distills and all(p.args["margin"] == margin for p in distills)
+
+
 @pytest.mark.parametrize("args, message", [
     (["--max-drop", "1"], "--max-drop needs --data"),
     (["--max-drop", "-1", "--data", "d.yaml"], "max_drop must be between 0 and 100"),
@@ -109,3 +123,23 @@ def test_the_terminal_warns_when_test_disagrees_with_the_budget_met_on_val(capsy
     out, err = capsys.readouterr()
     assert "budget 1.0 pt of pose mAP50-95 met" in out
     assert ("on the test split the chosen model is 1.63 pt below the input" in err) == warned
+
+
+@pytest.mark.parametrize("se, warned", [(None, False), (0.1, False), (0.85, True)])
+def test_the_terminal_shows_val_noise_and_warns_when_the_budget_is_met_within_it(capsys, monkeypatch, se, warned):
+    """The chosen model's val change is shown with its standard error; a budget met on val by less than
+    one standard error is said on stderr (test agreeing or not shown)."""
+    from types import SimpleNamespace
+
+    from yolocc.compiler import cli, report_render
+
+    monkeypatch.setattr(report_render, "terminal_table", lambda *a: "")
+    final = {"name": "-55% MACs + distill + qat", "val": 0.4569, "drop_pts_val": 0.77, "drop_se_val": se,
+             "test": None, "drop_pts_test": None, "speedup_vs_input": 1.7}
+    report = SimpleNamespace(budget={"max_drop": 1.0, "metric": "pose mAP50-95", "final": final},
+                             latency={"runtime": "onnxruntime", "isa": "AVX-512 VNNI"})
+    cli._print_report(report)
+    out, err = capsys.readouterr()
+    out = " ".join(out.split())  # the line is wrapped to the terminal
+    assert ("(-0.77 pt)" in out) == (se is None) and (se is None or f"(-0.77 +- {se:.2f} pt)" in out)
+    assert ("less than one standard error of val noise (0.85 pt" in err) == warned

@@ -2,8 +2,8 @@
 
 from types import SimpleNamespace
 
-from yolocc.compiler.metrics import Metrics
-from yolocc.compiler.training import AutoStop
+from yolocc.compiler.metrics import Metrics, drop_se
+from yolocc.compiler.training import AutoStop, Confirmation
 
 from yolocc.passes.finetune import Distill, Finetune
 from yolocc.plugins.ultralytics_training import RecoveryWatch
@@ -75,11 +75,12 @@ def _trained_trainer(value, model, epochs=30):
 
 def test_watch_stops_only_when_the_reports_measurement_confirms_the_target():
     """The trainer can validate optimistically (Ultralytics' rect batches at a larger size): a crossing it
-    reports is measured again by ``confirm``; training goes on until that measurement reaches the target,
-    and the confirmed model (as the checkpoint holds it: fp16 weights read back as fp32) is kept."""
+    reports is measured again by ``confirm``; training goes on until that measurement, less its noise
+    margin (``Confirmation.bound``), reaches the target, and the confirmed model (as the checkpoint holds
+    it: fp16 weights read back as fp32) is kept."""
     import torch
 
-    measured = iter([0.48, 0.505])
+    measured = iter([Confirmation(0.48, 0.48), Confirmation(0.52, 0.49), Confirmation(0.53, 0.505)])
     seen = []
 
     def confirm(module):
@@ -96,11 +97,14 @@ def test_watch_stops_only_when_the_reports_measurement_confirms_the_target():
     assert not t.stop and watch.confirmed is None  # the trainer says recovered, the measurement 0.48 does not
     t = _trained_trainer(0.52, model)
     watch.on_fit_epoch_end(t)
+    assert not t.stop and watch.confirmed is None  # 0.52 is over the target, but not by the noise margin
+    t = _trained_trainer(0.53, model)
+    watch.on_fit_epoch_end(t)
     assert t.stop and watch.confirmed is seen[-1] and watch.confirmed is not model
     assert torch.equal(watch.confirmed.weight, model.weight.detach().half().float())
     assert not watch.confirmed.training and not watch.confirmed.weight.requires_grad
-    assert watch.facts(t) == {"epochs_run": 3, "val_curve": [0.45, 0.51, 0.52], "stopped": "recovered",
-                              "confirmed": [[2, 0.48], [3, 0.505]]}
+    assert watch.facts(t) == {"epochs_run": 4, "val_curve": [0.45, 0.51, 0.52, 0.53], "stopped": "recovered",
+                              "confirmed": [[2, 0.48, 0.48], [3, 0.52, 0.49], [4, 0.53, 0.505]]}
 
 
 def test_the_pass_confirms_on_the_reports_evaluation(load_ir, monkeypatch):
@@ -109,7 +113,8 @@ def test_the_pass_confirms_on_the_reports_evaluation(load_ir, monkeypatch):
     ir = load_ir("yolov8n.yaml", 64)
     ir.analyses["pre_prune"] = ir.module
     ctx = pass_ctx(ir, data="d.yaml")
-    ctx.reference = Metrics("mAP50-95", {"mAP50-95": 0.6})
+    # bootstrap replicates on the same resampled images: the candidate's drop varies by +-0.02 around 0.18
+    ctx.reference = Metrics("mAP50-95", {"mAP50-95": 0.6}, (0.6, 0.62, 0.58, 0.6))
     seen = {}
 
     def fake_train(self, ir_, data, settings, teacher=None):
@@ -118,11 +123,14 @@ def test_the_pass_confirms_on_the_reports_evaluation(load_ir, monkeypatch):
 
     def fake_val(self, probe, model):
         seen["probe"] = probe
-        return Metrics("mAP50-95", {"mAP50-95": 0.42 if isinstance(model, bytes) else -1})
+        return Metrics("mAP50-95", {"mAP50-95": 0.42 if isinstance(model, bytes) else -1}, (0.42, 0.46, 0.38, 0.42))
 
     monkeypatch.setattr(type(ctx.frontend), "train", fake_train)
     monkeypatch.setattr(type(ctx), "val_metrics", fake_val)
-    Distill(within=0.5)(ir, ctx)
+    Distill(within=0.5, margin=2.0)(ir, ctx)
     candidate = load_ir("yolov8n.yaml", 64).module
-    assert seen["auto"].confirm(candidate) == 0.42
+    se = drop_se(ctx.reference, Metrics("mAP50-95", {"mAP50-95": 0.42}, (0.42, 0.46, 0.38, 0.42)))
+    assert 1.0 < se < 2.0  # points: the paired differences 0.18, 0.16, 0.20, 0.18
+    confirmed = seen["auto"].confirm(candidate)
+    assert confirmed.value == 0.42 and abs(confirmed.bound - (0.42 - 2.0 * se / 100)) < 1e-9
     assert seen["probe"].module is candidate and seen["probe"] is not ir
