@@ -135,12 +135,14 @@ class Budget:
 
     def _finish(self, trial: Trial, key: str | None, outcome: TrialOutcome) -> TrialResult:
         ir, val, test, facts = outcome.ir, outcome.val, outcome.test, outcome.facts
-        result = TrialResult(trial, val, test, facts, ir, size_bytes=outcome.size_bytes, macs=outcome.macs, key=key)
+        result = TrialResult(trial, val, test, facts, ir, size_bytes=outcome.size_bytes, macs=outcome.macs, key=key,
+                             time_s=round(outcome.time_s, 1), worker=outcome.worker)
         if key is not None:
             ir.invalidate()  # the dependency graph is a cache of the module, not part of it
             cache.store_trial(self.options.cache_root(), key, ir, {
                 "val": _metrics_dict(val), "test": _metrics_dict(test), "facts": facts,
-                "size_bytes": result.size_bytes, "macs": result.macs, "time_s": round(outcome.time_s, 1)})
+                "size_bytes": result.size_bytes, "macs": result.macs, "time_s": round(outcome.time_s, 1),
+                "worker": outcome.worker})
         return result
 
     def _record(self, result: TrialResult) -> TrialResult:
@@ -155,7 +157,7 @@ class Budget:
         """A trial read back from the cache: its model and measurements as stored, nothing rebuilt."""
         return TrialResult(trial, _metrics(stored["val"]), _metrics(stored["test"]) if stored["test"] else None,
                            stored["facts"], ir, size_bytes=stored["size_bytes"], macs=stored["macs"], key=key,
-                           reused=True)
+                           reused=True, time_s=stored.get("time_s"), worker=stored.get("worker", ""))
 
     def _result_of(self, trial: Trial) -> TrialResult:
         if id(trial) not in self._by_trial:
@@ -266,6 +268,7 @@ class Budget:
                             "test": _value(r.test), "drop_pts": round(self.drop(r), 3),
                             "drop_se": self.drop_se(r) if r is not base else None,
                             "within": self.drop(r) <= self.budget + 1e-9, "reused": r.reused,
+                            "worker": r.worker, "wall_s": r.time_s, "stopped": _stopped(r.facts),
                             "latency_ms": r.latency_ms, "macs": r.macs, "size_bytes": r.size_bytes}
                            for r in results],
             "executor": self.executor.name if self.executor else "local",
@@ -289,6 +292,13 @@ class Budget:
 
 def _metrics_dict(m: Metrics | None) -> dict | None:
     return None if m is None else {"primary": m.primary, "values": dict(m.values), "replicates": list(m.replicates)}
+
+
+def _stopped(facts: list[dict]) -> str | None:
+    """Why the trial's last training pass stopped (``epochs=auto``: "recovered" before its most epochs,
+    "no improvement (patience)", "max_epochs"; "epochs": a fixed count), None when nothing trained."""
+    reasons = [f["changes"]["stopped"] for f in facts if isinstance(f.get("changes"), dict) and "stopped" in f["changes"]]
+    return reasons[-1] if reasons else None
 
 
 def _metrics(stored: dict) -> Metrics:

@@ -336,21 +336,37 @@ def budget_markdown(b: dict[str, Any]) -> list[str]:
                      f"{vs_int8}.")
     else:
         lines.append("No candidate met the budget.")
-    lines += ["", "| candidate | val | test | change (val) | within | latency | MACs | size |",
-              "|---|---|---|---|---|---|---|---|"]
+    lines += ["", "| candidate | val | test | change (val) | within | latency | MACs | size | trial |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for c in b["candidates"]:
         latency = "-" if c["latency_ms"] is None else f"{c['latency_ms']:.2f} ms"
         lines.append(f"| {c['name']}{' (from the cache)' if c.get('reused') else ''} | {c['val']:.4f} | {_opt(c['test'])} | {change_text(c['drop_pts'], c.get('drop_se'))} | "
                      f"{'yes' if c['within'] else 'no'} | {latency} | {count(c['macs'] or 0)} | "
-                     f"{nbytes(c['size_bytes'] or 0)} |")
+                     f"{nbytes(c['size_bytes'] or 0)} | {trial_text(c)} |")
     lines += ["", "Change (val): against the input, +- one standard error of val noise (bootstrap over the val "
               "images, paired with the input).", "", f"Search wall time: {b['wall_s']:.0f} s."]
     return lines
 
 
+def trial_text(c: dict[str, Any]) -> str:
+    """How a budget candidate was built: its wall time and worker (``host:pid``), why its training
+    stopped, and whether it was read back from the cache (then: the time it took when built)."""
+    parts = []
+    if c.get("wall_s") is not None:
+        parts.append(f"{c['wall_s']:.0f} s")
+    if c.get("worker"):
+        parts.append(f"on {c['worker']}")
+    if c.get("stopped"):
+        parts.append(f"stopped: {c['stopped']}")
+    if c.get("reused"):
+        parts.append("reused from the cache")
+    return ", ".join(parts) or "-"
+
+
 def change_text(drop: float, se: float | None) -> str:
     """A val drop (points) as the change it is, with its standard error where known: "-0.42 +- 0.85 pt"."""
-    return f"{-drop:+.2f} pt" if se is None else f"{-drop:+.2f} +- {se:.2f} pt"
+    change = 0.0 - drop  # 0.0 - 0.0 is +0.0, where -0.0 would print as "-0.00"
+    return f"{change:+.2f} pt" if se is None else f"{change:+.2f} +- {se:.2f} pt"
 
 
 def _opt(v) -> str:

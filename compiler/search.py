@@ -68,6 +68,10 @@ class TrialResult:
     #: from there (a resumed or repeated search) instead of being built again.
     key: str | None = None
     reused: bool = False
+    #: Seconds it took to build and measure (as stored, for a reused result) and the ``host:pid`` that
+    #: built it ("" for the input).
+    time_s: float | None = None
+    worker: str = ""
 
 
 class SearchSpace(Protocol):

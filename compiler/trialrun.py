@@ -12,6 +12,8 @@ since they travel pickled with the job).
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
@@ -55,6 +57,13 @@ class TrialOutcome:
     size_bytes: int = 0
     macs: int = 0
     time_s: float = 0.0
+    #: Where it ran: ``host:pid`` of the process that built it (the budget's own, or a worker's).
+    worker: str = ""
+
+
+def worker_name() -> str:
+    """This process as a trial's ``worker``: ``host:pid``."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 _WORKER_COMPILERS: dict[type, Any] = {}
@@ -94,4 +103,4 @@ def run_trial(job: TrialJob, compiler=None, runtime=None, progress: Callable[[st
     if out_of_process:
         ir.invalidate()  # the dependency graph is a cache of the module: it need not travel back
     return TrialOutcome(ir, val, test, facts, size_bytes=len(model), macs=onnxgraph.macs(onnx.load_from_string(model)),
-                        time_s=time.perf_counter() - t0)
+                        time_s=time.perf_counter() - t0, worker=worker_name())

@@ -150,3 +150,21 @@ def test_plot_labels_never_overlap_and_coinciding_points_share_one_label():
     legend = "\n".join(t.get_text() for t in fig.texts)
     assert "3=4=5: int8 = fp16 = simplify (same latency and accuracy)" in legend
     assert "AVX2" in fig.axes[0].get_xlabel() and "val split" in fig.axes[0].get_ylabel()
+
+
+def test_budget_markdown_lists_each_trials_noise_worker_wall_time_and_stop():
+    """Every candidate row says its val change with its standard error, the time it took and where it
+    ran, why its training stopped and whether it was reused from the cache."""
+    from yolocc.compiler.report_render import budget_markdown
+
+    base = {"latency_ms": 2.0, "macs": 10, "size_bytes": 100, "test": 0.5, "within": True, "passes": []}
+    b = {"max_drop": 1.0, "metric": "mAP50-95", "wall_s": 60.0, "candidates": [
+        {**base, "name": "input", "val": 0.5, "drop_pts": 0.0, "drop_se": None, "worker": "", "wall_s": None},
+        {**base, "name": "-30% MACs + distill", "val": 0.49, "drop_pts": 1.0, "drop_se": 0.42,
+         "worker": "node1:77", "wall_s": 41.4, "stopped": "recovered"},
+        {**base, "name": "int8 alone", "val": 0.5, "drop_pts": 0.0, "drop_se": 0.1, "worker": "node1:78",
+         "wall_s": 12.0, "reused": True}]}
+    text = "\n".join(budget_markdown(b))
+    assert "| -1.00 +- 0.42 pt |" in text and "| +0.00 pt |" in text
+    assert "41 s, on node1:77, stopped: recovered |" in text
+    assert "int8 alone (from the cache)" in text and "12 s, on node1:78, reused from the cache |" in text

@@ -1,6 +1,8 @@
 """Search strategies are plugins over typed trials: what a strategy gets, what reaches the passes,
 and what the budget refuses or attributes."""
 
+import os
+import socket
 from pathlib import Path
 from types import ModuleType
 
@@ -170,3 +172,8 @@ def test_a_killed_search_resumes_from_its_finished_trials(tmp_path):
     assert (len(Probe.seen), Interrupting.runs) == (1, 2)
     assert all(c["reused"] for c in again.report.budget["candidates"][1:])
     assert again.report.budget["final"]["val"] == result.report.budget["final"]["val"]
+    # a reused trial keeps where and how long it was built, and its val noise (bootstrap replicates)
+    here = f"{socket.gethostname()}:{os.getpid()}"
+    for old, new in zip(result.report.budget["candidates"][1:], again.report.budget["candidates"][1:]):
+        assert old["worker"] == new["worker"] == here and old["wall_s"] == new["wall_s"] is not None
+        assert old["drop_se"] == new["drop_se"] is not None
