@@ -89,7 +89,7 @@ def run_budget(model: str, data: str, calib: str, max_drop: float, max_macs: flo
     def progress(what: str, done: int, total: int) -> None:
         if total > 50 and done not in (1, total):  # per-image counters: their first and last step only
             return
-        print(f"[{time.perf_counter() - t0:7.0f} s] {what}: {done}/{total}", file=sys.stderr, flush=True)
+        print(f"[{time.perf_counter() - t0:7.0f} s] {what.replace(chr(9), ': ')}: {done}/{total}", file=sys.stderr, flush=True)
 
     ir, report = Budget(compiler, opts, compiler.registry.strategy(opts.search), progress).search(model)
     wall = time.perf_counter() - t0

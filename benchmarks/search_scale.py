@@ -90,7 +90,7 @@ def run_search(executor: str, workers: int, threads: int, model: str, opts: Comp
 
     def progress(what: str, done: int, total: int) -> None:
         if what.startswith("budget:"):  # the search's steps, not every pass's (in process)
-            print(f"[{executor}x{workers} {time.perf_counter() - t0:6.0f} s] {what}: {done}/{total}",
+            print(f"[{executor}x{workers} {time.perf_counter() - t0:6.0f} s] {what.replace(chr(9), ': ')}: {done}/{total}",
                   file=sys.stderr, flush=True)
 
     row = {"executor": executor, "workers": workers, "threads_per_trial": threads}

@@ -36,6 +36,7 @@ from .options import CompileOptions
 from .passbase import Pass
 from .report import BUDGET_ORIGIN, Report, StageRecord
 from .search import SearchStrategy, Trial, TrialResult
+from .trialboard import TrialBoard
 from .trialrun import TrialJob, TrialOutcome, run_trial
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,8 @@ class Budget:
         self._base_key: str | None = None  # set by search() when trials are cached (--cache DIR)
         #: Where trials run; None until search() starts (then ``--executor``/``--workers``'s).
         self.executor: Executor | None = executor
+        #: The progress display over every trial (``compiler.trialboard``); None until the first batch.
+        self.board: TrialBoard | None = None
 
     # ------------------------------------------------------------------ the SearchSpace interface
     def run(self, trials: Sequence[Trial]) -> list[TrialResult]:
@@ -103,16 +106,36 @@ class Budget:
         todo = [i for i, (_, _, hit, _) in enumerate(prepared) if hit is None]
         jobs = [prepared[i][3] for i in todo]
 
-        def done(j: int, outcome: TrialOutcome) -> None:
+        def finish(j: int, outcome: TrialOutcome) -> None:
             trial, key, _, _ = prepared[todo[j]]
             results[todo[j]] = self._finish(trial, key, outcome)
 
         if jobs:
             ex = self.executor
-            fn = (partial(run_trial, compiler=self.compiler, runtime=self.runtime, progress=self._progress)
+            board = self._board()
+            on_board = board.submit([job.name for job in jobs], [job.trains() for job in jobs])
+
+            def done(j: int, outcome: TrialOutcome) -> None:
+                finish(j, outcome)
+                board.finish(on_board[j], outcome.time_s)
+
+            fn = (partial(run_trial, compiler=self.compiler, runtime=self.runtime, progress=self._trial_progress)
                   if ex.in_process else partial(run_trial, compiler_class=type(self.compiler)))
             ex.map(fn, jobs, [ex.resources(job.trains(), len(jobs)) for job in jobs], done)
         return [self._record(r) for r in results]
+
+    def _board(self) -> TrialBoard:
+        """The search's one progress display over its trials (created with the first batch)."""
+        if self.board is None:
+            self.board = TrialBoard(self._progress, workers=self.executor.workers if self.executor else 1)
+        return self.board
+
+    def _trial_progress(self, what: str, done: int, total: int) -> None:
+        """Progress of a trial running in this process: shown as is, and its epochs on the board."""
+        if self._progress:
+            self._progress(what, done, total)
+        if what.endswith(": epochs") and self.board is not None:
+            self.board.epoch(done, total)
 
     def _prepare(self, trial: Trial) -> tuple[Trial, str | None, TrialResult | None, TrialJob | None]:
         """(trial, its cache key, its cached result or None, the job that builds it or None)."""

@@ -192,9 +192,11 @@ def _compile_main(argv: list[str]) -> int:
         tasks: dict[str, int] = {}
 
         def progress(description: str, done: int, total: int) -> None:
-            if description not in tasks:
-                tasks[description] = bars.add_task(description, total=total)
-            bars.update(tasks[description], completed=done, total=total)
+            key, _, status = description.partition("\t")  # "name\tstatus": one bar per name, its status beside it
+            shown = f"{key}: {status}" if status else key
+            if key not in tasks:
+                tasks[key] = bars.add_task(shown, total=total)
+            bars.update(tasks[key], completed=done, total=total, description=shown)
 
         def on_stage(rec):  # stage lines only with -v: an error must stay the one line on stderr
             if args.verbose:

@@ -164,8 +164,11 @@ def test_a_killed_search_resumes_from_its_finished_trials(tmp_path):
     assert (len(Probe.seen), Interrupting.runs) == (1, 1)
     assert len(list((tmp_path / "cache" / "trials").iterdir())) == 1  # the finished trial, nothing partial
     Interrupting.armed = False
-    result = compiler.compile(str(DETECTOR), [], None, options=opts)
+    shown = []
+    result = compiler.compile(str(DETECTOR), [], None, options=opts, progress=lambda d, done, total: shown.append(d))
     assert (len(Probe.seen), Interrupting.runs) == (1, 2)  # the first trial was not built again
+    board = [d.split("\t")[1] for d in shown if d.startswith("budget: trials\t")]
+    assert board[0] == "1 running (second), 0 queued, 0 done" and board[-1] == "1 done"  # the reused one is not run
     reused = {c["name"]: c["reused"] for c in result.report.budget["candidates"]}
     assert reused == {"input": False, "first": True, "second": False}
     again = compiler.compile(str(DETECTOR), [], None, options=opts)
