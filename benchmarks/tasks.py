@@ -11,8 +11,8 @@ split; `baseline`, `int8_drop` and `budget_drop` are on the held-out test split,
 FP32 export, the "int8 alone" candidate and the chosen model timed side by side in one onnxruntime
 process (round-robin, thread spinning off, `benchmarks/budget.py`'s `run_budget`), with the CPU's ISA.
 `--max-macs` (default 0.55: the ladder's first three steps, 30, 45 and 55% of the MACs; `make demo` stops
-at 0.45, the CLI without the option climbs to 65%) caps the pruning ladder so the run fits in about half
-an hour on 2 idle CPU cores (32 min measured, AVX-512 VNNI).
+at 0.45, the CLI without the option climbs to 65%) caps the pruning ladder so the run fits in under
+an hour on 2 idle CPU cores (43 min measured, AVX-512 VNNI).
 """
 
 from __future__ import annotations
