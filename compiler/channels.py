@@ -12,8 +12,8 @@ int8 3x3 convolution (Q/DQ, the kernel pruned int8 models run), stride 1, ``SPAT
 (multiples of 8); each count's fastest of 30 runs, the counts timed round-robin. The multiple climbs
 the ladder 8, 16, 32, 64 while the channels inside a block of the next rung cost less than
 ``STEP_RATIO`` of those that start a block (``step_ratio``: mean latency increments over the
-sweep): where they are nearly free, the kernel pays for whole blocks and a count inside one is
-padding. The measurement is cached like the int8 ceiling (per ISA, runtime version and thread
+sweep, trimmed: ``trimmed_mean``): where they are nearly free, the kernel pays for whole blocks and a count inside one
+is padding. The measurement is cached like the int8 ceiling (per ISA, runtime version and thread
 count, under ``cache_root/channels``; a sweep taken while other work kept every core busy is taken
 again by the next quiet call).
 """
@@ -40,25 +40,33 @@ CHANNELS = tuple(range(64, 193, 8))
 SPATIAL = 40
 #: A block of n channels is taken when the channels inside it cost less than this share of those
 #: that start it (``step_ratio``): about 1 for a kernel without such blocks, 0 for one that pads to n.
-#: Measured on AVX-512 VNNI (AMD EPYC): OpenVINO 2026.4's int8 conv 0.14-0.22 for 16 (16 -> 32: 1.04-1.13),
-#: onnxruntime 1.32's QLinearConv 0.40-0.49 (a partial step: 8 stays).
+#: Measured on AVX-512 VNNI (AMD EPYC), trimmed: OpenVINO 2026.4's int8 conv 0.10-0.12 for 16 (16 -> 32:
+#: 0.89-1.31), onnxruntime 1.32's QLinearConv 0.41-0.44 (a partial step: 8 stays).
 STEP_RATIO = 0.3
 #: The decision rule's version, part of the cache key: a changed rule measures again.
-RULE = f"step-ratio<{STEP_RATIO}"
+RULE = f"trimmed-step-ratio<{STEP_RATIO}"
 
 
 def step_ratio(latency: dict[int, float], m: int, n: int) -> float | None:
     """How much the ``m`` channels that follow a multiple of ``m`` *inside* a block of ``n`` cost, against
     the ``m`` channels that *start* a block of ``n``: the mean latency increase from ``c`` to ``c + m``
     over counts ``c`` that are multiples of ``m`` but not of ``n``, divided by the same mean over
-    multiples of ``n``. About 1 where the kernel has no ``n``-channel blocks (latency grows smoothly);
+    multiples of ``n``, both ``trimmed_mean`` (one slow count in a sweep of 17 does not decide: with
+    plain means, a single outlier moved OpenVINO's 8 -> 16 ratio from 0.12 to 0.32 and kept 8). About 1 where the kernel has no ``n``-channel blocks (latency grows smoothly);
     near 0 where it pads to ``n`` or more (the channels inside a block are free). None without the
     counts, or where starting a block costs nothing."""
     inside = [latency[c + m] - latency[c] for c in latency if c % m == 0 and c % n and c + m in latency]
     start = [latency[c + m] - latency[c] for c in latency if c % n == 0 and c + m in latency]
-    if not inside or not start or statistics.fmean(start) <= 0:
+    if not inside or not start or trimmed_mean(start) <= 0:
         return None
-    return max(statistics.fmean(inside), 0.0) / statistics.fmean(start)
+    return max(trimmed_mean(inside), 0.0) / trimmed_mean(start)
+
+
+def trimmed_mean(values: Sequence[float]) -> float:
+    """The mean without the largest and the smallest value where there are at least 5 (a median would
+    lose the rare steps of a large block: a 64-channel kernel steps at 2 of 8 block starts)."""
+    v = sorted(values)
+    return statistics.fmean(v[1:-1] if len(v) >= 5 else v)
 
 
 def choose_multiple(latency: dict[int, float], candidates: Sequence[int] = CANDIDATES,
@@ -66,7 +74,7 @@ def choose_multiple(latency: dict[int, float], candidates: Sequence[int] = CANDI
     """(multiple, reason) from a sweep ``{channels: latency}``: from the smallest candidate ``m``, climb
     to the next ``n`` (twice ``m``) while ``step_ratio(latency, m, n) < step`` (the channels inside a
     block of ``n`` cost less than ``step`` times those that start one: the kernel pays for whole
-    blocks). Means over the whole sweep, so one noisy count does not move it. None when the sweep is flat
+    blocks). Trimmed means over the whole sweep, so one noisy count does not move it. None when the sweep is flat
     (the largest count not clearly slower than the smallest: overhead, not compute, sets the latency)."""
     counts = sorted(latency)
     lo, hi = counts[0], counts[-1]
