@@ -15,8 +15,8 @@ is kept for INT8, as in ``ladder``.
    standard errors of val noise, the paired bootstrap SE of the drop).
 2. **Successive halving.** After each rung, on the val drop each candidate measured:
 
-   - a candidate whose drop plus ``margin`` standard errors is within ``share`` is *settled*: it joins the INT8 pool and trains no
-     further (as the ladder accepts a step);
+   - a candidate whose drop plus ``margin`` standard errors is within ``share`` is *settled*: it joins
+     the INT8 pool and trains no further (as the ladder accepts a step);
    - a candidate that is not within ``share`` and has at least as many MACs as a settled one is
      dropped: it can no longer be the fastest;
    - of the others, the better half (``ceil(n * keep)``) by the smallest val drop (ties: fewer MACs)
@@ -104,8 +104,10 @@ class BranchSearch(SearchStrategy):
             raise ValueError(f"branch: targets must be fractions in (0, 1), got {self.targets}")
         if not self.rung_epochs or min(self.rung_epochs) < 1:
             raise ValueError(f"branch: rung_epochs must be >= 1, got {self.rung_epochs}")
-        if not 0 < self.keep <= 1 or not 0 <= self.int8_share < 1 or self.quantize < 1 or self.patience < 1:
-            raise ValueError("branch: keep must be in (0, 1], int8_share in [0, 1), quantize and patience >= 1")
+        if not 0 < self.keep <= 1 or not 0 <= self.int8_share < 1 or self.quantize < 1 or self.patience < 1 \
+                or self.margin < 0:
+            raise ValueError("branch: keep must be in (0, 1], int8_share in [0, 1), quantize and patience >= 1, "
+                             "margin >= 0")
 
     # ------------------------------------------------------------------ the search
     def search(self, space: SearchSpace) -> TrialResult | None:
