@@ -106,17 +106,14 @@ class Budget:
         todo = [i for i, (_, _, hit, _) in enumerate(prepared) if hit is None]
         jobs = [prepared[i][3] for i in todo]
 
-        def finish(j: int, outcome: TrialOutcome) -> None:
-            trial, key, _, _ = prepared[todo[j]]
-            results[todo[j]] = self._finish(trial, key, outcome)
-
         if jobs:
             ex = self.executor
             board = self._board()
             on_board = board.submit([job.name for job in jobs], [job.trains() for job in jobs])
 
             def done(j: int, outcome: TrialOutcome) -> None:
-                finish(j, outcome)
+                trial, key, _, _ = prepared[todo[j]]
+                results[todo[j]] = self._finish(trial, key, outcome)
                 board.finish(on_board[j], outcome.time_s)
 
             fn = (partial(run_trial, compiler=self.compiler, runtime=self.runtime, progress=self._trial_progress)

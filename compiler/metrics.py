@@ -76,3 +76,9 @@ def drop_se(reference: Metrics, candidate: Metrics) -> float | None:
     diffs = [x - y for x, y in zip(a, b)]
     mean = sum(diffs) / len(diffs)
     return round(100 * math.sqrt(sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1)), 3)
+
+
+def drop_bound(drop: float, se: float | None, margin: float) -> float:
+    """A drop (points) plus ``margin`` of its standard errors (``se``, points; None: unknown, no margin):
+    the drop a cautious decision compares with its budget."""
+    return drop + margin * (se or 0.0)

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Sequence
 
+from . import metrics
 from .metrics import Metrics
 from .options import CompileOptions
 
@@ -104,7 +105,7 @@ def drop_bound(space: SearchSpace, result: TrialResult, margin: float) -> float:
     """``space.drop(result)`` plus ``margin`` standard errors of its val noise (``space.drop_se``; none
     where unknown): the drop a cautious strategy compares with a share of the budget, so that a model is
     not accepted on a lucky draw of val images."""
-    return space.drop(result) + margin * (space.drop_se(result) or 0.0)
+    return metrics.drop_bound(space.drop(result), space.drop_se(result), margin)
 
 
 class SearchStrategy:

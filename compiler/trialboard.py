@@ -65,7 +65,7 @@ class TrialBoard:
             self.show()
 
     def running(self) -> list[_Entry]:
-        return [e for e in self._unfinished()[:self.workers]]
+        return self._unfinished()[:self.workers]
 
     def queued(self) -> list[_Entry]:
         return self._unfinished()[self.workers:]
@@ -85,11 +85,11 @@ class TrialBoard:
 
     def status(self) -> str:
         """``"1 running (-45% MACs + distill: epoch 3/30), 2 queued, 4 done; about 6 min left"``."""
-        running = ", ".join(f"{e.name}: epoch {e.epoch[0]}/{e.epoch[1]}" if e.epoch else e.name
-                            for e in self.running())
+        running = self.running()
+        names = ", ".join(f"{e.name}: epoch {e.epoch[0]}/{e.epoch[1]}" if e.epoch else e.name for e in running)
         done = sum(e.wall_s is not None for e in self.entries)
-        text = f"{len(self.running())} running ({running}), {len(self.queued())} queued, {done} done" \
-            if self.running() else f"{done} done"
+        text = f"{len(running)} running ({names}), {len(self.queued())} queued, {done} done" if running \
+            else f"{done} done"
         eta = self.eta_s()
         if eta:
             text += f"; about {eta / 60:.0f} min left" if eta >= 90 else f"; about {eta:.0f} s left"

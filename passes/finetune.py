@@ -15,7 +15,7 @@ import copy
 from yolocc.compiler.analyses import CANONICAL, TEACHER
 from yolocc.compiler.errors import UsageError
 from yolocc.compiler.ir import ModelIR
-from yolocc.compiler.metrics import Metrics, drop_se
+from yolocc.compiler.metrics import Metrics, drop_bound, drop_se
 from yolocc.compiler.params import Param
 from yolocc.compiler.passbase import Pass, PassContext, PassResult
 from yolocc.compiler.training import (MARGIN, MAX_EPOCHS, PATIENCE, WITHIN, AutoStop, Confirmation, DistillSettings,
@@ -82,8 +82,8 @@ def confirmer(ir: ModelIR, ctx: PassContext, reference: Metrics, margin: float):
         metrics = module_val_metrics(ir, ctx, module)
         if metrics is None:
             return Confirmation(float("nan"), float("nan"))
-        se = drop_se(reference, metrics) or 0.0
-        return Confirmation(metrics.value, metrics.value - margin * se / 100.0)
+        bound = drop_bound((reference.value - metrics.value) * 100, drop_se(reference, metrics), margin)
+        return Confirmation(metrics.value, reference.value - bound / 100)
 
     return confirm
 
