@@ -147,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
                               imgsz=imgsz)
         result = {"isa": cpu_isa(), "cores": os.cpu_count(), "model": model, "data": data, "imgsz": imgsz,
                   "max_drop": args.max_drop, "max_macs": args.max_macs, "search": "branch", "tiny": args.tiny,
-                  "strategy": {"targets": list(strategy.targets), "rung_epochs": list(strategy.rung_epochs),
+                  "strategy": {"targets": list(strategy.targets), "activations": list(strategy.activations),
+                               "rung_epochs": list(strategy.rung_epochs),
                                "auto": strategy.auto}, "runs": []}
         budgets = []
         for executor, workers in runs:

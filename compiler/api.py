@@ -72,11 +72,13 @@ class Compiler:
                            frontend=self.frontend_of(ir), runtime=runtime)
 
     def apply(self, ir: ModelIR, passes: Iterable[str | PassSpec | Pass], opts: CompileOptions, progress=None,
-              on_pass=None, teacher: Any = None, reference: Metrics | None = None) -> PassContext:
-        """Plan and run ``passes`` on ``ir`` in place: no measurements, no output. ``teacher`` and
-        ``reference`` go to ``PassContext`` (a search trial's teacher module and its val metrics)."""
+              on_pass=None, teacher: Any = None, reference: Metrics | None = None,
+              trial: bool = False) -> PassContext:
+        """Plan and run ``passes`` on ``ir`` in place: no measurements, no output. ``teacher``,
+        ``reference`` and ``trial`` go to ``PassContext`` (a search trial's teacher module, its val
+        metrics, and that the passes are one trial of a search)."""
         ctx = self.context(ir, opts, progress)
-        ctx.teacher, ctx.reference = teacher, reference
+        ctx.teacher, ctx.reference, ctx.trial = teacher, reference, trial
         return run(ir, self.plan(ir, passes), ctx, on_pass)
 
     def plan(self, ir: ModelIR, passes: Iterable[str | PassSpec | Pass]) -> list[Step]:

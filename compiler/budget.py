@@ -22,9 +22,10 @@ from dataclasses import replace
 from functools import partial
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import onnx
 
-from . import cache, lowering, onnxgraph
+from . import cache, lowering, measure, onnxgraph
 from .analyses import OUTPUT_SPLITS
 from .datasets import has_split
 from .errors import UsageError
@@ -89,6 +90,15 @@ class Budget:
 
     def drop_se(self, result: TrialResult) -> float | None:
         return drop_se(self.input.val, result.val)
+
+    def latency(self, results: Sequence[TrialResult]) -> list[float | None]:
+        if self.options.latency_runs <= 0 or not results:
+            return [None] * len(results)
+        models = [lowering.onnx_bytes(r.ir, self.options.opset) for r in results]
+        x = np.random.default_rng(0).random(onnxgraph.static_dims(onnx.load_from_string(models[0]).graph.input[0]),
+                                            dtype=np.float32)
+        return [round(ms, 3) for ms in measure.latencies_ms(self.runtime, models, x, self.options.latency_runs,
+                                                            threads=self.options.threads)]
 
     def progress(self, what: str, done: int, total: int) -> None:
         log.info("budget: %s (%d/%d)", what, done, total)

@@ -64,6 +64,9 @@ class PassContext:
     #: ``Metrics`` of the teacher on the val split when the caller measured them already; None: the
     #: recovery passes measure the reference themselves.
     reference: Metrics | None = None
+    #: True when the passes are one trial of a budget search (``compiler.trialrun``): a later trial may
+    #: train back what they cost, so a pass that needs recovery is not warned about here.
+    trial: bool = False
 
     def recovery_follows(self) -> bool:
         """Whether a pass that trains the model back (finetune, distill) runs later in the plan."""
@@ -170,7 +173,8 @@ class Pass:
         if ir.stage != self.stage:
             raise PipelineError(f"pass '{self.name}' runs at the {self.stage} stage but the model is at the {ir.stage} stage")
         result = self.call(ir, ctx)
-        if result.modified and self.needs_recovery and ctx.option("data") and not ctx.recovery_follows():
+        if result.modified and self.needs_recovery and ctx.option("data") and not ctx.recovery_follows() \
+                and not ctx.trial:
             result.diagnostics.append(f"no finetune/distill follows '{self.name}': the accuracy it costs is "
                                       f"not recovered")
         absent = [a for a in self.provides if a not in ir.analyses]

@@ -137,7 +137,7 @@ def run(ir: ModelIR, steps: Sequence[Step], ctx: PassContext, on_pass: StageCall
     if needing and not opts.data:
         raise UsageError(f"{needing[0]} trains on a dataset and measures its val split: pass --data DATA.yaml")
     for i, p in enumerate(later):
-        if p.needs_recovery and opts.data and not any(q.recovers for q in later[i + 1:]):
+        if p.needs_recovery and opts.data and not ctx.trial and not any(q.recovers for q in later[i + 1:]):
             log.warning("pass '%s' changes what the model computes and no finetune/distill follows it: "
                         "add -p distill after it to recover the accuracy on --data", p.name)
     done = 0

@@ -97,6 +97,12 @@ class SearchSpace(Protocol):
         """The standard error in points of ``drop(result)`` from val noise (paired bootstrap over the val
         images, ``metrics.drop_se``); None where the evaluation gave no bootstrap replicates."""
 
+    def latency(self, results: Sequence[TrialResult]) -> list[float | None]:
+        """Median latency (ms, batch 1) of each result's model on the target's runtime, all timed
+        round-robin in one run in the search's own process (so they share the machine's conditions; a
+        batch of trials must have finished). None for each where the options turn timing off
+        (``latency_runs`` 0); the strategy then falls back to MACs."""
+
     def progress(self, what: str, done: int, total: int) -> None:
         """Report progress of the search (the CLI shows it)."""
 

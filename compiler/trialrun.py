@@ -95,7 +95,7 @@ def run_trial(job: TrialJob, compiler=None, runtime=None, progress: Callable[[st
         compiler.apply(ir, job.passes, job.options, progress,
                        on_pass=lambda step, result, dt: facts.append(
                            {"pass": step.pass_.name, "changes": result.changes, "time_s": round(dt, 2)}),
-                       teacher=job.teacher, reference=job.reference)
+                       teacher=job.teacher, reference=job.reference, trial=True)
     model = lowering.onnx_bytes(ir, job.options.opset)
     evaluate = compiler.evaluator(ir, job.options, runtime)
     val = evaluate(model, "val")

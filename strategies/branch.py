@@ -1,30 +1,41 @@
-"""``branch``: a budget search strategy that branches from the input model and trains its candidates
-in batches, stopping weak ones early (successive halving on the recovery epochs), so that
-``--workers N`` and ``--executor ray`` run several trainings at once.
+"""``branch``: a budget search strategy that branches from the input model into several structures,
+times each one's INT8 model on the target's runtime, and trains those that can be the fastest in
+batches, stopping weak ones early (successive halving on the recovery epochs), so that ``--workers N``
+and ``--executor ray`` run several trainings at once. The objective is the latency measured on the
+target's runtime; MACs only say which structures to try (and stand in where timing is off).
 
 All drops are points of the primary val metric below the input model (``space.drop``); the choice is
 made on val only (the budget measures test and reports it, never uses it). ``share`` below is the
 pruning share of the budget: ``--max-drop`` x (1 - ``int8_share``), 60% of it by default; the rest
 is kept for INT8, as in ``ladder``.
 
-1. **Branch.** One batch: ``int8`` alone on the input (the report's "int8 alone" row, for comparison;
-   never chosen) and, for every MAC target (fractions of the input's MACs removed; ``--max-macs``
-   caps them), ``prune:macs=T,protect_head=false`` (per-group ratios from the sensitivity analysis)
-   on the *input* model, then ``distill`` from the input model for at most ``rung_epochs[0]``
+0. **Structures, timed.** One batch: for every MAC target (fractions of the input's MACs removed;
+   ``--max-macs`` caps them) and every entry of ``activations`` (None: the model's own SiLU; ``relu``:
+   ``act:to=relu`` first, which the target's integer kernels may fold), the untrained structure
+   ``[act,] prune:macs=T,protect_head=false`` (per-group ratios from the sensitivity analysis) on the
+   *input*, and ``int8`` alone on the input (the report's "int8 alone" row; never chosen). Then each
+   structure's *latency probe* (``int8:method=minmax`` on a few images, no bias correction or
+   confirmation: its accuracy does not matter, its graph is the one the final INT8 model has), and
+   the probes and int8 alone are timed round-robin in one run (``space.latency``). A structure is
+   trained only if its probe is faster than int8 alone and than every milder structure with the same
+   activation, and, for a swapped activation, at least ``act_gain`` faster than the same MAC target
+   with the model's own: a swap costs accuracy, so it must buy speed on this runtime.
+1. **Rung 1.** Every kept structure is distilled from the input model for at most ``rung_epochs[0]``
    epochs (``epochs=auto``: it stops as soon as the val drop is within ``share`` by ``margin``
-   standard errors of val noise, the paired bootstrap SE of the drop).
+   standard errors of val noise, the paired bootstrap SE of the drop), all in one batch.
 2. **Successive halving.** After each rung, on the val drop each candidate measured:
 
    - a candidate whose drop plus ``margin`` standard errors is within ``share`` is *settled*: it joins
      the INT8 pool and trains no further (as the ladder accepts a step);
-   - a candidate that is not within ``share`` and has at least as many MACs as a settled one is
-     dropped: it can no longer be the fastest;
-   - of the others, the better half (``ceil(n * keep)``) by the smallest val drop (ties: fewer MACs)
-     train on: each survivor is a child trial of its last rung's trial (so the cache and a resumed
-     search reuse every finished rung) with ``distill`` for at most ``rung_epochs[i]`` more epochs,
-     all survivors in one batch. The rest stop. After the last rung, what is not within ``share`` is
-     dropped.
-3. **INT8.** The pool, fewest MACs first, is quantized ``quantize`` candidates per batch, then the
+   - a candidate that is not within ``share`` and is no faster than a settled one (its probe's
+     latency) is dropped: it can no longer be the fastest;
+   - of the others, per activation (a swapped one starts further from the teacher, so it is not
+     ranked against the model's own), the better half (``ceil(n * keep)``) by the smallest val drop
+     (ties: faster) train on: each survivor is a child trial of its last rung's trial (so the cache and
+     a resumed search reuse every finished rung) with ``distill`` for at most ``rung_epochs[i]`` more
+     epochs, all survivors in one batch. The rest stop. After the last rung, what is not within
+     ``share`` is dropped.
+3. **INT8.** The pool, fastest probe first, is quantized ``quantize`` candidates per batch, then the
    input model alone (the last resort), with ``int8:max_drop=`` what the candidate leaves of the
    budget (mixed precision). As in the ladder, the first candidate in that order whose INT8 model
    fits the budget wins: all-INT8 at once; where mixed precision kept float layers or missed the
@@ -32,11 +43,11 @@ is kept for INT8, as in ``ladder``.
    that fits; else the next candidate. QAT runs (one batch) only for candidates ahead of the first
    all-INT8 fit. Nothing over the budget is returned (the budget verifies again).
 
-The objective is the fewest MACs, counted on each trial's ONNX model (the search cannot time models:
-the budget measures every candidate's latency on the target's runtime for the report, after the
-search). ``rung_epochs`` are the most epochs *added* at each rung, so a candidate that survives
-every rung trains at most ``sum(rung_epochs)`` epochs (28 by default; the ladder allows 30 per step);
-with four targets the rungs train at most 4, 2 and 1 candidates.
+Latency is measured in the search's own process between batches (no trial trains meanwhile), on the
+machine that runs yolocc, which is the deployment CPU this is meant for; with ``--latency-runs 0``
+nothing is timed and the fewest MACs order the structures instead. ``rung_epochs`` are the most epochs
+*added* at each rung, so a candidate that survives every rung trains at most ``sum(rung_epochs)``
+epochs (28 by default; the ladder allows 30 per step).
 """
 
 from __future__ import annotations
@@ -47,6 +58,7 @@ from dataclasses import dataclass
 from yolocc.compiler.search import SearchSpace, SearchStrategy, Trial, TrialResult, drop_bound
 from yolocc.compiler.training import MARGIN, PATIENCE
 from yolocc.passes import fake_quant
+from yolocc.passes.act import ACTIVATIONS as SWAPS, Act
 from yolocc.passes.finetune import Distill
 from yolocc.passes.int8 import Int8
 from yolocc.passes.prune import Prune
@@ -56,41 +68,69 @@ from .ladder import INT8_SHARE, LADDER, choose_int8, needs_qat
 
 #: The most recovery epochs added at each rung of the successive halving.
 RUNG_EPOCHS = (4, 8, 16)
+#: The activations a structure may have: None keeps the model's own (SiLU), "relu" swaps it (``act``).
+ACTIVATIONS: tuple[str | None, ...] = (None, "relu")
+#: How much faster (a fraction of its latency) a swapped activation's probe must be than the same MAC
+#: target's with the model's own activation to be trained.
+ACT_GAIN = 0.05
+#: The latency probe's INT8: its graph is the final model's, its ranges need not be good.
+PROBE = {"method": "minmax", "n": 16, "bias_correction": False, "confirm": False}
 
 
 @dataclass
 class _Branch:
-    """One MAC target's lineage: its latest (deepest rung) result."""
+    """One structure's lineage (its MAC target and activation): its latest (deepest rung) result and its
+    latency probe's measured ms (None: not timed)."""
 
     target: float
+    act: str | None
     result: TrialResult
+    latency: float | None = None
+
+    @property
+    def label(self) -> str:
+        return structure_name(self.target, self.act)
 
     @property
     def name(self) -> str:
-        return f"-{self.target:.0%} MACs + distill"
+        return f"{self.label} + distill"
 
     def macs(self) -> float:
         """Its MACs as measured on its ONNX (1 - target where unmeasured: the same order)."""
         return self.result.macs if self.result.macs is not None else 1.0 - self.target
 
+    def cost(self) -> float:
+        """What the search minimises: its probe's latency where timed, else its MACs."""
+        return self.latency if self.latency is not None else self.macs()
+
+
+def structure_name(target: float, act: str | None) -> str:
+    """A structure's trial name: "-45% MACs", "relu, -45% MACs"."""
+    return f"{act + ', ' if act else ''}-{target:.0%} MACs"
+
 
 @dataclass
 class BranchSearch(SearchStrategy):
-    """Prune to several MAC targets at once from the input, distil them with successive halving on
-    the recovery epochs, then INT8 with mixed precision (see the module for the rule).
+    """Branch into structures (MAC targets x activations) timed as INT8 on the target's runtime, distil
+    those that can be the fastest with successive halving on the recovery epochs, then INT8 with mixed
+    precision (see the module for the rule).
 
-    Knobs: ``targets`` (fractions of the input's MACs removed, one branch each; ``--max-macs`` caps
-    them); ``rung_epochs`` (the most distillation epochs added at each rung); ``auto`` (True:
-    ``distill:epochs=auto,max_epochs=E`` stops a rung early once within the pruning share; False: exactly
-    ``epochs=E``); ``patience`` (``epochs=auto``'s); ``keep`` (fraction of the open candidates that
+    Knobs: ``targets`` (fractions of the input's MACs removed; ``--max-macs`` caps them);
+    ``activations`` (None: the model's own; ``relu``, ``relu6``, ``hardswish``: ``act:to=``);
+    ``act_gain`` (how much faster a swapped activation's probe must be, a fraction); ``rung_epochs``
+    (the most distillation epochs added at each rung); ``auto`` (True: ``distill:epochs=auto,
+    max_epochs=E`` stops a rung early once within the pruning share; False: exactly ``epochs=E``);
+    ``patience`` (``epochs=auto``'s); ``keep`` (fraction of the open candidates of an activation that
     train on after a rung, rounded up); ``int8_share`` (fraction of ``--max-drop`` kept for INT8);
     ``quantize`` (candidates quantized per batch); ``margin`` (standard errors of val noise, the paired
     bootstrap SE of the drop, that a candidate must clear within the share to settle)."""
 
     name = "branch"
-    doc = ("prune to several MAC targets at once + distill with successive halving on the epochs (batches for "
-           "--workers/ray), then int8 with mixed precision")
+    doc = ("time structures (MAC targets x activations) as int8 on the target, distill the fastest with "
+           "successive halving on the epochs (batches for --workers/ray), then int8 with mixed precision")
     targets: tuple[float, ...] = LADDER
+    activations: tuple[str | None, ...] = ACTIVATIONS
+    act_gain: float = ACT_GAIN
     rung_epochs: tuple[int, ...] = RUNG_EPOCHS
     auto: bool = True
     patience: int = PATIENCE
@@ -104,20 +144,25 @@ class BranchSearch(SearchStrategy):
             raise ValueError(f"branch: targets must be fractions in (0, 1), got {self.targets}")
         if not self.rung_epochs or min(self.rung_epochs) < 1:
             raise ValueError(f"branch: rung_epochs must be >= 1, got {self.rung_epochs}")
+        if not self.activations or any(a is not None and a not in SWAPS for a in self.activations):
+            raise ValueError(f"branch: activations must be None or one of {', '.join(SWAPS)}, "
+                             f"got {self.activations}")
         if not 0 < self.keep <= 1 or not 0 <= self.int8_share < 1 or self.quantize < 1 or self.patience < 1 \
-                or self.margin < 0:
-            raise ValueError("branch: keep must be in (0, 1], int8_share in [0, 1), quantize and patience >= 1, "
-                             "margin >= 0")
+                or self.margin < 0 or not 0 <= self.act_gain < 1:
+            raise ValueError("branch: keep must be in (0, 1], int8_share and act_gain in [0, 1), quantize and "
+                             "patience >= 1, margin >= 0")
 
     # ------------------------------------------------------------------ the search
     def search(self, space: SearchSpace) -> TrialResult | None:
         max_macs = space.options.max_macs
         targets = sorted({t for t in self.targets if max_macs is None or t <= max_macs + 1e-9})
         share = space.budget * (1 - self.int8_share)
-        total = len(self.rung_epochs) + 1
-        pool = self.halve(space, targets, share, total) if targets else []
+        total = len(self.rung_epochs) + 2
         if not targets:
             space.run([Trial("int8 alone", [Int8()], candidate=False, compare_as="int8")])
+            pool = []
+        else:
+            pool = self.halve(space, self.structures(space, targets, total), share, total)
         space.progress("int8 with mixed precision", total, total)
         return self.quantize_pool(space, pool)
 
@@ -127,32 +172,39 @@ class BranchSearch(SearchStrategy):
                            margin=self.margin)
         return Distill(epochs=epochs)
 
-    def halve(self, space: SearchSpace, targets: list[float], share: float, total: int) -> list[TrialResult]:
-        """Rungs of training with successive halving (see the module); the settled results, fewest MACs
+    def structures(self, space: SearchSpace, targets: list[float], total: int) -> list[_Branch]:
+        """Step 0: every structure built untrained and timed by its INT8 probe, with int8 alone; the
+        ones worth training (see the module), fewest MACs removed first."""
+        shapes = [(t, a) for a in self.activations for t in targets]
+        space.progress(f"structures: {len(shapes)}, timed as int8", 0, total)
+        trials = [Trial(structure_name(t, a), ([Act(to=a)] if a else []) + [Prune(macs=t, protect_head=False)],
+                        parent=space.input.trial, candidate=False) for t, a in shapes]
+        *built, alone = space.run([*trials, Trial("int8 alone", [Int8()], candidate=False, compare_as="int8")])
+        probes = space.run([Trial(f"{b.trial.name} + int8 (latency probe)", [Int8(**PROBE)], parent=b.trial,
+                                  candidate=False) for b in built])
+        *timed, alone_ms = space.latency([*probes, alone])
+        branches = [_Branch(t, a, b, ms) for (t, a), b, ms in zip(shapes, built, timed)]
+        return worth_training(branches, alone_ms, self.act_gain)
+
+    def halve(self, space: SearchSpace, structures: list[_Branch], share: float, total: int) -> list[TrialResult]:
+        """Rungs of training with successive halving (see the module); the settled results, fastest
         first."""
         teacher = space.input.trial
         settled: list[_Branch] = []
-        open_: list[_Branch] = []
+        open_ = structures
         for rung, epochs in enumerate(self.rung_epochs, 1):
-            if rung == 1:
-                space.progress(f"rung 1: {len(targets)} candidates, up to {epochs} epochs", 1, total)
-                trials = [Trial(f"-{t:.0%} MACs + distill",
-                                [Prune(macs=t, protect_head=False), self.distill(epochs, share)],
-                                parent=space.input.trial, teacher=teacher, candidate=False) for t in targets]
-                comparison = Trial("int8 alone", [Int8()], candidate=False, compare_as="int8")
-                *results, _ = space.run([*trials, comparison])  # int8 alone runs alongside the training
-                trained = [_Branch(t, r) for t, r in zip(targets, results)]
-            else:
-                space.progress(f"rung {rung}: {len(open_)} candidates, up to {epochs} more epochs", rung, total)
-                trials = [Trial(f"{b.name} (rung {rung})", [self.distill(epochs, share)], parent=b.result.trial,
-                                teacher=teacher, candidate=False) for b in open_]
-                trained = [_Branch(b.target, r) for b, r in zip(open_, space.run(trials))]
-            settled += [b for b in trained if drop_bound(space, b.result, self.margin) <= share]
-            open_ = survivors([b for b in trained if drop_bound(space, b.result, self.margin) > share], settled,
-                              space, self.keep)
             if not open_:
                 break
-        return [b.result for b in sorted(settled, key=_Branch.macs)]
+            more = "" if rung == 1 else " more"
+            space.progress(f"rung {rung}: {len(open_)} candidates, up to {epochs}{more} epochs", rung, total)
+            trials = [Trial(b.name + (f" (rung {rung})" if rung > 1 else ""), [self.distill(epochs, share)],
+                            parent=b.result.trial, teacher=teacher, candidate=False) for b in open_]
+            trained = [_Branch(b.target, b.act, r, b.latency) for b, r in zip(open_, space.run(trials))]
+            settled += [b for b in trained if drop_bound(space, b.result, self.margin) <= share]
+            unsettled = [b for b in trained if drop_bound(space, b.result, self.margin) > share]
+            open_ = [b for a in self.activations
+                     for b in survivors([u for u in unsettled if u.act == a], settled, space, self.keep)]
+        return [b.result for b in sorted(settled, key=_Branch.cost)]
 
     def quantize_pool(self, space: SearchSpace, pool: list[TrialResult]) -> TrialResult | None:
         """INT8 on ``pool``, ``quantize`` per batch, then on the input alone; the first that fits (see the module)."""
@@ -183,13 +235,35 @@ class BranchSearch(SearchStrategy):
         return None
 
 
+def worth_training(branches: list[_Branch], alone_ms: float | None, act_gain: float) -> list[_Branch]:
+    """The structures that can be the fastest (step 0 of the module): per activation, in order of MAC
+    target, each faster than int8 alone and than every milder one kept; a swapped activation also
+    ``act_gain`` faster than the same target with the model's own. Untimed structures are all kept."""
+    own = {b.target: b.latency for b in branches if b.act is None}
+    kept: list[_Branch] = []
+    for act in dict.fromkeys(b.act for b in branches):
+        best = alone_ms if alone_ms is not None else math.inf
+        for b in sorted((b for b in branches if b.act == act), key=lambda b: b.target):
+            if b.latency is None:
+                kept.append(b)
+                continue
+            if b.latency >= best:
+                continue
+            best = b.latency
+            if act is not None and own.get(b.target) is not None and b.latency > (1 - act_gain) * own[b.target]:
+                continue
+            kept.append(b)
+    return kept
+
+
 def survivors(open_: list[_Branch], settled: list[_Branch], space: SearchSpace, keep: float) -> list[_Branch]:
-    """The open (not yet within the pruning share) candidates that train on: those with fewer MACs than
-    every settled one, the better ``ceil(n * keep)`` of them by the smallest val drop (ties: fewer MACs)."""
+    """The open (not yet within the pruning share) candidates that train on: those faster than every
+    settled one (``_Branch.cost``), the better ``ceil(n * keep)`` of them by the smallest val drop
+    (ties: faster)."""
     if settled:
-        frontier = min(b.macs() for b in settled)
-        open_ = [b for b in open_ if b.macs() < frontier]
-    ranked = sorted(open_, key=lambda b: (space.drop(b.result), b.macs()))
+        frontier = min(b.cost() for b in settled)
+        open_ = [b for b in open_ if b.cost() < frontier]
+    ranked = sorted(open_, key=lambda b: (space.drop(b.result), b.cost()))
     return ranked[:math.ceil(len(ranked) * keep)]
 
 

@@ -15,15 +15,23 @@ def macs_of(trial: Trial) -> int:
     return 1000
 
 
+def latency_of(trial: Trial) -> float:
+    """Scripted latency (ms): its MACs / 100, x 0.7 with an ``act`` swap, x 0.5 once INT8."""
+    names = [p.name for p in trial.lineage()]
+    return macs_of(trial) / 100 * (0.7 if "act" in names else 1.0) * (0.5 if "int8" in names else 1.0)
+
+
 class ScriptedSpace:
     """A search space whose trials 'measure' the val drops a test scripts, {trial name: drop in points, or
     (drop, layers mixed precision kept float)}; unscripted trials drop 0. ``noise``: {trial name: the standard
-    error of its drop in points} (unscripted: unknown). Records every batch; each result has the MACs
-    ``macs_of`` scripts."""
+    error of its drop in points} (unscripted: unknown). ``latency``: {trial name: ms} (unscripted:
+    ``latency_of``), or "off" (timing off: None for every trial). Records every batch (and every timed list in
+    ``timed``); each result has the MACs ``macs_of`` scripts."""
 
     def __init__(self, outcomes: dict, budget: float = BUDGET, max_macs: float | None = None,
-                 noise: dict | None = None):
+                 noise: dict | None = None, latency: dict | str | None = None):
         self.budget, self.outcomes, self.batches, self.noise = budget, outcomes, [], noise or {}
+        self.latencies, self.timed = latency, []
         self.options = CompileOptions(max_macs=max_macs)
         self.input = TrialResult(Trial("input", candidate=False), Metrics("mAP50-95", {"mAP50-95": 0.5}), macs=1000)
 
@@ -43,6 +51,12 @@ class ScriptedSpace:
 
     def drop_se(self, result):
         return self.noise.get(result.trial.name)
+
+    def latency(self, results):
+        self.timed.append([r.trial.name for r in results])
+        if self.latencies == "off":
+            return [None] * len(results)
+        return [(self.latencies or {}).get(r.trial.name, latency_of(r.trial)) for r in results]
 
     def pass_(self, name, **args):
         raise AssertionError("strategies build their passes themselves")
