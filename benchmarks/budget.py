@@ -64,6 +64,9 @@ def main() -> int:
           f"(per repeat {result['speedup_vs_int8_per_repeat']})")
     print(f"MACs ratio {result['macs_ratio']}, wall {wall / 60:.1f} min, {len(b['candidates'])} candidates")
     for c in b["candidates"]:
+        if c["val"] is None:
+            print(f"  {c['name']:<40} not evaluated  {c['latency_ms']} ms")
+            continue
         print(f"  {c['name']:<40} val {c['val']:.4f} test {c['test'] if c['test'] is not None else '-'} "
               f"drop {c['drop_pts']:+.2f} pt  {c['latency_ms']} ms  within={c['within']}")
     print(f"wrote {args.out}")

@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/openvino.py [--model examples/digits/weights/yolov8n-digits.pt] [--imgsz 160]
         [--data examples/digits/data/digits.yaml] [--calib examples/digits/data/calib/images]
         [--runs 100] [--repeat 5] [--threads 2] [--out runs/bench/openvino.json]
+        [--also NAME=IR_FOLDER ...]
 
 Rows (every model is an OpenVINO IR folder, all loaded in this one process and timed round-robin on
 OpenVINO's CPU plugin with the same configuration: latency hint, one stream, ``--threads`` threads):
@@ -12,6 +13,8 @@ OpenVINO's CPU plugin with the same configuration: latency hint, one stream, ``-
                  quantization (MIXED preset, the head decode, Sigmoid and DFL in NNCF's ignored scope)
   yolocc         yolocc -p int8 --target openvino -o NAME_openvino_model
   yolocc-prune   yolocc -p prune:0.25 -p int8 --target openvino (no recovery training)
+  NAME           ``--also NAME=IR_FOLDER``: an IR folder compiled beforehand, e.g. the model a
+                 ``yolocc --max-drop 1.0 --target openvino -o NAME_openvino_model`` search chose
 NNCF and yolocc calibrate on the same images (``--calib``). Accuracy is mAP50-95 from Ultralytics'
 validator loading each IR folder, on the data's held-out ``test`` split. ``--repeat K`` times the
 whole round-robin K times: latency is the median over repeats. Ratios to NNCF are medians of
@@ -143,7 +146,16 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default="runs/bench/openvino.json")
+    ap.add_argument("--also", nargs="+", default=[], metavar="NAME=IR_FOLDER",
+                    help="more OpenVINO IR folders to time and validate beside the others")
     args = ap.parse_args()
+    also = {}
+    for item in args.also:
+        name, _, folder = item.partition("=")
+        if not name or not folder or not list(Path(folder).glob("*.xml")):
+            print(f"--also {item}: expected NAME=IR_FOLDER, a folder with an OpenVINO .xml", file=sys.stderr)
+            return 2
+        also[name] = Path(folder)
     try:
         import nncf
         import openvino as ov
@@ -170,6 +182,9 @@ def main() -> int:
                                            tmp / f"{name}_openvino_model")
             rows[name] = {"what": f"yolocc {' '.join('-p ' + p for p in passes)} --target openvino",
                           "compile_s": round(time.perf_counter() - t0, 1)}
+        for name, folder in also.items():
+            folders[name] = folder
+            rows[name] = {"what": f"given: {folder}"}
 
         repeats = time_round_robin(folders, args.imgsz, args.runs, args.repeat, args.threads)
         names = list(folders)

@@ -86,10 +86,13 @@ class Budget:
         return self.compiler.registry.pass_class(name)(**args)
 
     def drop(self, result: TrialResult) -> float:
+        if result.val is None:
+            raise UsageError(f"search strategy '{self.strategy.name}': trial '{result.trial.name}' was not "
+                             f"evaluated (Trial.evaluate=False): it has no drop")
         return (self.input.val.value - result.val.value) * 100
 
     def drop_se(self, result: TrialResult) -> float | None:
-        return drop_se(self.input.val, result.val)
+        return drop_se(self.input.val, result.val) if result.val is not None else None
 
     def latency(self, results: Sequence[TrialResult]) -> list[float | None]:
         if self.options.latency_runs <= 0 or not results:
@@ -151,7 +154,8 @@ class Budget:
         key = None
         if self._base_key is not None:
             key = cache.trial_key(self._base_key, parent.key, teacher.key if teacher else None,
-                                  [{"name": p.name, "args": p.args} for p in trial.passes])
+                                  [{"name": p.name, "args": p.args} for p in trial.passes]
+                                  + ([] if trial.evaluate else [{"evaluate": False}]))
             hit = cache.lookup_trial(self.options.cache_root(), key)
             if hit is not None:
                 return trial, key, self._reused(trial, key, *hit), None
@@ -161,7 +165,7 @@ class Budget:
             model.invalidate()
         return trial, key, None, TrialJob(trial.name, model, list(trial.passes), self.options,
                                           teacher.ir.module if teacher else None,
-                                          teacher.val if teacher else None, self._with_test)
+                                          teacher.val if teacher else None, self._with_test, trial.evaluate)
 
     def _finish(self, trial: Trial, key: str | None, outcome: TrialOutcome) -> TrialResult:
         ir, val, test, facts = outcome.ir, outcome.val, outcome.test, outcome.facts
@@ -178,14 +182,19 @@ class Budget:
     def _record(self, result: TrialResult) -> TrialResult:
         self.results.append(result)
         self._by_trial[id(result.trial)] = result
-        log.info("budget: %s val %.4f (%+.2f pt)%s", result.trial.name, result.val.value, -self.drop(result),
-                 " (from the cache)" if result.reused else "")
+        cached = " (from the cache)" if result.reused else ""
+        if result.val is None:
+            log.info("budget: %s built (%s MACs, not evaluated)%s", result.trial.name, result.macs, cached)
+        else:
+            log.info("budget: %s val %.4f (%+.2f pt)%s", result.trial.name, result.val.value, -self.drop(result),
+                     cached)
         return result
 
     @staticmethod
     def _reused(trial: Trial, key: str, ir: ModelIR, stored: dict) -> TrialResult:
         """A trial read back from the cache: its model and measurements as stored, nothing rebuilt."""
-        return TrialResult(trial, _metrics(stored["val"]), _metrics(stored["test"]) if stored["test"] else None,
+        return TrialResult(trial, _metrics(stored["val"]) if stored["val"] else None,
+                           _metrics(stored["test"]) if stored["test"] else None,
                            stored["facts"], ir, size_bytes=stored["size_bytes"], macs=stored["macs"], key=key,
                            reused=True, time_s=stored.get("time_s"), worker=stored.get("worker", ""))
 
@@ -240,7 +249,7 @@ class Budget:
         self.progress("measuring every candidate", 1, 1)
         report = self._report(chosen, time.perf_counter() - t0)
         if chosen is None:
-            tried = [r for r in self.results if r.trial.candidate] or self.results
+            tried = [r for r in self.results if r.trial.candidate] or [r for r in self.results if r.val is not None]
             if not tried:
                 raise BudgetNotMet(f"no model within --max-drop {self.budget} pt: search strategy "
                                    f"'{self.strategy.name}' ran no candidate", report)
@@ -277,7 +286,7 @@ class Budget:
                 changes["test"] = {metric: round(r.test.value, 4)}
             rec = StageRecord(name=r.trial.name, stage=r.ir.stage, params=r.ir.param_count(),
                               origin="input" if r is base else BUDGET_ORIGIN, modified=r is not base,
-                              changes=changes, metrics={metric: round(r.val.value, 4)})
+                              changes=changes, metrics={metric: round(r.val.value, 4)} if r.val is not None else {})
             rec.onnx = lowering.onnx_bytes(r.ir, self.options.opset, self.options.dynamic_batch)
             first_prune = next((s["changes"] for s in r.facts if "analysis" in s["changes"]), None)
             if first_prune is not None and not any("analysis" in x.changes for x in report.stages):
@@ -294,10 +303,10 @@ class Budget:
         summary: dict[str, Any] = {
             "max_drop": self.budget, "metric": metric, "search": self.strategy.name, "met": chosen is not None,
             "baseline": {"val": round(base.val.value, 4), "test": _value(base.test)},
-            "candidates": [{"name": r.trial.name, "passes": r.trial.spec(), "val": round(r.val.value, 4),
-                            "test": _value(r.test), "drop_pts": round(self.drop(r), 3),
+            "candidates": [{"name": r.trial.name, "passes": r.trial.spec(), "val": _value(r.val),
+                            "test": _value(r.test), "drop_pts": round(self.drop(r), 3) if r.val else None,
                             "drop_se": self.drop_se(r) if r is not base else None,
-                            "within": self.drop(r) <= self.budget + 1e-9, "reused": r.reused,
+                            "within": r.val is not None and self.drop(r) <= self.budget + 1e-9, "reused": r.reused,
                             "worker": r.worker, "wall_s": r.time_s, "stopped": _stopped(r.facts),
                             "latency_ms": r.latency_ms, "macs": r.macs, "size_bytes": r.size_bytes}
                            for r in results],

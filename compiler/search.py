@@ -32,7 +32,9 @@ class Trial:
     ``epochs=auto`` recovers towards (None: their defaults, the model before pruning). ``candidate``:
     False for trials measured only for comparison (never chosen). ``compare_as``: a short key under
     which the budget summary reports the final model's speed-up against this trial
-    (``speedup_vs_<key>``)."""
+    (``speedup_vs_<key>``). ``evaluate``: False builds and sizes the model without measuring its
+    accuracy (its result's ``val`` is None): for models whose speed alone is wanted, such as an
+    untrained structure and its latency probe (never a candidate)."""
 
     name: str
     passes: list["Pass"] = field(default_factory=list)
@@ -40,6 +42,11 @@ class Trial:
     teacher: "Trial | None" = None
     candidate: bool = True
     compare_as: str | None = None
+    evaluate: bool = True
+
+    def __post_init__(self) -> None:
+        if self.candidate and not self.evaluate:
+            raise ValueError(f"trial '{self.name}': a candidate must be evaluated")
 
     def lineage(self) -> list["Pass"]:
         """Every pass from the input model to this trial's model, in order."""
@@ -52,13 +59,14 @@ class Trial:
 
 @dataclass(eq=False)
 class TrialResult:
-    """What a trial measured: val (and, when the data has a test split, test) metrics, the facts each
+    """What a trial measured: val (and, when the data has a test split, test) metrics (None for a trial
+    that is not evaluated, ``Trial.evaluate``), the facts each
     pass reported, and, once the budget has timed every result round-robin on the target's runtime,
     ``latency_ms`` (p50, batch 1). ``size_bytes`` and ``macs`` (of its ONNX model) are known as soon as
     the trial ran. ``ir`` is the built model."""
 
     trial: Trial
-    val: Metrics
+    val: Metrics | None
     test: Metrics | None = None
     facts: list[dict[str, Any]] = field(default_factory=list)
     ir: "ModelIR | None" = field(default=None, repr=False)

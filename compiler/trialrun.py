@@ -40,6 +40,7 @@ class TrialJob:
     teacher: Any = None  # the teacher trial's torch module (recovery passes distil from it)
     reference: Metrics | None = None  # the teacher's val metrics (epochs=auto recovers towards them)
     with_test: bool = False  # also measure the data's test split
+    evaluate: bool = True  # False: build and size the model only (no val, no test)
 
     def trains(self) -> bool:
         """Whether a pass trains the model (finetune, distill): the trial wants a GPU or many CPUs."""
@@ -51,7 +52,7 @@ class TrialOutcome:
     """What ``run_trial`` built and measured (the budget attaches it to its ``Trial``)."""
 
     ir: "ModelIR"
-    val: Metrics
+    val: Metrics | None  # None: not evaluated (``TrialJob.evaluate``)
     test: Metrics | None
     facts: list[dict[str, Any]] = field(default_factory=list)
     size_bytes: int = 0
@@ -97,9 +98,11 @@ def run_trial(job: TrialJob, compiler=None, runtime=None, progress: Callable[[st
                            {"pass": step.pass_.name, "changes": result.changes, "time_s": round(dt, 2)}),
                        teacher=job.teacher, reference=job.reference, trial=True)
     model = lowering.onnx_bytes(ir, job.options.opset)
-    evaluate = compiler.evaluator(ir, job.options, runtime)
-    val = evaluate(model, "val")
-    test = evaluate(model, "test") if job.with_test else None
+    val = test = None
+    if job.evaluate:
+        evaluate = compiler.evaluator(ir, job.options, runtime)
+        val = evaluate(model, "val")
+        test = evaluate(model, "test") if job.with_test else None
     if out_of_process:
         ir.invalidate()  # the dependency graph is a cache of the module: it need not travel back
     return TrialOutcome(ir, val, test, facts, size_bytes=len(model), macs=onnxgraph.macs(onnx.load_from_string(model)),

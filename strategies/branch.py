@@ -15,7 +15,8 @@ is kept for INT8, as in ``ladder``.
    ``[act,] prune:macs=T,protect_head=false`` (per-group ratios from the sensitivity analysis) on the
    *input*, and ``int8`` alone on the input (the report's "int8 alone" row; never chosen). Then each
    structure's *latency probe* (``int8:method=minmax`` on a few images, no bias correction or
-   confirmation: its accuracy does not matter, its graph is the one the final INT8 model has), and
+   confirmation: its accuracy does not matter, its graph is the one the final INT8 model has).
+   Structures and probes are built, not evaluated (``Trial.evaluate``: nobody reads their accuracy);
    the probes and int8 alone are timed round-robin in one run (``space.latency``). A structure is
    trained only if its probe is faster than int8 alone and than every milder structure with the same
    activation, and, for a swapped activation, at least ``act_gain`` faster than the same MAC target
@@ -178,10 +179,10 @@ class BranchSearch(SearchStrategy):
         shapes = [(t, a) for a in self.activations for t in targets]
         space.progress(f"structures: {len(shapes)}, timed as int8", 0, total)
         trials = [Trial(structure_name(t, a), ([Act(to=a)] if a else []) + [Prune(macs=t, protect_head=False)],
-                        parent=space.input.trial, candidate=False) for t, a in shapes]
+                        parent=space.input.trial, candidate=False, evaluate=False) for t, a in shapes]
         *built, alone = space.run([*trials, Trial("int8 alone", [Int8()], candidate=False, compare_as="int8")])
         probes = space.run([Trial(f"{b.trial.name} + int8 (latency probe)", [Int8(**PROBE)], parent=b.trial,
-                                  candidate=False) for b in built])
+                                  candidate=False, evaluate=False) for b in built])
         *timed, alone_ms = space.latency([*probes, alone])
         branches = [_Branch(t, a, b, ms) for (t, a), b, ms in zip(shapes, built, timed)]
         return worth_training(branches, alone_ms, self.act_gain)

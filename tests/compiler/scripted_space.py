@@ -42,11 +42,12 @@ class ScriptedSpace:
             outcome = self.outcomes.get(t.name, 0.0)
             drop, floats = outcome if isinstance(outcome, tuple) else (outcome, [])
             facts = [{"pass": "int8", "changes": {"mixed_precision": {"float_layers": floats}}}] if floats else []
-            out.append(TrialResult(t, Metrics("mAP50-95", {"mAP50-95": 0.5 - drop / 100}), facts=facts,
-                                   macs=macs_of(t)))
+            val = Metrics("mAP50-95", {"mAP50-95": 0.5 - drop / 100}) if t.evaluate else None
+            out.append(TrialResult(t, val, facts=facts, macs=macs_of(t)))
         return out
 
     def drop(self, result):
+        assert result.val is not None, f"{result.trial.name} was not evaluated"
         return round((self.input.val.value - result.val.value) * 100, 6)
 
     def drop_se(self, result):

@@ -78,8 +78,9 @@ def test_structure_and_rung_1_trials_are_act_prune_then_distill_from_the_input_t
         assert probe.passes[0].name == "int8" and probe.passes[0].args["method"] == "minmax"
     assert [p.args["macs"] for t in structures for p in t.passes if p.name == "prune"] == [0.3, 0.45, 0.55, 0.65] * 2
     assert alone.compare_as == "int8" and not alone.candidate and [p.name for p in alone.passes] == ["int8"]
+    assert not any(t.evaluate for t in structures + seen[1]) and alone.evaluate
     for t, structure in zip(seen[2], structures):
-        assert t.parent is structure and t.teacher is space.input.trial and not t.candidate
+        assert t.evaluate and t.parent is structure and t.teacher is space.input.trial and not t.candidate
         (distill,) = t.passes
         assert distill.name == "distill" and distill.args["epochs"] == "auto" and distill.args["max_epochs"] == 3
         assert abs(distill.args["within"] - 0.6) < 1e-9
@@ -261,6 +262,9 @@ def test_branch_through_the_real_budget(compiler, tmp_path, monkeypatch):
     assert list(by_name)[:4] == ["input", S(0.3), S(0.45), "int8 alone"]
     assert list(by_name)[4:6] == [S(0.3) + P, S(0.45) + P]
     assert by_name[S(0.45)]["macs"] < by_name[S(0.3)]["macs"] < by_name["input"]["macs"]
+    for name in (S(0.3), S(0.45), S(0.3) + P, S(0.45) + P):  # built and timed, not evaluated
+        c = by_name[name]
+        assert c["val"] is None and c["drop_pts"] is None and not c["within"] and c["latency_ms"] > 0
     rung1 = [c for c in b["candidates"] if c["name"] in (R(0.3), R(0.45))]
     assert rung1 and all(c["passes"][-1].startswith("distill") for c in rung1)
     rung2 = [c for c in b["candidates"] if c["name"].endswith("(rung 2)")]

@@ -163,8 +163,11 @@ def test_budget_markdown_lists_each_trials_noise_worker_wall_time_and_stop():
         {**base, "name": "-30% MACs + distill", "val": 0.49, "drop_pts": 1.0, "drop_se": 0.42,
          "worker": "node1:77", "wall_s": 41.4, "stopped": "recovered"},
         {**base, "name": "int8 alone", "val": 0.5, "drop_pts": 0.0, "drop_se": 0.1, "worker": "node1:78",
-         "wall_s": 12.0, "reused": True}]}
+         "wall_s": 12.0, "reused": True},
+        {**base, "name": "-45% MACs + int8 (latency probe)", "val": None, "test": None, "drop_pts": None,
+         "drop_se": None, "within": False, "worker": "node1:79", "wall_s": 3.0}]}
     text = "\n".join(budget_markdown(b))
+    assert "| -45% MACs + int8 (latency probe) | - | - | not evaluated | no | 2.00 ms |" in text
     assert "| -1.00 +- 0.42 pt |" in text and "| +0.00 pt |" in text
     assert "41 s, on node1:77, stopped: recovered |" in text
     assert "int8 alone (from the cache)" in text and "12 s, on node1:78, reused from the cache |" in text
