@@ -82,6 +82,9 @@ class TrainSettings:
     distill: DistillSettings | None = None
     auto: AutoStop | None = None
     progress: Callable[[int, int], None] | None = None
+    #: The one device it trains on, as ``training_device`` resolved it: "cpu" or a CUDA index ("0");
+    #: None: the frontend's default.
+    device: str | None = None
 
     @property
     def max_epochs(self) -> int:
@@ -97,3 +100,35 @@ WITHIN = 1.0
 #: Standard errors of val noise (the paired bootstrap SE of the drop) that recovery must clear beyond
 #: ``within`` before it stops, and that the ladder's steps must clear within their share of the budget.
 MARGIN = 1.0
+
+
+#: Why a recovery run trains on one device only (``training_device``'s refusal, one line).
+MULTI_DEVICE = ("training on several devices (Ultralytics' DDP) is not supported: DDP relaunches the trainer in "
+                "worker processes, and epochs=auto's confirmation (the val metric measured on the target's runtime "
+                "after each epoch, and the model it keeps) would run there, out of yolocc's reach; train each trial "
+                "on one device and run several trials at once with --workers N or --executor ray")
+
+
+def training_device(spec: str | None, cuda_devices: int) -> str:
+    """The device a recovery run trains on, as Ultralytics' ``device`` argument: ``spec`` "cpu", or one
+    CUDA index ("0"); None: "0" when torch sees a CUDA device (``cuda_devices`` > 0), else "cpu".
+
+    Raises ``UsageError`` (one line, at plan time) for several devices ("0,1", "0+1" as ``-p`` spells
+    it, a list: see
+    ``MULTI_DEVICE``), for an index torch does not see, and for anything else."""
+    from .errors import UsageError
+
+    if spec is None:
+        return "0" if cuda_devices > 0 else "cpu"
+    text = str(spec).strip().lower().removeprefix("cuda:")
+    if text == "cpu":
+        return "cpu"
+    parts = [p for p in text.replace(" ", "").replace("+", ",").strip("[]()").split(",") if p]
+    if len(parts) > 1:
+        raise UsageError(f"device={spec}: {MULTI_DEVICE}")
+    if len(parts) != 1 or not parts[0].isdigit():
+        raise UsageError(f"device={spec}: expected cpu or one CUDA device index such as 0")
+    if int(parts[0]) >= cuda_devices:
+        seen = f"{cuda_devices} CUDA device(s)" if cuda_devices else "no CUDA device"
+        raise UsageError(f"device={spec}: torch sees {seen} here")
+    return parts[0]

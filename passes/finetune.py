@@ -19,7 +19,7 @@ from yolocc.compiler.metrics import Metrics, drop_bound, drop_se
 from yolocc.compiler.params import Param
 from yolocc.compiler.passbase import Pass, PassContext, PassResult
 from yolocc.compiler.training import (MARGIN, MAX_EPOCHS, PATIENCE, WITHIN, AutoStop, Confirmation, DistillSettings,
-                                      TrainSettings)
+                                      TrainSettings, training_device)
 
 _T = TrainSettings(imgsz=1)  # the training defaults, defined once in compiler.training
 _D = DistillSettings()
@@ -43,7 +43,16 @@ TRAIN_PARAMS = (
     Param("batch", "int", _T.batch, "batch size", low=1, high=4096),
     Param("imgsz", "int", None, "training image size (default: the model's input size)", low=32, high=8192),
     Param("seed", "int", _T.seed, "random seed", low=0, high=2**31 - 1),
+    Param("device", "str", None, "training device: cpu or one CUDA index (0); default: the first GPU, else cpu. "
+          "Several (0+1) are refused: see the README (Where trials run)"),
 )
+
+
+def cuda_devices() -> int:
+    """How many CUDA devices torch sees here."""
+    import torch
+
+    return torch.cuda.device_count()
 
 
 def module_val_metrics(ir: ModelIR, ctx: PassContext, module) -> Metrics | None:
@@ -100,8 +109,13 @@ class Finetune(Pass):
     distills = False
 
     def check_plan(self, ir: ModelIR, frontend) -> None:
-        """The frontend's training check (task, head), at plan time: no data is loaded."""
+        """The frontend's training check (task, head) and the device, at plan time: no data is loaded."""
+        self.device()
         frontend.check_train(ir, self.distills)
+
+    def device(self) -> str:
+        """The one device this pass trains on (``training.training_device``; ``UsageError`` otherwise)."""
+        return training_device(self.args["device"], cuda_devices())
 
     def teacher(self, ir: ModelIR, ctx: PassContext):
         """The module (or checkpoint path) to distil from; None: hard labels only."""
@@ -127,7 +141,7 @@ class Finetune(Pass):
                                  epochs=a["max_epochs"] if auto else a["epochs"], lr=a["lr"],
                                  optimizer=a["optimizer"], clip=a["clip"], batch=a["batch"], seed=a["seed"],
                                  name=self.name, distill=self.distill_settings(), auto=auto,
-                                 progress=ctx.progress_for(f"{self.name}: epochs"))
+                                 progress=ctx.progress_for(f"{self.name}: epochs"), device=self.device())
         trained, trained_facts = ctx.frontend.train(ir, str(data), settings, teacher)
         ir.set_module(trained)
         return PassResult(True, {"epochs": a["epochs"], **facts, **trained_facts,

@@ -355,6 +355,8 @@ def recover(ir, data: str, settings: TrainSettings, teacher=None):
                      optimizer=settings.optimizer or optimizer, seed=settings.seed,
                      close_mosaic=max(1, epochs // 2), warmup_epochs=0, name=settings.name,
                      model=ir.source if Path(ir.source).is_file() else "yolov8n.yaml")  # replaced by module
+    if settings.device is not None:
+        overrides["device"] = settings.device
     if teacher is not None and settings.distill is not None:
         overrides["dis"] = settings.distill.feat
     with tempfile.TemporaryDirectory(prefix="yolocc-teacher-") as folder:

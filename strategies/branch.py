@@ -53,6 +53,7 @@ epochs (28 by default; the ladder allows 30 per step).
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 
@@ -66,6 +67,8 @@ from yolocc.passes.prune import Prune
 from yolocc.passes.qat import QAT
 
 from .ladder import INT8_SHARE, LADDER, choose_int8, needs_qat
+
+log = logging.getLogger(__name__)
 
 #: The most recovery epochs added at each rung of the successive halving.
 RUNG_EPOCHS = (4, 8, 16)
@@ -185,7 +188,12 @@ class BranchSearch(SearchStrategy):
                                   candidate=False, evaluate=False) for b in built])
         *timed, alone_ms = space.latency([*probes, alone])
         branches = [_Branch(t, a, b, ms) for (t, a), b, ms in zip(shapes, built, timed)]
-        return worth_training(branches, alone_ms, self.act_gain)
+        kept = worth_training(branches, alone_ms, self.act_gain)
+        if alone_ms is not None:
+            log.info("branch: int8 alone %.2f ms; structures as int8: %s", alone_ms, ", ".join(
+                f"{b.label} {b.latency:.2f} ms{'' if b in kept else ' (not trained)'}" for b in branches
+                if b.latency is not None))
+        return kept
 
     def halve(self, space: SearchSpace, structures: list[_Branch], share: float, total: int) -> list[TrialResult]:
         """Rungs of training with successive halving (see the module); the settled results, fastest

@@ -151,3 +151,49 @@ def test_distill_one_epoch_runs(compiler, tmp_path):
                            latency_runs=1)
     maps = {s.name: s.metrics["mAP50-95"] for s in res.report.stages}
     assert maps["distill"] > maps["prune"]
+
+
+@pytest.mark.parametrize("spec, cuda, expected", [
+    (None, 0, "cpu"), (None, 2, "0"), ("cpu", 2, "cpu"), ("0", 1, "0"), ("cuda:1", 2, "1"),
+    ("0,1", 2, "DDP"), ("0+1", 2, "DDP"), ("[0, 1]", 2, "DDP"), ("[0]", 1, "0"), ("gpu", 1, "expected cpu"), ("1", 1, "sees 1 CUDA"),
+    ("0", 0, "sees no CUDA"),
+])
+def test_training_device_is_one_device_or_a_one_line_refusal(spec, cuda, expected):
+    from yolocc.compiler.training import training_device
+
+    if expected in ("cpu", "0", "1"):  # a device, else the refusal's words
+        assert training_device(spec, cuda) == expected
+    else:
+        with pytest.raises(UsageError, match=expected) as e:
+            training_device(spec, cuda)
+        assert "\n" not in str(e.value)
+
+
+def test_several_devices_are_refused_at_plan_time_before_any_work(compiler, tmp_path, monkeypatch):
+    """``Distill(device="0,1")`` (the Python API; ``-p`` splits arguments at commas, so the CLI spells it
+    ``device=0+1``) exits at plan time: no data is read (the YAML points nowhere)."""
+    from yolocc.passes import finetune
+    from yolocc.passes.finetune import Distill
+
+    monkeypatch.setattr(finetune, "cuda_devices", lambda: 2)
+    (tmp_path / "d.yaml").write_text("train: x\nval: x\nnames: {0: a}\n")
+    for passes in (["prune:0.25", Distill(device="0,1")], ["prune:0.25", "distill:device=0+1"]):
+        with pytest.raises(UsageError, match="device=0[,+]1: training on several devices .* --workers N"):
+            compiler.compile("yolov8n.yaml", passes, tmp_path / "x.onnx", imgsz=64, data=str(tmp_path / "d.yaml"),
+                             latency_runs=0)
+    assert not (tmp_path / "x.onnx").exists()
+
+
+def test_the_device_reaches_the_trainer(load_ir, monkeypatch):
+    from yolocc.plugins import ultralytics_training
+
+    seen = []
+
+    def fake_train(module, task, data, overrides, teacher=None, max_grad_norm=None, **kw):
+        seen.append(overrides.get("device"))
+        return module, {}
+
+    monkeypatch.setattr(ultralytics_training, "train", fake_train)
+    ir = load_ir("yolov8n.yaml", 64)
+    Finetune(epochs=1, device="cpu").call(ir, pass_ctx(ir, data="d.yaml"))
+    assert seen == ["cpu"]
