@@ -30,9 +30,13 @@ is kept for INT8, as in ``ladder``.
      the INT8 pool and trains no further (as the ladder accepts a step);
    - a candidate that is not within ``share`` and is no faster than a settled one (its probe's
      latency) is dropped: it can no longer be the fastest;
-   - of the others, per activation (a swapped one starts further from the teacher, so it is not
-     ranked against the model's own), the better half (``ceil(n * keep)``) by the smallest val drop
-     (ties: faster) train on: each survivor is a child trial of its last rung's trial (so the cache and
+   - of the others, per activation (a swapped one starts further from the teacher, so it recovers on
+     its own schedule), half of them (``k = ceil(n * keep)``) train on: the ``k - 1`` fastest (ties:
+     the smaller val drop) and, of the rest, the one with the smallest val drop (``k`` = 1: the fastest
+     alone). The objective is known before training (each probe's latency), only whether a candidate
+     recovers is not, so the epochs go to the candidates that would be the answer if they do, with the
+     best-recovering one kept as insurance; a candidate slower than a settled one stops anyway. Each
+     survivor is a child trial of its last rung's trial (so the cache and
      a resumed search reuse every finished rung) with ``distill`` for at most ``rung_epochs[i]`` more
      epochs, all survivors in one batch. The rest stop. After the last rung, what is not within
      ``share`` is dropped.
@@ -266,14 +270,19 @@ def worth_training(branches: list[_Branch], alone_ms: float | None, act_gain: fl
 
 
 def survivors(open_: list[_Branch], settled: list[_Branch], space: SearchSpace, keep: float) -> list[_Branch]:
-    """The open (not yet within the pruning share) candidates that train on: those faster than every
-    settled one (``_Branch.cost``), the better ``ceil(n * keep)`` of them by the smallest val drop
-    (ties: faster)."""
+    """The open (not yet within the pruning share) candidates that train on, of those faster than every
+    settled one (``_Branch.cost``): ``k = ceil(n * keep)`` of them, the ``k - 1`` fastest (ties: the
+    smaller val drop) and the one with the smallest val drop of the rest (``k`` = 1: the fastest), in
+    order of speed."""
     if settled:
         frontier = min(b.cost() for b in settled)
         open_ = [b for b in open_ if b.cost() < frontier]
-    ranked = sorted(open_, key=lambda b: (space.drop(b.result), b.cost()))
-    return ranked[:math.ceil(len(ranked) * keep)]
+    ranked = sorted(open_, key=lambda b: (b.cost(), space.drop(b.result)))
+    k = math.ceil(len(ranked) * keep)
+    if k < 2:
+        return ranked[:k]
+    safest = min(ranked[k - 1:], key=lambda b: (space.drop(b.result), b.cost()))
+    return [b for b in ranked if any(b is c for c in ranked[:k - 1]) or b is safest]
 
 
 def _named(space: SearchSpace, start: TrialResult, suffix: str, on_input: str) -> str:

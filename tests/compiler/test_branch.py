@@ -128,28 +128,40 @@ def test_timing_off_orders_by_macs_and_trains_every_structure():
 
 
 def test_halving_ranks_each_activation_apart():
-    # rung 1: nothing settles; SiLU's better two and relu's better two train on, though every relu
-    # drop is larger than every SiLU drop
+    # rung 1: nothing settles; per activation the fastest and, of the rest, the smallest drop train on,
+    # though every relu drop is larger than every SiLU drop
     drops = {R(t): d for t, d in zip((0.3, 0.45, 0.55, 0.65), (0.8, 0.9, 1.0, 1.1))}
     drops.update({R(t, act="relu"): d for t, d in zip((0.3, 0.45, 0.55, 0.65), (3.0, 2.0, 4.0, 5.0))})
     space = ScriptedSpace(drops)
     BranchSearch().search(space)
-    assert trained(space)[1] == [R(0.3, 2), R(0.45, 2), R(0.45, 2, "relu"), R(0.3, 2, "relu")]
+    assert trained(space)[1] == [R(0.65, 2), R(0.3, 2), R(0.65, 2, "relu"), R(0.45, 2, "relu")]
+
+
+def test_the_fastest_train_on_with_the_best_recovering_one_as_insurance():
+    # six open candidates, keep 0.5: k = 3, the two fastest and the smallest drop of the other four
+    drops = {R(t): d for t, d in zip((0.2, 0.3, 0.4, 0.5, 0.6, 0.7), (0.9, 1.0, 3.0, 2.0, 4.0, 5.0))}
+    space = ScriptedSpace(drops)
+    own(targets=(0.2, 0.3, 0.4, 0.5, 0.6, 0.7)).search(space)
+    assert trained(space)[1] == [R(0.7, 2), R(0.6, 2), R(0.2, 2)]  # in order of speed
+    space = ScriptedSpace({R(0.45): 2.0, R(0.65): 3.0})
+    own(targets=(0.45, 0.65)).search(space)
+    assert trained(space)[1] == [R(0.65, 2)]  # k = 1: the fastest alone
 
 
 def test_halving_keeps_the_better_half_of_the_open_candidates_and_settles_those_within_the_share():
-    # rung 1: -30% is within the 0.6 pt share (settled); of the other three the two smallest drops train on
-    # rung 2: -45% settles, -55% still over: it trains on alone (faster than every settled one)
-    # rung 3: -55% settles; int8 on the fastest first, two per batch
+    # rung 1: -30% is within the 0.6 pt share (settled); of the other three the fastest (-65%) and the
+    # smallest drop of the rest (-45%) train on; -55% stops
+    # rung 2: -45% settles, -65% still over: it trains on alone (faster than every settled one)
+    # rung 3: -65% settles; int8 on the fastest first, two per batch
     space = ScriptedSpace({R(0.3): 0.5, R(0.45): 0.8, R(0.55): 1.5, R(0.65): 3.0,
-                           R(0.45, 2): 0.4, R(0.55, 2): 0.9,
-                           R(0.55, 3): 0.55,
-                           R(0.55, 3) + " + int8": 0.95})
+                           R(0.45, 2): 0.4, R(0.65, 2): 0.9,
+                           R(0.65, 3): 0.55,
+                           R(0.65, 3) + " + int8": 0.95})
     result = own().search(space)
-    assert trained(space)[1] == [R(0.45, 2), R(0.55, 2)]  # -65% (3.0 pt) stopped after rung 1
-    assert trained(space)[2] == [R(0.55, 3)]
-    assert trained(space)[3] == [R(0.55, 3) + " + int8", R(0.45, 2) + " + int8"]
-    assert result.trial.name == R(0.55, 3) + " + int8" and result.trial.candidate
+    assert trained(space)[1] == [R(0.65, 2), R(0.45, 2)]
+    assert trained(space)[2] == [R(0.65, 3)]
+    assert trained(space)[3] == [R(0.65, 3) + " + int8", R(0.45, 2) + " + int8"]
+    assert result.trial.name == R(0.65, 3) + " + int8" and result.trial.candidate
     assert space.drop(result) <= BUDGET
     # the survivor is a child of its last rung's trial: prune, distill, distill, distill, int8
     assert [p.name for p in result.trial.lineage()] == ["prune", "distill", "distill", "distill", "int8"]
@@ -171,11 +183,11 @@ def test_a_candidate_no_faster_than_a_settled_one_stops():
 
 def test_nothing_within_the_share_halves_down_to_one_and_falls_back_to_int8_on_the_input():
     space = ScriptedSpace({R(0.3): 0.7, R(0.45): 0.8, R(0.55): 1.5, R(0.65): 3.0,
-                           R(0.3, 2): 0.65, R(0.45, 2): 0.9, R(0.3, 3): 0.61,
+                           R(0.65, 2): 2.0, R(0.3, 2): 0.65, R(0.65, 3): 0.61,
                            "int8 (mixed precision)": 0.3})
     result = own().search(space)
     assert [len(b) for b in space.batches] == [5, 4, 4, 2, 1, 1]
-    assert trained(space)[1] == [R(0.3, 2), R(0.45, 2)] and trained(space)[2] == [R(0.3, 3)]
+    assert trained(space)[1] == [R(0.65, 2), R(0.3, 2)] and trained(space)[2] == [R(0.65, 3)]
     assert result.trial.name == "int8 (mixed precision)" and result.trial.parent is space.input.trial
 
 
