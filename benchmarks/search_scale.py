@@ -23,6 +23,12 @@ split, the latency ratio against "int8 alone" on the target's runtime). `--tiny`
 on 2 busy cores, most of it starting worker processes and Ray): yolov8n.yaml with random weights at
 imgsz 64, 16 training and 8 val/test images, one target, one epoch, and a budget every candidate fits
 (`--max-drop 100`); its numbers mean nothing.
+
+`--openvino BENCH.json ...` adds `openvino`, a list of `{imgsz, drop_pts_test, speedup_vs_nncf}`, read
+from `benchmarks/openvino.py --imgsz N --also budget=IR_FOLDER` runs, IR_FOLDER being the model a
+`yolocc ... --max-drop 1.0 --search branch --target openvino -o NAME_openvino_model` search chose:
+its test mAP50-95 drop against the FP32 export in points, and NNCF's INT8 latency over its own
+(the median of paired round-robin ratios), both as that benchmark measured them.
 """
 
 from __future__ import annotations
@@ -125,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--latency-runs", type=int, default=20, help="the report's timed runs per candidate")
     ap.add_argument("--runs", nargs="+", default=[f"{e}:{w}" for e, w in RUNS], metavar="EXECUTOR:WORKERS",
                     help="the runs, the first is the reference of the efficiency (default: local:1 local:2 ray:2)")
+    ap.add_argument("--openvino", nargs="+", default=[], metavar="BENCH_JSON",
+                    help="benchmarks/openvino.py outputs with a 'budget' row (--also budget=IR): recorded as 'openvino'")
     ap.add_argument("--tiny", action="store_true", help="smoke test: random yolov8n.yaml at 64 px, a few images")
     ap.add_argument("--out", default=str(ROOT / "runs/bench/search_scale.json"))
     args = ap.parse_args(argv)
@@ -172,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     result["final"] = None if final is None else {
         "name": final["name"], "passes": final["passes"], "drop_pts_val": final["drop_pts_val"],
         "drop_pts_test": final["drop_pts_test"], "speedup_vs_int8": final.get("speedup_vs_int8")}
+    result["openvino"] = [openvino_row(Path(p)) for p in args.openvino]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
@@ -186,8 +195,22 @@ def main(argv: list[str] | None = None) -> int:
     if final is not None:
         print(f"final: {final['name']}: test drop {final['drop_pts_test']} pt, "
               f"{final.get('speedup_vs_int8')}x int8 alone")
+    for row in result["openvino"]:
+        print(f"openvino at {row['imgsz']}: the search's choice {row['speedup_vs_nncf']}x NNCF's INT8, "
+              f"test drop {row['drop_pts_test']} pt")
     print(f"wrote {out}")
     return 0
+
+
+def openvino_row(path: Path) -> dict:
+    """``{imgsz, drop_pts_test, speedup_vs_nncf}`` of the ``budget`` row of a ``benchmarks/openvino.py``
+    output (``--also budget=IR_FOLDER``); ``SystemExit`` with one line where it has none."""
+    bench = json.loads(path.read_text())
+    row = bench.get("rows", {}).get("budget")
+    if row is None:
+        raise SystemExit(f"{path}: no 'budget' row; run benchmarks/openvino.py --also budget=IR_FOLDER")
+    return {"imgsz": bench["imgsz"], "drop_pts_test": round(100 * (bench["fp32_map"] - row["mAP50-95"]), 2),
+            "speedup_vs_nncf": round(1 / row["vs_nncf_paired_median"], 3), "source": str(path)}
 
 
 if __name__ == "__main__":
