@@ -95,13 +95,15 @@ def test_structures_that_cannot_be_the_fastest_are_not_trained():
           S(0.65, "relu") + P: 3.4, "int8 alone": 9.0}
     space = ScriptedSpace({}, latency=ms)
     BranchSearch().search(space)
-    # relu at -30% is < 5% faster than SiLU there; -55% SiLU is no faster than -45% SiLU
-    assert trained(space)[0] == [R(0.3), R(0.45), R(0.65), R(0.45, act="relu"), R(0.55, act="relu"),
-                                 R(0.65, act="relu")]
+    # relu at -30% is < 5% faster than SiLU there; -55% SiLU is no faster than -45% SiLU; relu at -65%
+    # is < 5% faster than relu at -55% (3.4 against 3.5 ms)
+    assert trained(space)[0] == [R(0.3), R(0.45), R(0.65), R(0.45, act="relu"), R(0.55, act="relu")]
     space = ScriptedSpace({}, latency={**ms, "int8 alone": 5.5})
     BranchSearch().search(space)
-    assert trained(space)[0] == [R(0.65), R(0.45, act="relu"), R(0.55, act="relu"), R(0.65, act="relu")]
-    assert BranchSearch(act_gain=0.0).search(ScriptedSpace({}, latency=ms)) is not None
+    assert trained(space)[0] == [R(0.65), R(0.45, act="relu"), R(0.55, act="relu")]
+    space = ScriptedSpace({}, latency=ms)
+    BranchSearch(min_gain=0.0).search(space)
+    assert R(0.65, act="relu") in trained(space)[0] and R(0.3, act="relu") in trained(space)[0]
 
 
 P = " + int8 (latency probe)"
@@ -239,7 +241,7 @@ def test_max_macs_caps_the_targets_and_below_every_target_only_int8_runs():
 
 def test_knobs_are_checked():
     for bad in ({"targets": (0.3, 1.2)}, {"rung_epochs": (0,)}, {"keep": 0}, {"quantize": 0},
-                {"activations": ("gelu",)}, {"activations": ()}, {"act_gain": 1.0}):
+                {"activations": ("gelu",)}, {"activations": ()}, {"min_gain": 1.0}):
         with pytest.raises(ValueError):
             BranchSearch(**bad)
 
