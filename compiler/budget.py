@@ -304,7 +304,7 @@ class Budget:
             "max_drop": self.budget, "metric": metric, "search": self.strategy.name, "met": chosen is not None,
             "baseline": {"val": round(base.val.value, 4), "test": _value(base.test)},
             "candidates": [{"name": r.trial.name, "passes": r.trial.spec(), "val": _value(r.val),
-                            "test": _value(r.test), "drop_pts": round(self.drop(r), 3) if r.val else None,
+                            "test": _value(r.test), "drop_pts": round(self.drop(r), 3) if r.val is not None else None,
                             "drop_se": self.drop_se(r) if r is not base else None,
                             "within": r.val is not None and self.drop(r) <= self.budget + 1e-9, "reused": r.reused,
                             "worker": r.worker, "wall_s": r.time_s, "stopped": _stopped(r.facts),
