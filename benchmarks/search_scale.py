@@ -132,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", nargs="+", default=[f"{e}:{w}" for e, w in RUNS], metavar="EXECUTOR:WORKERS",
                     help="the runs, the first is the reference of the efficiency (default: local:1 local:2 ray:2)")
     ap.add_argument("--openvino", nargs="+", default=[], metavar="BENCH_JSON",
-                    help="benchmarks/openvino.py outputs with a 'budget' row (--also budget=IR): recorded as 'openvino'")
+                    help="benchmarks/openvino.py outputs with a 'budget' row (--also budget=IR): "
+                         "recorded as 'openvino'")
     ap.add_argument("--tiny", action="store_true", help="smoke test: random yolov8n.yaml at 64 px, a few images")
     ap.add_argument("--out", default=str(ROOT / "runs/bench/search_scale.json"))
     args = ap.parse_args(argv)

@@ -341,7 +341,8 @@ def budget_markdown(b: dict[str, Any]) -> list[str]:
     for c in b["candidates"]:
         latency = "-" if c["latency_ms"] is None else f"{c['latency_ms']:.2f} ms"
         change = "not evaluated" if c["drop_pts"] is None else change_text(c["drop_pts"], c.get("drop_se"))
-        lines.append(f"| {c['name']}{' (from the cache)' if c.get('reused') else ''} | {_opt(c['val'])} | {_opt(c['test'])} | {change} | "
+        name = f"{c['name']}{' (from the cache)' if c.get('reused') else ''}"
+        lines.append(f"| {name} | {_opt(c['val'])} | {_opt(c['test'])} | {change} | "
                      f"{'yes' if c['within'] else 'no'} | {latency} | {count(c['macs'] or 0)} | "
                      f"{nbytes(c['size_bytes'] or 0)} | {trial_text(c)} |")
     lines += ["", "Change (val): against the input, +- one standard error of val noise (bootstrap over the val "

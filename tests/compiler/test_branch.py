@@ -54,7 +54,8 @@ def test_step_0_builds_every_structure_times_its_int8_probe_and_int8_alone():
     assert space.batches[1] == [s + " + int8 (latency probe)" for s in structures]
     assert space.timed[0] == [*space.batches[1], "int8 alone"]
     # scripted: relu is 30% faster at every target, so all eight structures train
-    assert trained(space)[0] == [R(t) for t in (0.3, 0.45, 0.55, 0.65)] + [R(t, act="relu") for t in (0.3, 0.45, 0.55, 0.65)]
+    targets = (0.3, 0.45, 0.55, 0.65)
+    assert trained(space)[0] == [R(t) for t in targets] + [R(t, act="relu") for t in targets]
 
 
 def test_structure_and_rung_1_trials_are_act_prune_then_distill_from_the_input_taught_by_it():

@@ -155,7 +155,8 @@ def test_distill_one_epoch_runs(compiler, tmp_path):
 
 @pytest.mark.parametrize("spec, cuda, expected", [
     (None, 0, "cpu"), (None, 2, "0"), ("cpu", 2, "cpu"), ("0", 1, "0"), ("cuda:1", 2, "1"),
-    ("0,1", 2, "DDP"), ("0+1", 2, "DDP"), ("[0, 1]", 2, "DDP"), ("[0]", 1, "0"), ("gpu", 1, "expected cpu"), ("1", 1, "sees 1 CUDA"),
+    ("0,1", 2, "DDP"), ("0+1", 2, "DDP"), ("[0, 1]", 2, "DDP"), ("[0]", 1, "0"), ("gpu", 1, "expected cpu"),
+    ("1", 1, "sees 1 CUDA"),
     ("0", 0, "sees no CUDA"),
 ])
 def test_training_device_is_one_device_or_a_one_line_refusal(spec, cuda, expected):
