@@ -268,8 +268,10 @@ def test_branch_through_the_real_budget(compiler, tmp_path, monkeypatch):
     monkeypatch.setenv("YOLOCC_CACHE_DIR", str(tmp_path / "cache"))
     data = tiny_data(tmp_path / "data", {"train": 32, "val": 16, "test": 16})
     opts = CompileOptions(max_drop=0.0, data=str(data), calib=str(DIGITS / "calib/images"), calib_n=8,
-                          latency_runs=3, search="branch")
-    strategy = BranchSearch(targets=(0.3, 0.45), activations=(None,), rung_epochs=(1, 1), auto=False)
+                          latency_runs=10, search="branch")
+    # min_gain 0: any structure faster than int8 alone trains (the 5% rule is the scripted tests'; ten
+    # timed rounds on a busy machine cannot promise a 5% margin)
+    strategy = BranchSearch(targets=(0.3, 0.45), activations=(None,), rung_epochs=(1, 1), auto=False, min_gain=0.0)
     with pytest.raises(BudgetNotMet) as e:
         Budget(compiler, opts, strategy).search(str(DETECTOR))
     b = e.value.report.budget
