@@ -22,9 +22,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
-import numpy as np
-
-from .measure import cpu_isa, round_robin_ms
+from .measure import cpu_isa, round_robin_ms, timing_input
 
 AUTO_TARGET = "auto"
 #: Calibration images for the quick int8 each candidate gets.
@@ -124,7 +122,7 @@ def measure_candidates(compiler, model: Any, passes: Sequence[Any], opts, names:
             session = runtime.load(res.ir.onnx_model.SerializeToString(), opts.threads)
             if x is None:
                 shape = [d.dim_value or 1 for d in res.ir.onnx_model.graph.input[0].type.tensor_type.shape.dim]
-                x = np.random.default_rng(0).random(shape, dtype=np.float32)
+                x = timing_input(shape)
             runs[f"{name}|{metric}"] = (lambda s: (lambda: s.run(x)))(session)
     medians = {k: statistics.median(v) for k, v in round_robin_ms(runs, ROUNDS, warmup=2).items()}
     latency = {n: {m: round(medians[f"{n}|{m}"], 3) for m in rows} for n in names}

@@ -22,7 +22,6 @@ from dataclasses import replace
 from functools import partial
 from typing import Any, Callable, Sequence
 
-import numpy as np
 import onnx
 
 from . import cache, lowering, measure, onnxgraph
@@ -98,8 +97,7 @@ class Budget:
         if self.options.latency_runs <= 0 or not results:
             return [None] * len(results)
         models = [lowering.onnx_bytes(r.ir, self.options.opset) for r in results]
-        x = np.random.default_rng(0).random(onnxgraph.static_dims(onnx.load_from_string(models[0]).graph.input[0]),
-                                            dtype=np.float32)
+        x = measure.timing_input(onnxgraph.static_dims(onnx.load_from_string(models[0]).graph.input[0]))
         return [round(ms, 3) for ms in measure.latencies_ms(self.runtime, models, x, self.options.latency_runs,
                                                             threads=self.options.threads)]
 

@@ -105,6 +105,12 @@ def _round_robin(sessions: Sequence[Session], x: np.ndarray, runs: int) -> list[
     return [times[i] for i in range(len(sessions))]
 
 
+def timing_input(shape: Sequence[int]) -> np.ndarray:
+    """The input every latency measurement runs on: float32 uniform in [0, 1) of ``shape``, seed 0
+    (content does not change a CNN's latency; a fixed one keeps runs comparable)."""
+    return np.random.default_rng(0).random(tuple(shape), dtype=np.float32)
+
+
 def latency_stats(runtime: Runtime, models: Sequence[bytes], x: np.ndarray, runs: int = 20, warmup: int = 3,
                   threads: int = 0, batch: int = 1) -> list[LatencyStats]:
     """Time every model on ``runtime`` round-robin in one run (one run each per round, so that all

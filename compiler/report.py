@@ -119,7 +119,7 @@ class Report:
         for s in with_onnx:
             s.size_bytes = len(s.onnx)
             s.macs = onnxgraph.macs(onnxgraph.fixed_input(onnx.load_from_string(s.onnx), shape))
-        x = np.random.default_rng(0).random(shape, dtype=np.float32)
+        x = measure.timing_input(shape)
         ref = runtime.load(with_onnx[0].onnx, threads).run(x)
         for s in with_onnx[1:]:
             s.fidelity = measure.fidelity(ref, runtime.load(s.onnx, threads).run(x), splits)

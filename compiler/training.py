@@ -114,8 +114,7 @@ def training_device(spec: str | None, cuda_devices: int) -> str:
     CUDA index ("0"); None: "0" when torch sees a CUDA device (``cuda_devices`` > 0), else "cpu".
 
     Raises ``UsageError`` (one line, at plan time) for several devices ("0,1", "0+1" as ``-p`` spells
-    it, a list: see
-    ``MULTI_DEVICE``), for an index torch does not see, and for anything else."""
+    it, a list: see ``MULTI_DEVICE``), for an index torch does not see, and for anything else."""
     from .errors import UsageError
 
     if spec is None:

@@ -124,7 +124,7 @@ def _latency_cost(ctx: PassContext, build: Build, mixed: onnx.ModelProto, shape)
     """Milliseconds the float layers add: all-int8 and mixed timed round-robin on the target's runtime, on
     one input of ``shape`` (the IR's: a dynamic model is timed at its compile size)."""
     full = build(set())[0]
-    x = np.random.default_rng(0).random(tuple(shape), dtype=np.float32)
+    x = measure.timing_input(shape)
     t_full, t_mixed = measure.latencies_ms(ctx.runtime, [full.SerializeToString(), mixed.SerializeToString()], x,
                                            runs=20, threads=ctx.options.threads)
     return round(t_mixed - t_full, 3)

@@ -87,7 +87,7 @@ MIN_GAIN = 0.05
 PROBE = {"method": "minmax", "n": 16, "bias_correction": False, "confirm": False}
 
 
-@dataclass
+@dataclass(eq=False)
 class _Branch:
     """One structure's lineage (its MAC target and activation): its latest (deepest rung) result and its
     latency probe's measured ms (None: not timed)."""
@@ -285,7 +285,7 @@ def survivors(open_: list[_Branch], settled: list[_Branch], space: SearchSpace, 
     if k < 2:
         return ranked[:k]
     safest = min(ranked[k - 1:], key=lambda b: (space.drop(b.result), b.cost()))
-    return [b for b in ranked if any(b is c for c in ranked[:k - 1]) or b is safest]
+    return [b for b in ranked if b in ranked[:k - 1] or b is safest]
 
 
 def _named(space: SearchSpace, start: TrialResult, suffix: str, on_input: str) -> str:
