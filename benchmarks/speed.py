@@ -4,7 +4,7 @@ Ultralytics' own exports (FP32 on both runtimes, NNCF INT8 on OpenVINO), with th
     .venv/bin/python benchmarks/speed.py [--model yolov8n.yaml] [--imgsz 640] [--runs 30] [--repeat 3]
         [--threads N] [--calib examples/digits/data/calib/images] [--calib-n 128]
         [--data examples/digits/data/digits.yaml] [--recipe examples/recipes/cpu-fast.yaml]
-        [--no-openvino] [--out runs/bench/speed.json]
+        [--ov-recipe examples/recipes/openvino-fast.yaml] [--no-openvino] [--out runs/bench/speed.json]
 
 Rows (onnxruntime: CPU execution provider, target ort-cpu, thread spinning off; OpenVINO: CPU plugin,
 target openvino, compiled as benchmarks/openvino.py does: latency hint, one stream, f32 inference
@@ -20,7 +20,11 @@ precision, ``compile_cpu``):
                               calibrated on the ``--calib`` images (the ``bench`` extra: openvino, nncf)
   ov_int8        OpenVINO     yolocc -p int8 --target openvino
   ov_prune_int8  OpenVINO     yolocc -p prune:0.25 -p int8 --target openvino
-  ov_fast        OpenVINO     the fast row's passes, compiled with --target openvino
+  ov_prune_open_int8
+                 OpenVINO     the same with the head's inner convs pruned too (``protect_head=false``): what
+                              ``prune:0.25`` does when recovery training follows it
+  ov_cpu_fast    OpenVINO     the fast row's passes (the cpu-fast recipe), compiled with --target openvino
+  ov_fast        OpenVINO     the structural passes of the OpenVINO recipe (``--ov-recipe``, openvino-fast)
 Every model of both runtimes is loaded in this one process, with the same ``--threads`` (default: the
 physical cores, onnxruntime's own default), and timed round-robin (``measure.round_robin_ms``: one run
 each per round, each round starting one model later), ``--runs`` rounds per repeat, ``--repeat``
@@ -32,13 +36,14 @@ Writes ``--out`` with ``isa`` (``measure.cpu_isa``), ``fp32_ms``, ``int8_ms``, `
 ``fast_ms``, ``fast_speedup`` (fp32_ms / fast_ms) and ``models`` (per row: latency, MACs, GMAC/s, % of
 its runtime's int8 ceiling, speed-up over the onnxruntime FP32 row per repeat; Ultralytics' IRs count
 the MACs of its ONNX export), and, with OpenVINO,
-``ov_fp32_ms``, ``nncf_int8_ms``, ``ov_int8_ms``, ``ov_prune_int8_ms``, ``ov_fast_ms`` and the speed-ups
-(above 1: the second model is faster) ``ov_int8_vs_nncf``, ``ov_prune_int8_vs_ov_int8``,
-``ov_fast_vs_nncf``: medians of paired per-round ratios (each run against the other model's run in the
-same round, robust to load that drifts), with ``*_per_repeat`` lists as the spread. The int8 ceilings
+``ov_fp32_ms``, ``nncf_int8_ms``, ``ov_int8_ms``, ``ov_prune_int8_ms``, ``ov_prune_open_int8_ms``,
+``ov_cpu_fast_ms``, ``ov_fast_ms`` and the speed-ups (above 1: the second model is faster)
+``ov_int8_vs_nncf``, ``ov_prune_int8_vs_ov_int8``, ``ov_prune_open_int8_vs_ov_int8``,
+``ov_cpu_fast_vs_nncf``, ``ov_fast_vs_nncf``: medians of paired per-round ratios (each run against the
+other model's run in the same round, robust to load that drifts), with ``*_per_repeat`` lists as the spread. The int8 ceilings
 (compiler/ceiling.py) are measured per runtime: one large int8 MatMul on onnxruntime (``ceiling``) and on
 OpenVINO (``ov_ceiling``). A YAML model has random weights: right for latency, not for accuracy (the
-accuracy of the recipe is measured with recovery on the digits detector, see README; OpenVINO's INT8
+accuracy of both recipes is measured with recovery on the digits detector, see README; OpenVINO's INT8
 accuracy against NNCF's in benchmarks/openvino.py).
 """
 
@@ -79,7 +84,8 @@ DATA = ROOT / "examples/digits/data/digits.yaml"
 WARMUP = 3
 #: The OpenVINO speed-ups written as top-level keys: name -> (baseline row, faster row).
 OV_RATIOS = {"ov_int8_vs_nncf": ("nncf_int8", "ov_int8"), "ov_prune_int8_vs_ov_int8": ("ov_int8", "ov_prune_int8"),
-             "ov_fast_vs_nncf": ("nncf_int8", "ov_fast")}
+             "ov_prune_open_int8_vs_ov_int8": ("ov_int8", "ov_prune_open_int8"),
+             "ov_cpu_fast_vs_nncf": ("nncf_int8", "ov_cpu_fast"), "ov_fast_vs_nncf": ("nncf_int8", "ov_fast")}
 
 
 def ultralytics_fp32(model: str, imgsz: int, folder: str) -> bytes:
@@ -141,7 +147,10 @@ def main() -> int:
     ap.add_argument("--calib", default=str(CALIB))
     ap.add_argument("--calib-n", type=int, default=128)
     ap.add_argument("--data", default=str(DATA), help="class names for NNCF's calibration data YAML")
-    ap.add_argument("--recipe", default=str(ROOT / "examples/recipes/cpu-fast.yaml"))
+    ap.add_argument("--recipe", default=str(ROOT / "examples/recipes/cpu-fast.yaml"),
+                    help="the onnxruntime fast row's recipe (also timed on OpenVINO: ov_cpu_fast)")
+    ap.add_argument("--ov-recipe", default=str(ROOT / "examples/recipes/openvino-fast.yaml"),
+                    help="the OpenVINO fast row's recipe (ov_fast)")
     ap.add_argument("--runs", type=int, default=30, help="timed rounds per repeat")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0, help="threads of every model (0: the physical cores)")
@@ -163,7 +172,11 @@ def main() -> int:
 
     compiler = Compiler()
     fast = structural_passes(compiler, args.recipe)
+    ov_fast = structural_passes(compiler, args.ov_recipe)
     rows = {"int8": ["int8"], "prune_int8": ["prune:0.25", "int8"], "fast": fast}
+    ov_rows = {"ov_int8": ["int8"], "ov_prune_int8": ["prune:0.25", "int8"],
+               "ov_prune_open_int8": ["prune:0.25,protect_head=false", "int8"], "ov_cpu_fast": fast,
+               "ov_fast": ov_fast}
     x = np.random.default_rng(0).random((1, 3, args.imgsz, args.imgsz), dtype=np.float32)
     ort_models: dict[str, bytes] = {}
     ov_models: dict[str, bytes | Path] = {}  # ONNX (yolocc) or an IR folder (Ultralytics' exports)
@@ -195,9 +208,9 @@ def main() -> int:
             ov_models["nncf_int8"] = timed(
                 "nncf_int8", "Ultralytics export(format='openvino', int8=True): NNCF", "OpenVINO",
                 lambda: ovb.ultralytics_export(args.model, args.imgsz, tmp, ovb.calib_yaml(args.data, args.calib, tmp)))
-            for name, passes in rows.items():
-                ov_models[f"ov_{name}"] = timed(f"ov_{name}", described(passes, "openvino"), "OpenVINO",
-                                                lambda: yolocc(passes, "openvino"))
+            for name, passes in ov_rows.items():
+                ov_models[name] = timed(name, described(passes, "openvino"), "OpenVINO",
+                                        lambda: yolocc(passes, "openvino"))
 
         # Every model loaded at once, then timed round-robin across both runtimes.
         _, ort_runtime = compiler.target("ort-cpu")
@@ -253,6 +266,8 @@ def main() -> int:
                    "openvino_config": "compile_cpu: LATENCY hint, 1 stream, f32 inference precision",
                    "loadavg_1min": [round(load_before, 2), round(load_after, 2)]},
         "fast_passes": [str(s) for s in fast], "recipe": os.path.relpath(args.recipe, ROOT),
+        **({"ov_fast_passes": [str(s) for s in ov_fast], "ov_recipe": os.path.relpath(args.ov_recipe, ROOT)}
+           if ov is not None else {}),
         "fp32_ms": ms["fp32"], "int8_ms": ms["int8"], "prune_int8_ms": ms["prune_int8"], "fast_ms": ms["fast"],
         "fast_speedup": round(ms["fp32"] / ms["fast"], 3),
     }
@@ -273,11 +288,13 @@ def main() -> int:
           f"1-min load {load_before:.2f} -> {load_after:.2f}")
     print(f"int8 ceiling: onnxruntime {ceil['gmacs']} GMAC/s ({ceil['op']})"
           + (f"; OpenVINO {ov_ceil['gmacs']} GMAC/s ({ov_ceil['op']})" if ov_ceil else ""))
-    print(f"{'model':<15}{'runtime':<13}{'ms':>9}{'vs fp32':>9}{'GMACs':>8}{'GMAC/s':>9}{'% ceil':>8}  vs fp32 per repeat")
+    print(f"{'model':<20}{'runtime':<13}{'ms':>9}{'vs fp32':>9}{'GMACs':>8}{'GMAC/s':>9}{'% ceil':>8}  vs fp32 per repeat")
     for n, r in per_model.items():
-        print(f"{n:<15}{r['runtime']:<13}{r['latency_ms']:>9.2f}{r['speedup_vs_fp32']:>9.2f}{r['macs'] / 1e9:>8.2f}"
+        print(f"{n:<20}{r['runtime']:<13}{r['latency_ms']:>9.2f}{r['speedup_vs_fp32']:>9.2f}{r['macs'] / 1e9:>8.2f}"
               f"{r['gmacs_per_s']:>9.1f}{r['pct_of_ceiling']:>8.1f}  {r['speedup_per_repeat']}")
     print(f"fast = {' '.join('-p ' + str(s) for s in fast)}: {result['fast_speedup']:.2f}x over the FP32 export")
+    if ov is not None:
+        print(f"ov_fast = {' '.join('-p ' + str(s) for s in ov_fast)} --target openvino")
     for key, (a, b) in OV_RATIOS.items() if ov is not None else ():
         print(f"{key}: {result[key]:.3f}x ({b} against {a}, median paired ratio; per repeat {result[key + '_per_repeat']})")
     print(f"wrote {args.out}")

@@ -151,8 +151,9 @@ def check_soak(r, tmp):
 #: benchmarks/speed.py's OpenVINO rows need the ``bench`` extra; without it the case passes --no-openvino.
 OPENVINO = all(importlib.util.find_spec(m) is not None for m in ("openvino", "nncf"))
 SPEED_ORT_ROWS = {"fp32", "int8", "prune_int8", "fast"}
-SPEED_OV_ROWS = {"ov_fp32", "nncf_int8", "ov_int8", "ov_prune_int8", "ov_fast"}
-SPEED_OV_RATIOS = ["ov_int8_vs_nncf", "ov_prune_int8_vs_ov_int8", "ov_fast_vs_nncf"]
+SPEED_OV_ROWS = {"ov_fp32", "nncf_int8", "ov_int8", "ov_prune_int8", "ov_prune_open_int8", "ov_cpu_fast", "ov_fast"}
+SPEED_OV_RATIOS = ["ov_int8_vs_nncf", "ov_prune_int8_vs_ov_int8", "ov_prune_open_int8_vs_ov_int8",
+                   "ov_cpu_fast_vs_nncf", "ov_fast_vs_nncf"]
 
 
 def check_speed(r, tmp):
@@ -167,7 +168,8 @@ def check_speed(r, tmp):
         assert "ov_fp32_ms" not in r  # --no-openvino
         return
     _has_keys(r, [f"{n}_ms" for n in sorted(SPEED_OV_ROWS)] + SPEED_OV_RATIOS
-              + [f"{k}_per_repeat" for k in SPEED_OV_RATIOS] + ["ov_ceiling", "ov_runtime", "nncf"], "speed.json")
+              + [f"{k}_per_repeat" for k in SPEED_OV_RATIOS] + ["ov_ceiling", "ov_runtime", "nncf", "ov_fast_passes",
+                                                                 "ov_recipe"], "speed.json")
     assert r["ov_ceiling"]["gmacs"] > 0 and all(r[k] > 0 and len(r[f"{k}_per_repeat"]) == 1 for k in SPEED_OV_RATIOS)
     assert {row["runtime"] for n, row in r["models"].items() if n in SPEED_OV_ROWS} == {"OpenVINO"}
 

@@ -123,17 +123,18 @@ def test_silu_int8_still_runs_qlinear_sigmoid(compiler, tmp_path, calib_dir):
     assert res.report.stages[-1].changes["ort_fusion"]["activations_after"].get("QLinearSigmoid", 0) > 50
 
 
-def test_cpu_fast_recipe_plans_act_before_recovery(compiler):
+@pytest.mark.parametrize("recipe, target", [("cpu-fast", "ort-cpu"), ("openvino-fast", "openvino")])
+def test_fast_recipes_plan_act_before_recovery(compiler, recipe, target):
     from pathlib import Path
 
     from yolocc.compiler.recipe import load_recipe
 
-    specs, options = load_recipe(Path(__file__).resolve().parents[2] / "examples/recipes/cpu-fast.yaml")
+    specs, options = load_recipe(Path(__file__).resolve().parents[2] / f"examples/recipes/{recipe}.yaml")
     plan = compiler.plan(compiler.load("yolov8n.yaml", IMGSZ), specs)
     names = [s.pass_.name for s in plan if s.kind == "pass"]
     assert names.index("act") < names.index("prune") < names.index("distill") < names.index("qdq")
     prune = next(s.pass_ for s in plan if s.kind == "pass" and s.pass_.name == "prune")
-    assert prune.args["protect_head"] == "auto" and options["target"] == "ort-cpu"
+    assert prune.args["protect_head"] == "auto" and options["target"] == target
 
 
 @pytest.mark.parametrize("raw, value", [("auto", "auto"), ("false", False), ("true", True), (False, False)])
