@@ -135,7 +135,8 @@ def run(ir: ModelIR, steps: Sequence[Step], ctx: PassContext, on_pass: StageCall
     later = [s.pass_ for s in steps if s.kind == "pass"]
     needing = [p.name for p in later if p.needs_data]
     if needing and not opts.data:
-        raise UsageError(f"{needing[0]} trains on a dataset and measures its val split: pass --data DATA.yaml")
+        raise UsageError(f"{needing[0]} trains on a dataset and measures its val split: pass --data DATA.yaml "
+                         f"(or a classify folder)")
     for i, p in enumerate(later):
         if p.needs_recovery and opts.data and not ctx.trial and not any(q.recovers for q in later[i + 1:]):
             log.warning("pass '%s' changes what the model computes and no finetune/distill follows it: "

@@ -104,6 +104,7 @@ class Finetune(Pass):
     stage = "torch"
     preserves = (CANONICAL,)
     recovers = True
+    needs_data = True
     params = TRAIN_PARAMS
     #: Trains against a teacher (``Frontend.check_train``'s ``distill``).
     distills = False
@@ -122,9 +123,7 @@ class Finetune(Pass):
         return None
 
     def call(self, ir: ModelIR, ctx: PassContext) -> PassResult:
-        data = ctx.option("data")
-        if not data:
-            raise UsageError(f"{self.name} needs labelled data: pass --data DATA.yaml (or a classify folder)")
+        data = ctx.option("data")  # present: the pipeline refuses a needs_data pass without it
         a = self.args
         teacher = self.teacher(ir, ctx)
         ctx.frontend.check_train(ir, teacher is not None)

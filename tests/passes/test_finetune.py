@@ -58,9 +58,15 @@ def test_optimizer_defaults_follow_the_task(load_ir, monkeypatch, model, spec, e
     assert seen == [expected]
 
 
-def test_needs_data(compiler, tmp_path):
-    with pytest.raises(PassError, match="finetune needs labelled data: pass --data"):
-        compiler.compile("yolov8n.yaml", ["finetune"], tmp_path / "x.onnx", imgsz=IMGSZ, measure=False)
+@pytest.mark.parametrize("passes", [["finetune"], ["prune:0.25", "distill"]])
+def test_needs_data_before_any_pass_runs(compiler, tmp_path, monkeypatch, passes):
+    from yolocc.passes.prune import Prune
+
+    ran = []
+    monkeypatch.setattr(Prune, "call", lambda self, ir, ctx: ran.append("prune"))
+    with pytest.raises(UsageError, match=f"{passes[-1]} trains on a dataset .*: pass --data"):
+        compiler.compile("yolov8n.yaml", passes, tmp_path / "x.onnx", imgsz=IMGSZ, measure=False)
+    assert ran == [] and not (tmp_path / "x.onnx").exists()
 
 
 def test_needs_ultralytics_model(compiler, tmp_path, cnn_path):
