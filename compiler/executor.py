@@ -126,6 +126,15 @@ class InProcess(Executor):
         return _torch_gpus()
 
 
+def _spawn_bootstrapping() -> bool:
+    """True in a spawned worker while it imports its parent's main module: the state in which
+    multiprocessing refuses to start processes (its own test, ``multiprocessing.spawn``), so a script
+    without a ``__main__`` guard gets one line here instead of a traceback from the worker."""
+    import multiprocessing.process
+
+    return bool(getattr(multiprocessing.process.current_process(), "_inheriting", False))
+
+
 class LocalPool(Executor):
     """``local`` with ``--workers N``: N spawned worker processes on this machine, started at the first
     batch and kept for the search (each imports torch once)."""
@@ -148,6 +157,10 @@ class LocalPool(Executor):
         from concurrent.futures import FIRST_COMPLETED, wait
         from concurrent.futures.process import BrokenProcessPool
 
+        if _spawn_bootstrapping():
+            raise UsageError(f"--workers {self.workers}: this script starts a search when it is imported, and every "
+                             f"worker process imports it again: put the call under "
+                             f"'if __name__ == \"__main__\":'")
         pool = self._executor()
         futures = [pool.submit(run_limited, fn, item, res.cpus) for item, res in zip(items, resources)]
         index = {f: i for i, f in enumerate(futures)}

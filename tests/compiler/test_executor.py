@@ -41,6 +41,30 @@ def test_a_worker_that_dies_is_one_clear_error():
         pool.map(die, [1], [TrialResources()])
 
 
+UNGUARDED = """
+import sys
+from yolocc.compiler.errors import UsageError
+from yolocc.compiler.executor import LocalPool, TrialResources
+try:
+    with LocalPool(1) as pool:
+        pool.map(abs, [-1], [TrialResources()])
+except UsageError as e:
+    print(("worker: " if __name__ != "__main__" else "search: ") + str(e), file=sys.stderr)
+    sys.exit(2)
+"""
+
+
+def test_a_script_without_a_main_guard_gets_one_line_from_each_process(tmp_path):
+    import subprocess
+
+    script = tmp_path / "unguarded.py"
+    script.write_text(UNGUARDED)
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
+    assert "worker: --workers 1: this script starts a search when it is imported" in run.stderr
+    assert "search: --workers 1: a worker process died" in run.stderr
+
+
 def test_in_process_keeps_order_and_reports_each_item_as_it_finishes():
     seen = []
     out = InProcess().map(lambda x: x * 10, [3, 1, 2], [TrialResources()] * 3, lambda i, r: seen.append((i, r)))
