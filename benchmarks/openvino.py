@@ -47,7 +47,7 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 from yolocc.compiler.api import Compiler  # noqa: E402
-from yolocc.compiler.measure import cpu_isa  # noqa: E402
+from yolocc.compiler.measure import cpu_isa, round_robin_ms, timing_input  # noqa: E402
 from yolocc.plugins.openvino_target import compile_cpu  # noqa: E402
 
 DIGITS = "examples/digits"
@@ -101,11 +101,12 @@ def yolocc_compile(model: str, passes: list[str], imgsz: int, calib: str, out: P
 
 
 def time_round_robin(folders: dict[str, Path], imgsz: int, runs: int, repeat: int, threads: int) -> list[np.ndarray]:
-    """Per repeat, a (runs, models) array of latencies (ms): every round runs each model once, in
-    alternating order, so neighbouring measurements share the machine's conditions."""
+    """Per repeat, a (runs, models) array of latencies (ms): every round runs each model once
+    (``measure.round_robin_ms``, each round starting one model later, so that no model runs twice in a
+    row and neighbouring measurements share the machine's conditions)."""
     import openvino as ov
 
-    x = np.random.default_rng(0).random((1, 3, imgsz, imgsz), dtype=np.float32)
+    x = timing_input((1, 3, imgsz, imgsz))
     requests = []
     for folder in folders.values():
         xml = next(folder.glob("*.xml"))
@@ -113,16 +114,11 @@ def time_round_robin(folders: dict[str, Path], imgsz: int, runs: int, repeat: in
         for _ in range(10):
             request.infer({0: x})
         requests.append(request)
+    calls = {i: (lambda r=r: r.infer({0: x})) for i, r in enumerate(requests)}
     repeats = []
     for _ in range(repeat):
-        times = np.zeros((runs, len(requests)))
-        for k in range(runs):
-            order = range(len(requests)) if k % 2 == 0 else reversed(range(len(requests)))
-            for i in order:
-                t0 = time.perf_counter()
-                requests[i].infer({0: x})
-                times[k, i] = (time.perf_counter() - t0) * 1000.0
-        repeats.append(times)
+        times = round_robin_ms(calls, runs, rotate=True)
+        repeats.append(np.array([times[i] for i in range(len(requests))]).T)
     return repeats
 
 

@@ -4,7 +4,8 @@ C2f (and subclasses that keep its forward, such as YOLO11's C3k2) computes ``cv1
 A channel split couples the two halves in ways pruners get wrong, so the 1x1 ``cv1`` is split
 into two convolutions with the same weights, one per half. The result computes the same function.
 DFL is rewritten as one MatMul over the bins axis, in the layout the box branch already has (same
-values, no transposes in the exported graph).
+values, no transposes in the exported graph), or, for a target that runs it faster (OpenVINO), as a
+softmax over the bins axis and a weighted sum over it.
 
 ``decanonicalize`` undoes every rewrite (and ``fuse-bn``'s fused classes), so that a checkpoint
 yolocc writes holds only torch and Ultralytics classes and loads where yolocc is not installed.
@@ -177,6 +178,17 @@ class DFLLastAxis(nn.Module):
         return (x.view(b, 4, self.c1, a).transpose(2, 3).softmax(-1) * self.bins).sum(-1)
 
 
+class DFLBinsAxis(DFLLastAxis):
+    """Ultralytics' DFL as a softmax over the bins axis where the box branch has it, ``(b, 4, bins,
+    anchors)``, and the bins' weighted sum over that axis: no transpose and no 1x1 convolution. The
+    form OpenVINO runs fastest (a 1x1 convolution over 16 channels is mostly its reorders)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(b, 4 * bins, anchors)`` -> ``(b, 4, anchors)``."""
+        b, _, a = x.shape
+        return (x.view(b, 4, self.c1, a).softmax(2) * self.bins.view(-1, 1)).sum(2)
+
+
 def _is_dfl(m: nn.Module) -> bool:
     conv = getattr(m, "conv", None)
     return (type(m).__name__ == "DFL" and type(m).__module__.startswith("ultralytics.") and
@@ -201,7 +213,8 @@ def _anchor_major(m: nn.Module) -> nn.Module:
 #: capability that makes the layout pay (``compiler.target.Capability``).
 REWRITES = [("C2f->C2fSplit", _is_splittable_c2f, C2fSplit, None), ("C2->C2Split", _is_splittable_c2, C2Split, None),
             ("Detect->DetectAnchorMajor", _is_plain_detect, _anchor_major, Capability.CHANNELS_LAST_INT8),
-            ("DFL->DFLMatMul", _is_dfl, DFLMatMul, Capability.LAST_AXIS_SOFTMAX_MATMUL)]
+            ("DFL->DFLMatMul", _is_dfl, DFLMatMul, Capability.LAST_AXIS_SOFTMAX_MATMUL),
+            ("DFL->DFLBinsAxis", _is_dfl, DFLBinsAxis, Capability.BINS_AXIS_SOFTMAX_SUM)]
 
 
 def canonicalize(module: nn.Module, capabilities: frozenset[str] = Capability.ALL) -> dict[str, int]:
@@ -213,6 +226,7 @@ def canonicalize(module: nn.Module, capabilities: frozenset[str] = Capability.AL
             if qualname and (needs is None or needs in capabilities) and match(sub):
                 replace_module(module, qualname, rewrite(sub))
                 counts[rule] = counts.get(rule, 0) + 1
+                break  # one rewrite per module: the first rule that applies
     return counts
 
 

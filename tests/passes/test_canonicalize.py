@@ -95,3 +95,43 @@ def test_canonical_head_leaves_export_mode_switchable(compiler):
     assert head.export is False and isinstance(ir.module(ir.example_inputs()), tuple)
     set_export_mode(ir.module, True)
     assert head.export is True
+
+
+def test_openvino_dfl_is_a_softmax_and_weighted_sum_over_the_bins_axis(compiler):
+    """On a target with only the bins-axis capability (OpenVINO) the DFL becomes a softmax over the
+    bins where they lie and a weighted sum: same outputs (float64), no Transpose and no Conv or MatMul
+    after the softmax in the exported graph, and ``decanonicalize`` gives Ultralytics' DFL back."""
+    import onnx
+    from ultralytics.nn.modules.block import DFL
+
+    from yolocc.compiler import lowering
+    from yolocc.compiler.target import Capability
+    from yolocc.plugins.ultralytics_canonical import DFLBinsAxis, decanonicalize
+
+    ir = compiler.load("yolov8n.yaml", IMGSZ)
+    x = ir.example_inputs().double()
+    ir.module.double()
+    with torch.no_grad():
+        before = ir.module(x)
+    counts = compiler.frontend_of(ir).canonicalize(ir, frozenset({Capability.BINS_AXIS_SOFTMAX_SUM}))
+    assert counts["DFL->DFLBinsAxis"] == 1 and "DFL->DFLMatMul" not in counts
+    assert isinstance(ir.module.model[-1].dfl, DFLBinsAxis)
+    with torch.no_grad():
+        after = ir.module(x)
+    assert _max_rel_err(before[0] if isinstance(before, tuple) else before,
+                        after[0] if isinstance(after, tuple) else after) < 1e-12
+    ir.module.float()
+    nodes = onnx.load_from_string(lowering.onnx_bytes(ir)).graph.node
+    consumers: dict = {}
+    for n in nodes:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    softmax = next(n for n in nodes if n.op_type == "Softmax")
+    downstream, frontier = [], list(softmax.output)
+    while frontier and len(downstream) < 4:
+        nxt = [c for t in frontier for c in consumers.get(t, [])]
+        downstream += [c.op_type for c in nxt]
+        frontier = [o for c in nxt for o in c.output]
+    assert downstream[:2] == ["Mul", "ReduceSum"] and not {"Conv", "MatMul", "Transpose"} & set(downstream[:2])
+    assert not any(n.op_type == "Transpose" and "dfl" in n.name for n in nodes)
+    assert decanonicalize(ir.module)["DFLMatMul->DFL"] == 1 and type(ir.module.model[-1].dfl) is DFL
