@@ -7,7 +7,8 @@
         [--also NAME=IR_FOLDER ...]
 
 Rows (every model is an OpenVINO IR folder, all loaded in this one process and timed round-robin on
-OpenVINO's CPU plugin with the same configuration: latency hint, one stream, ``--threads`` threads):
+OpenVINO's CPU plugin, each round starting one model later, with the same configuration: latency
+hint, one stream, ``--threads`` threads):
   fp32           Ultralytics' own ``export(format="openvino")``: the FP32 IR
   nncf           Ultralytics' ``export(format="openvino", int8=True, data=...)``: NNCF post-training
                  quantization (MIXED preset, the head decode, Sigmoid and DFL in NNCF's ignored scope)
@@ -203,6 +204,7 @@ def main() -> int:
         "nncf_map_drop": round(fp32["mAP50-95"] - nncf_row["mAP50-95"], 4),
         "yolocc_map_drop": round(fp32["mAP50-95"] - yolocc["mAP50-95"], 4),
         "isa": cpu_isa(), "threads": args.threads, "runs": args.runs, "repeat": args.repeat,
+        "order": "round-robin, each round starting one model later",
         "openvino": ov.__version__, "nncf": nncf.__version__, "model": args.model, "imgsz": args.imgsz,
         "map_split": "test", "rows": rows,
     }
