@@ -86,17 +86,31 @@ def round_robin_ms(runs: Mapping[K, Callable[[], Any]], rounds: int, warmup: int
     """Every run's times (ms) over ``rounds`` rounds in which each callable runs once (round-robin, so
     that all see the same machine conditions), after ``warmup`` untimed rounds. ``rotate``: each round
     starts one key later, so load that comes and goes touches every key alike."""
+    return {k: [block[0] for block in v] for k, v in round_robin_blocks_ms(runs, rounds, 1, warmup, rotate).items()}
+
+
+def round_robin_blocks_ms(runs: Mapping[K, Callable[[], Any]], rounds: int, block: int, warmup: int = 0,
+                          rotate: bool = False) -> dict[K, list[list[float]]]:
+    """``round_robin_ms`` where each turn runs a callable ``block`` times in a row: per key, one list
+    of ``block`` times (ms) per round, in the order they ran. The first run of a turn follows another
+    model (its cache and the cores' state are the other model's); the later ones show the model run
+    back to back, as a loop over one model (a video pipeline, OpenVINO's benchmark_app) runs it."""
+    if block < 1:
+        raise ValueError(f"block must be >= 1, got {block}")
     for _ in range(warmup):
         for run in runs.values():
             run()
     keys = list(runs)
-    times: dict[K, list[float]] = {k: [] for k in keys}
+    times: dict[K, list[list[float]]] = {k: [] for k in keys}
     for r in range(rounds):
         order = keys[r % len(keys):] + keys[:r % len(keys)] if rotate and keys else keys
         for k in order:
-            t0 = time.perf_counter()
-            runs[k]()
-            times[k].append((time.perf_counter() - t0) * 1000.0)
+            turn = []
+            for _ in range(block):
+                t0 = time.perf_counter()
+                runs[k]()
+                turn.append((time.perf_counter() - t0) * 1000.0)
+            times[k].append(turn)
     return times
 
 

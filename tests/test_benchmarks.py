@@ -94,6 +94,14 @@ def check_int8(r, tmp):
     assert r["rows"]["yolocc-int8"]["score_cosine"] > 0.9  # the real detector: yolocc's int8 stays faithful
 
 
+def check_interleave(r, tmp):
+    _has_keys(r, ["isa", "model", "imgsz", "target", "runtime", "block", "rounds", "models"], "interleave.json")
+    assert list(r["models"]) == ["fp32", "int8", "cpu-fast"]
+    for name, row in r["models"].items():
+        assert len(row["ms_by_place"]) == r["block"] == 2 and min(row["ms_by_place"]) > 0, name
+    assert r["models"]["fp32"]["speedup_first"] == r["models"]["fp32"]["speedup_last"] == 1.0
+
+
 def check_channels(r, tmp):
     _has_keys(r, ["model", "imgsz", "isa", "threads", "runtimes", "channel_multiple", "timing", "rows",
                   "ort_prune_pays"], "channels.json")
@@ -212,6 +220,8 @@ CASES = [
     # the real detector with --data: every row validated (the evaluate_onnx path)
     case("int8.py", ["--model", str(DETECTOR), "--imgsz", "160", "--data", str(DIGITS_YAML), "--calib-n", "8",
                      "--runs", "2", "--repeat", "1", "--out", "{tmp}/int8.json"], check_int8),
+    case("interleave.py", ["--imgsz", "64", "--calib-n", "8", "--rounds", "2", "--block", "2", "--threads", "1",
+                           "--out", "{tmp}/interleave.json"], check_interleave),
     case("openvino.py", ["--runs", "2", "--repeat", "1", "--threads", "1", "--out", "{tmp}/openvino.json"],
          check_openvino, modules=("openvino", "nncf")),
     case("prune.py", ["--models", "yolov8n.yaml", "resnet18 (torchvision)", "--imgsz", "64", "--runs", "2",

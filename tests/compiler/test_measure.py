@@ -106,3 +106,19 @@ def test_report_measures_batch_only_for_a_dynamic_batch(batch_dim, measured):
     if not measured:
         assert "--dynamic-batch" in report.latency["batch_skipped"]
     onnx.checker.check_model(onnx.load_from_string(report.stages[0].onnx))
+
+
+def test_round_robin_blocks_run_turns_in_rotating_order():
+    """Each round gives every callable one turn of ``block`` runs in a row, rounds starting one key
+    later; ``round_robin_ms`` is the same schedule with turns of one run."""
+    log: list[str] = []
+    runs = {k: (lambda k=k: log.append(k)) for k in "abc"}
+    times = measure.round_robin_blocks_ms(runs, rounds=3, block=2, warmup=1, rotate=True)
+    assert log == list("abc") + list("aabbcc") + list("bbccaa") + list("ccaabb")
+    assert {k: [len(turn) for turn in v] for k, v in times.items()} == {k: [2, 2, 2] for k in "abc"}
+    assert all(t >= 0 for v in times.values() for turn in v for t in turn)
+    log.clear()
+    single = measure.round_robin_ms(runs, rounds=2)
+    assert log == list("abcabc") and {k: len(v) for k, v in single.items()} == {k: 2 for k in "abc"}
+    with pytest.raises(ValueError, match="block must be >= 1"):
+        measure.round_robin_blocks_ms(runs, rounds=1, block=0)
