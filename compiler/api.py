@@ -198,7 +198,7 @@ class Compiler:
                                                                         step.pass_.args, result, dt))
         if opts.measure:
             report.finalize(runtime, opts.latency_runs, opts.threads, splits=ir.meta.get(OUTPUT_SPLITS),
-                            batch=opts.batch, cache_root=opts.cache_root())
+                            batch=opts.batch, cache_root=opts.cache_root(), turn=opts.latency_turn)
         if opts.data:
             report.evaluate(self.evaluator(ir, opts, runtime), progress)
             report.accuracy = {**(report.accuracy or {}), "data": str(opts.data), "split": opts.eval_split}

@@ -99,7 +99,8 @@ class Budget:
         models = [lowering.onnx_bytes(r.ir, self.options.opset) for r in results]
         x = measure.timing_input(onnxgraph.static_dims(onnx.load_from_string(models[0]).graph.input[0]))
         return [round(ms, 3) for ms in measure.latencies_ms(self.runtime, models, x, self.options.latency_runs,
-                                                            threads=self.options.threads)]
+                                                            threads=self.options.threads,
+                                                            turn=self.options.latency_turn)]
 
     def progress(self, what: str, done: int, total: int) -> None:
         log.info("budget: %s (%d/%d)", what, done, total)
@@ -264,7 +265,7 @@ class Budget:
         budget itself, so a search with another ``--max-drop`` reuses the trials they share."""
         if self.options.cache_dir is None or not isinstance(model, (str, os.PathLike)):
             return None
-        shaping = replace(self.options, max_drop=None, max_macs=None, search=None, latency_runs=0,
+        shaping = replace(self.options, max_drop=None, max_macs=None, search=None, latency_runs=0, latency_turn=1,
                           threads=0, batch=1, eval_split="val", executor=None, workers=None)
         return cache.compile_key(model, [], shaping, ".trial", getattr(self.compiler.pm, "versions", {}))
 
@@ -293,7 +294,7 @@ class Budget:
             report.stages.append(rec)
         report.finalize(self.runtime, max(self.options.latency_runs, 1), self.options.threads,
                         splits=ir.meta.get(OUTPUT_SPLITS), batch=self.options.batch,
-                        cache_root=self.options.cache_root())
+                        cache_root=self.options.cache_root(), turn=self.options.latency_turn)
         report.accuracy = {"data": str(self.options.data), "split": "val", "metric": metric}
         for r in results:
             rec = records[id(r)]

@@ -114,9 +114,10 @@ def round_robin_blocks_ms(runs: Mapping[K, Callable[[], Any]], rounds: int, bloc
     return times
 
 
-def _round_robin(sessions: Sequence[Session], x: np.ndarray, runs: int) -> list[list[float]]:
-    times = round_robin_ms({i: (lambda s=s: s.run(x)) for i, s in enumerate(sessions)}, runs)
-    return [times[i] for i in range(len(sessions))]
+def _round_robin(sessions: Sequence[Session], x: np.ndarray, runs: int, turn: int = 1) -> list[list[float]]:
+    """Per session, ``runs`` times (ms): the last run of each turn of ``turn`` runs in a row."""
+    times = round_robin_blocks_ms({i: (lambda s=s: s.run(x)) for i, s in enumerate(sessions)}, runs, turn)
+    return [[t[-1] for t in times[i]] for i in range(len(sessions))]
 
 
 def timing_input(shape: Sequence[int]) -> np.ndarray:
@@ -126,10 +127,13 @@ def timing_input(shape: Sequence[int]) -> np.ndarray:
 
 
 def latency_stats(runtime: Runtime, models: Sequence[bytes], x: np.ndarray, runs: int = 20, warmup: int = 3,
-                  threads: int = 0, batch: int = 1) -> list[LatencyStats]:
-    """Time every model on ``runtime`` round-robin in one run (one run each per round, so that all
+                  threads: int = 0, batch: int = 1, turn: int = 1) -> list[LatencyStats]:
+    """Time every model on ``runtime`` round-robin in one run (one turn each per round, so that all
     see the same machine conditions), after warm-up; with ``batch`` > 1 also a round-robin pass at
-    that batch size (the models must take a dynamic batch)."""
+    that batch size (the models must take a dynamic batch). A turn is ``turn`` runs in a row of
+    which the last is timed: 1 times each run right after another model's; more times the model
+    back to back, as a loop over it runs (on small inputs much faster: README, How the timing
+    schedule moves a latency)."""
     sessions, memory = [], []
     for m in models:
         before = rss_bytes()
@@ -139,13 +143,13 @@ def latency_stats(runtime: Runtime, models: Sequence[bytes], x: np.ndarray, runs
         after = rss_bytes()
         memory.append(None if before is None or after is None else max(0, after - before))
         sessions.append(s)
-    single = _round_robin(sessions, x, runs)
+    single = _round_robin(sessions, x, runs, turn)
     batched: list[list[float]] = [[] for _ in sessions]
     if batch > 1:
         xb = np.repeat(x[:1], batch, axis=0)
         for s in sessions:
             s.run(xb)
-        batched = _round_robin(sessions, xb, max(3, runs // 2))
+        batched = _round_robin(sessions, xb, max(3, runs // 2), turn)
     out = []
     for t, tb, mem in zip(single, batched, memory):
         stats = summarize(t)
@@ -155,9 +159,10 @@ def latency_stats(runtime: Runtime, models: Sequence[bytes], x: np.ndarray, runs
 
 
 def latencies_ms(runtime: Runtime, models: Sequence[bytes], x: np.ndarray, runs: int = 20, warmup: int = 3,
-                 threads: int = 0) -> list[float]:
-    """Median latency (ms) of each model on ``runtime``, timed round-robin in one run."""
-    return [s.p50_ms for s in latency_stats(runtime, models, x, runs, warmup, threads)]
+                 threads: int = 0, turn: int = 1) -> list[float]:
+    """Median latency (ms) of each model on ``runtime``, timed round-robin in one run (``turn``: as
+    ``latency_stats``)."""
+    return [s.p50_ms for s in latency_stats(runtime, models, x, runs, warmup, threads, turn=turn)]
 
 
 def compare(ref: np.ndarray, out: np.ndarray) -> dict[str, float]:

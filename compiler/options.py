@@ -35,6 +35,7 @@ class CompileOptions:
     eval_split: str = "val"
     measure: bool = True
     latency_runs: int = 20
+    latency_turn: int = 1  # runs in a row per stage and round; the last is timed (1: interleaved runs)
     threads: int = 0  # 0: the runtime's default
     batch: int = 1  # also measure throughput at this batch size (models with a dynamic batch)
     cache_dir: str | None = None  # --cache: the content cache (compile results, calibration)
@@ -58,6 +59,8 @@ class CompileOptions:
             raise UsageError(f"calib_n must be at least 1, got {self.calib_n}")
         if self.latency_runs < 0:
             raise UsageError(f"latency_runs must be >= 0, got {self.latency_runs}")
+        if not 1 <= self.latency_turn <= 64:
+            raise UsageError(f"latency_turn must be between 1 and 64, got {self.latency_turn}")
         if not 1 <= self.batch <= 1024:
             raise UsageError(f"batch must be between 1 and 1024, got {self.batch}")
         if self.threads < 0:
@@ -102,7 +105,7 @@ class CompileOptions:
 
 
 _TYPES = {"imgsz": int, "opset": int, "dynamic_batch": bool, "target": str, "calib": str, "calib_n": int,
-          "data": str, "eval_split": str, "measure": bool, "latency_runs": int, "threads": int, "batch": int,
+          "data": str, "eval_split": str, "measure": bool, "latency_runs": int, "latency_turn": int, "threads": int, "batch": int,
           "cache_dir": str, "max_drop": float, "max_macs": float, "search": str, "trust_model": bool,
           "executor": str, "workers": int}
 

@@ -108,7 +108,7 @@ class Report:
                 progress("evaluating stages", i, len(with_onnx))
 
     def finalize(self, runtime, latency_runs: int = 20, threads: int = 0, splits: dict | None = None,
-                 batch: int = 1, cache_root: str | Path | None = None) -> None:
+                 batch: int = 1, cache_root: str | Path | None = None, turn: int = 1) -> None:
         """Fill MACs, size, latency (round-robin on the target's ``runtime``) and fidelity per stage."""
         import onnx
 
@@ -124,7 +124,7 @@ class Report:
         for s in with_onnx[1:]:
             s.fidelity = measure.fidelity(ref, runtime.load(s.onnx, threads).run(x), splits)
         if latency_runs > 0:
-            self.measure_latency(runtime, with_onnx, x, latency_runs, threads, batch)
+            self.measure_latency(runtime, with_onnx, x, latency_runs, threads, batch, turn)
             self.measure_efficiency(runtime, with_onnx, threads, cache_root)
 
     def measure_efficiency(self, runtime, stages: list[StageRecord], threads: int, cache_root) -> None:
@@ -140,8 +140,9 @@ class Report:
                 s.gmacs_per_s, s.ceiling_pct = ceiling.efficiency(s.macs, s.latency_ms, peak["gmacs"])
 
     def measure_latency(self, runtime, stages: list[StageRecord], x: np.ndarray, runs: int, threads: int,
-                        batch: int) -> None:
-        """p50/p95/min, throughput and memory of ``stages``, all timed round-robin in one run."""
+                        batch: int, turn: int = 1) -> None:
+        """p50/p95/min, throughput and memory of ``stages``, all timed round-robin in one run (``turn``:
+        runs in a row per stage and round, the last timed; ``measure.latency_stats``)."""
         skipped = None
         if batch > 1 and not all(_dynamic_batch(s.onnx) for s in stages):
             skipped = (f"batch {batch} skipped: the model's batch dimension is fixed at 1 "
@@ -149,11 +150,11 @@ class Report:
             batch = 1
         self.latency = {**runtime.describe(), "isa": measure.cpu_isa(), "runs": runs, "warmup": 3,
                         "statistic": "p50 (latency_ms), p95, min of the batch-1 runs",
-                        "threads": threads or "default", "order": "round-robin", "batch": batch,
+                        "threads": threads or "default", "order": "round-robin", "turn": turn, "batch": batch,
                         "memory": "resident memory added by the session from loading through warm-up",
                         **({"batch_skipped": skipped} if skipped else {})}
         for s, st in zip(stages, measure.latency_stats(runtime, [s.onnx for s in stages], x, runs,
-                                                       threads=threads, batch=batch)):
+                                                       threads=threads, batch=batch, turn=turn)):
             s.latency_ms, s.latency_p95_ms, s.latency_min_ms = st.p50_ms, st.p95_ms, st.min_ms
             s.throughput_ips, s.batch_throughput_ips, s.memory_bytes = (st.throughput_ips, st.batch_throughput_ips,
                                                                         st.memory_bytes)

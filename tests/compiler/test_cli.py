@@ -70,6 +70,19 @@ def test_compile_writes_artifact_and_reports(cli, tmp_path):
     assert "| prune |" in rm.read_text() and "prune" in stdout
 
 
+def test_latency_turn_reaches_the_report(cli, tmp_path):
+    """``--latency-turn 3``: the report says each timed run is the last of three in a row."""
+    out, rj, rm = tmp_path / "p.onnx", tmp_path / "r.json", tmp_path / "r.md"
+    code, stdout, err = cli("yolov8n.yaml", "-p", "fuse-bn", "-o", out, "--imgsz", IMGSZ, "--report", rj,
+                            "--report", rm, "--latency-runs", 2, "--latency-turn", 3)
+    assert code == 0, err
+    report = json.loads(rj.read_text())
+    assert report["latency"]["turn"] == 3 and report["latency"]["runs"] == 2
+    assert all(s["latency_ms"] > 0 for s in report["stages"])
+    assert "each the last of 3 in a row" in " ".join(stdout.split())
+    assert "each the last of 3 runs in a row" in rm.read_text()
+
+
 def test_dry_run_prints_plan_and_writes_nothing(cli, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     code, out, _ = cli("yolov8n.yaml", "-p", "prune", "-p", "simplify", "--dry-run", "--imgsz", IMGSZ)

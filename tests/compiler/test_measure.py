@@ -122,3 +122,13 @@ def test_round_robin_blocks_run_turns_in_rotating_order():
     assert log == list("abcabc") and {k: len(v) for k, v in single.items()} == {k: 2 for k in "abc"}
     with pytest.raises(ValueError, match="block must be >= 1"):
         measure.round_robin_blocks_ms(runs, rounds=1, block=0)
+
+
+def test_latency_stats_times_the_last_run_of_each_turn(fake):
+    """``turn=3``: every model runs three times in a row per round and only the third is kept."""
+    x = np.zeros((1, 3, 4, 4), np.float32)
+    a, b = measure.latency_stats(fake, [b"2", b"5"], x, runs=4, warmup=1, turn=3)
+    assert a.runs == b.runs == 4 and (a.p50_ms, b.p50_ms) == (2.0, 5.0)
+    assert fake.calls[2:] == ([(2.0, 1)] * 3 + [(5.0, 1)] * 3) * 4
+    with pytest.raises(ValueError, match="block must be >= 1"):
+        measure.latency_stats(fake, [b"2"], x, runs=1, turn=0)
