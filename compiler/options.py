@@ -105,8 +105,8 @@ class CompileOptions:
 
 
 _TYPES = {"imgsz": int, "opset": int, "dynamic_batch": bool, "target": str, "calib": str, "calib_n": int,
-          "data": str, "eval_split": str, "measure": bool, "latency_runs": int, "latency_turn": int, "threads": int, "batch": int,
-          "cache_dir": str, "max_drop": float, "max_macs": float, "search": str, "trust_model": bool,
+          "data": str, "eval_split": str, "measure": bool, "latency_runs": int, "latency_turn": int, "threads": int,
+          "batch": int, "cache_dir": str, "max_drop": float, "max_macs": float, "search": str, "trust_model": bool,
           "executor": str, "workers": int}
 
 
