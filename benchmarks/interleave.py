@@ -11,9 +11,10 @@ Rows, all compiled by yolocc for ``--target`` and run on its runtime in this one
   cpu-fast  the cpu-fast recipe's structural passes: -p act:relu -p prune:0.35,protect_head=false -p int8
 
 The first run of a turn follows another model; the later ones follow the same model. yolocc's own
-timing (``measure.round_robin_ms``: the report, the budget search, ``benchmarks/speed.py`` and
-``benchmarks/openvino.py``) is the first run of a turn of one; a loop that runs one model (a video
-pipeline, OpenVINO's benchmark_app, onnxruntime_perf_test) is the last. The table gives the median
+timing by default (the report and the budget search with ``--latency-turn 1``, ``benchmarks/speed.py``
+and ``benchmarks/openvino.py``) is the first run of a turn of one; ``--latency-turn N`` times the
+last of N; a loop that runs one model (a video pipeline, OpenVINO's benchmark_app,
+onnxruntime_perf_test) is the last. The table gives the median
 latency (ms) at every place in the turn and each model's speed-up over ``fp32`` at the first and the
 last place. Writes ``--out``: ``isa``, the settings, and per model ``passes``, ``ms_by_place`` (median
 ms per place in the turn) and ``speedup_first``/``speedup_last`` (``fp32``'s median over this

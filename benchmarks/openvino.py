@@ -103,8 +103,8 @@ def yolocc_compile(model: str, passes: list[str], imgsz: int, calib: str, out: P
 
 def time_round_robin(folders: dict[str, Path], imgsz: int, runs: int, repeat: int, threads: int) -> list[np.ndarray]:
     """Per repeat, a (runs, models) array of latencies (ms): every round runs each model once
-    (``measure.round_robin_ms``, each round starting one model later, so that no model runs twice in a
-    row and neighbouring measurements share the machine's conditions)."""
+    (``measure.round_robin_ms``, each round starting one model later, so that with three or more models
+    none runs twice in a row, and neighbouring measurements share the machine's conditions)."""
     import openvino as ov
 
     x = timing_input((1, 3, imgsz, imgsz))

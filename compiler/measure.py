@@ -85,7 +85,8 @@ def round_robin_ms(runs: Mapping[K, Callable[[], Any]], rounds: int, warmup: int
                    rotate: bool = False) -> dict[K, list[float]]:
     """Every run's times (ms) over ``rounds`` rounds in which each callable runs once (round-robin, so
     that all see the same machine conditions), after ``warmup`` untimed rounds. ``rotate``: each round
-    starts one key later, so load that comes and goes touches every key alike."""
+    starts one key later, so load that comes and goes touches every key alike (with three or more
+    keys no callable runs twice in a row; with two, rotating is alternating)."""
     return {k: [block[0] for block in v] for k, v in round_robin_blocks_ms(runs, rounds, 1, warmup, rotate).items()}
 
 
@@ -94,7 +95,9 @@ def round_robin_blocks_ms(runs: Mapping[K, Callable[[], Any]], rounds: int, bloc
     """``round_robin_ms`` where each turn runs a callable ``block`` times in a row: per key, one list
     of ``block`` times (ms) per round, in the order they ran. The first run of a turn follows another
     model (its cache and the cores' state are the other model's); the later ones show the model run
-    back to back, as a loop over one model (a video pipeline, OpenVINO's benchmark_app) runs it."""
+    back to back, as a loop over one model (a video pipeline, OpenVINO's benchmark_app) runs it.
+
+    Raises ``ValueError`` when ``block`` < 1."""
     if block < 1:
         raise ValueError(f"block must be >= 1, got {block}")
     for _ in range(warmup):
@@ -131,9 +134,9 @@ def latency_stats(runtime: Runtime, models: Sequence[bytes], x: np.ndarray, runs
     """Time every model on ``runtime`` round-robin in one run (one turn each per round, so that all
     see the same machine conditions), after warm-up; with ``batch`` > 1 also a round-robin pass at
     that batch size (the models must take a dynamic batch). A turn is ``turn`` runs in a row of
-    which the last is timed: 1 times each run right after another model's; more times the model
-    back to back, as a loop over it runs (on small inputs much faster: README, How the timing
-    schedule moves a latency)."""
+    which the last is timed (the batch pass too): with 1 and several models each timed run follows
+    another model's; with more, the model runs back to back, as a loop over it runs (on small inputs
+    much faster: README, How the timing schedule moves a latency). ``runs`` x ``turn`` runs per model."""
     sessions, memory = [], []
     for m in models:
         before = rss_bytes()

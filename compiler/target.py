@@ -77,8 +77,8 @@ class Capability:
     #: 1x1 convolution (the Ultralytics frontend's MatMul DFL).
     LAST_AXIS_SOFTMAX_MATMUL = "last-axis-softmax-matmul"
     #: A softmax over the box bins where they lie (a middle axis) and a weighted sum over that axis run
-    #: faster than the same softmax followed by a 1x1 convolution (the Ultralytics frontend's
-    #: bins-axis DFL); a target with ``LAST_AXIS_SOFTMAX_MATMUL`` as well gets the MatMul form.
+    #: faster than the same softmax followed by a 1x1 convolution (yolocc's ``DFLBinsAxis`` rewrite
+    #: in the Ultralytics frontend); a target with ``LAST_AXIS_SOFTMAX_MATMUL`` as well gets the MatMul form.
     BINS_AXIS_SOFTMAX_SUM = "bins-axis-softmax-sum"
     ALL = frozenset({CHANNELS_LAST_INT8, LAST_AXIS_SOFTMAX_MATMUL, BINS_AXIS_SOFTMAX_SUM})
 

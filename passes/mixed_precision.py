@@ -122,9 +122,10 @@ def rank_layers(ir: ModelIR, ctx: PassContext, build: Build, quantized: onnx.Mod
 
 def _latency_cost(ctx: PassContext, build: Build, mixed: onnx.ModelProto, shape) -> float:
     """Milliseconds the float layers add: all-int8 and mixed timed round-robin on the target's runtime, on
-    one input of ``shape`` (the IR's: a dynamic model is timed at its compile size)."""
+    one input of ``shape`` (the IR's: a dynamic model is timed at its compile size), in turns of
+    ``--latency-turn`` runs like the report."""
     full = build(set())[0]
     x = measure.timing_input(shape)
     t_full, t_mixed = measure.latencies_ms(ctx.runtime, [full.SerializeToString(), mixed.SerializeToString()], x,
-                                           runs=20, threads=ctx.options.threads)
+                                           runs=20, threads=ctx.options.threads, turn=ctx.options.latency_turn)
     return round(t_mixed - t_full, 3)

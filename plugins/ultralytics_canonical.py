@@ -165,20 +165,24 @@ class DFLMatMul(nn.Module):
         return y[:, :, 0] / y[:, :, 1]
 
 
-class DFLLastAxis(nn.Module):
-    """The earlier DFL rewrite (softmax on the last axis), kept so that checkpoints saved with it load."""
+class _DFLBins(nn.Module):
+    """A DFL rewrite that keeps the bins' values (the stock DFL's 1x1 conv weights) as a buffer."""
 
     def __init__(self, dfl: nn.Module):
         super().__init__()
         self.c1 = dfl.c1
         self.register_buffer("bins", dfl.conv.weight.detach().reshape(-1).clone())
 
+
+class DFLLastAxis(_DFLBins):
+    """The earlier DFL rewrite (softmax on the last axis), kept so that checkpoints saved with it load."""
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, _, a = x.shape
         return (x.view(b, 4, self.c1, a).transpose(2, 3).softmax(-1) * self.bins).sum(-1)
 
 
-class DFLBinsAxis(DFLLastAxis):
+class DFLBinsAxis(_DFLBins):
     """Ultralytics' DFL as a softmax over the bins axis where the box branch has it, ``(b, 4, bins,
     anchors)``, and the bins' weighted sum over that axis: no transpose and no 1x1 convolution. The
     form OpenVINO runs fastest (a 1x1 convolution over 16 channels is mostly its reorders)."""
@@ -257,9 +261,9 @@ def decanonicalize(module: nn.Module) -> dict[str, int]:
             count(f"{type(sub).__name__}->{stock_name}")
             if padded:
                 count(f"{stock_name} padded channels", padded)
-        elif isinstance(sub, (DFLMatMul, DFLLastAxis)):
+        elif isinstance(sub, (DFLMatMul, _DFLBins)):
             replace_module(module, qualname, _stock_dfl(sub))
-            count("DFLMatMul->DFL")
+            count(f"{type(sub).__name__}->DFL")
         elif DetectAnchorMajor is not None and type(sub) is DetectAnchorMajor:
             sub.__class__ = DetectAnchorMajor.__bases__[0]
             sub.shape = None  # its anchors were cached transposed: recomputed on the next forward

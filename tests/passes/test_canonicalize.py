@@ -134,4 +134,4 @@ def test_openvino_dfl_is_a_softmax_and_weighted_sum_over_the_bins_axis(compiler)
         frontier = [o for c in nxt for o in c.output]
     assert downstream[:2] == ["Mul", "ReduceSum"] and not {"Conv", "MatMul", "Transpose"} & set(downstream[:2])
     assert not any(n.op_type == "Transpose" and "dfl" in n.name for n in nodes)
-    assert decanonicalize(ir.module)["DFLMatMul->DFL"] == 1 and type(ir.module.model[-1].dfl) is DFL
+    assert decanonicalize(ir.module)["DFLBinsAxis->DFL"] == 1 and type(ir.module.model[-1].dfl) is DFL
