@@ -185,13 +185,40 @@ def test_a_candidate_no_faster_than_a_settled_one_stops():
 
 
 def test_nothing_within_the_share_halves_down_to_one_and_falls_back_to_int8_on_the_input():
+    # -65% closes 1.39 pt in rung 3 and is 0.01 pt over the share: one more rung (the near miss), where
+    # it gets worse; nothing settled, so int8 on the input
     space = ScriptedSpace({R(0.3): 0.7, R(0.45): 0.8, R(0.55): 1.5, R(0.65): 3.0,
-                           R(0.65, 2): 2.0, R(0.3, 2): 0.65, R(0.65, 3): 0.61,
+                           R(0.65, 2): 2.0, R(0.3, 2): 0.65, R(0.65, 3): 0.61, R(0.65, 4): 0.7,
                            "int8 (mixed precision)": 0.3})
     result = own().search(space)
-    assert [len(b) for b in space.batches] == [5, 4, 4, 2, 1, 1]
+    assert [len(b) for b in space.batches] == [5, 4, 4, 2, 1, 1, 1]
     assert trained(space)[1] == [R(0.65, 2), R(0.3, 2)] and trained(space)[2] == [R(0.65, 3)]
+    assert trained(space)[3] == [R(0.65, 4)]
     assert result.trial.name == "int8 (mixed precision)" and result.trial.parent is space.input.trial
+    space = ScriptedSpace({R(0.3): 0.7, R(0.45): 0.8, R(0.55): 1.5, R(0.65): 3.0,
+                           R(0.65, 2): 2.0, R(0.3, 2): 0.65, R(0.65, 3): 0.61, R(0.65, 4): 0.7,
+                           "int8 (mixed precision)": 0.3})
+    own(extra_rungs=0).search(space)
+    assert [len(b) for b in space.batches] == [5, 4, 4, 2, 1, 1]  # extra_rungs=0: the last rung is the last
+
+
+def test_the_fastest_near_miss_trains_one_more_rung_if_it_was_still_closing_its_gap():
+    # rung 1: -30% settles; -65% (the fastest) and -55% (the best recovering) go on; rung 2: -65% alone;
+    # rung 3: -65% is 0.4 pt over the 0.6 pt share but closed 3 pt in that rung: a fourth rung of the last
+    # rung's 16 epochs, alone, settles it and it wins over the settled -30%
+    outcomes = {R(0.3): 0.5, R(0.45): 2.0, R(0.55): 2.0, R(0.65): 6.0, R(0.65, 2): 4.0, R(0.55, 2): 1.2,
+                R(0.65, 3): 1.0, R(0.65, 4): 0.4}
+    space = ScriptedSpace(outcomes)
+    result = own().search(space)
+    assert trained(space)[1] == [R(0.65, 2), R(0.55, 2)] and trained(space)[2] == [R(0.65, 3)]
+    assert trained(space)[3] == [R(0.65, 4)]
+    distill = result.trial.parent
+    assert distill.name == R(0.65, 4) and distill.passes[0].args["max_epochs"] == 16
+    assert result.trial.name == R(0.65, 4) + " + int8"
+    # the same, but -65% closed only 0.3 pt in rung 3, less than its 0.4 pt gap: no fourth rung
+    space = ScriptedSpace({**outcomes, R(0.65, 2): 1.3})
+    result = own().search(space)
+    assert R(0.65, 4) not in space.ran() and result.trial.name == R(0.3) + " + int8"
 
 
 @pytest.mark.parametrize("mixed, qat, chosen", [
