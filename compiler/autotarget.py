@@ -22,7 +22,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
-from .measure import cpu_isa, round_robin_blocks_ms, timing_input
+from .measure import cpu_isa, round_robin_ms, timing_input
 
 AUTO_TARGET = "auto"
 #: Calibration images for the quick int8 each candidate gets.
@@ -124,8 +124,8 @@ def measure_candidates(compiler, model: Any, passes: Sequence[Any], opts, names:
                 shape = [d.dim_value or 1 for d in res.ir.onnx_model.graph.input[0].type.tensor_type.shape.dim]
                 x = timing_input(shape)
             runs[f"{name}|{metric}"] = (lambda s: (lambda: s.run(x)))(session)
-    turns = round_robin_blocks_ms(runs, ROUNDS, opts.latency_turn, warmup=2)  # --latency-turn: the last of each
-    medians = {k: statistics.median(t[-1] for t in v) for k, v in turns.items()}
+    times = round_robin_ms(runs, ROUNDS, warmup=2, turn=opts.latency_turn)
+    medians = {k: statistics.median(v) for k, v in times.items()}
     latency = {n: {m: round(medians[f"{n}|{m}"], 3) for m in rows} for n in names}
     return choose(latency, quantized, cpu_isa(), opts.threads, described)
 

@@ -82,12 +82,13 @@ def rss_bytes() -> int | None:
 
 
 def round_robin_ms(runs: Mapping[K, Callable[[], Any]], rounds: int, warmup: int = 0,
-                   rotate: bool = False) -> dict[K, list[float]]:
-    """Every run's times (ms) over ``rounds`` rounds in which each callable runs once (round-robin, so
-    that all see the same machine conditions), after ``warmup`` untimed rounds. ``rotate``: each round
-    starts one key later, so load that comes and goes touches every key alike (with three or more
-    keys no callable runs twice in a row; with two, rotating is alternating)."""
-    return {k: [block[0] for block in v] for k, v in round_robin_blocks_ms(runs, rounds, 1, warmup, rotate).items()}
+                   rotate: bool = False, turn: int = 1) -> dict[K, list[float]]:
+    """Every run's times (ms) over ``rounds`` rounds in which each callable has one turn (round-robin,
+    so that all see the same machine conditions), after ``warmup`` untimed rounds. ``rotate``: each
+    round starts one key later, so load that comes and goes touches every key alike (with three or
+    more keys no callable runs twice in a row; with two, rotating is alternating). ``turn``: runs in a
+    row per turn, of which the last is kept (``round_robin_blocks_ms``)."""
+    return {k: [block[-1] for block in v] for k, v in round_robin_blocks_ms(runs, rounds, turn, warmup, rotate).items()}
 
 
 def round_robin_blocks_ms(runs: Mapping[K, Callable[[], Any]], rounds: int, block: int, warmup: int = 0,
@@ -119,8 +120,8 @@ def round_robin_blocks_ms(runs: Mapping[K, Callable[[], Any]], rounds: int, bloc
 
 def _round_robin(sessions: Sequence[Session], x: np.ndarray, runs: int, turn: int = 1) -> list[list[float]]:
     """Per session, ``runs`` times (ms): the last run of each turn of ``turn`` runs in a row."""
-    times = round_robin_blocks_ms({i: (lambda s=s: s.run(x)) for i, s in enumerate(sessions)}, runs, turn)
-    return [[t[-1] for t in times[i]] for i in range(len(sessions))]
+    times = round_robin_ms({i: (lambda s=s: s.run(x)) for i, s in enumerate(sessions)}, runs, turn=turn)
+    return [times[i] for i in range(len(sessions))]
 
 
 def timing_input(shape: Sequence[int]) -> np.ndarray:

@@ -101,6 +101,7 @@ class _Branch:
     act: str | None
     result: TrialResult
     latency: float | None = None
+    closed: float = 0.0  # points of val drop its latest rung gained (0 at rung 1: no earlier val)
 
     @property
     def label(self) -> str:
@@ -215,12 +216,11 @@ class BranchSearch(SearchStrategy):
         teacher = space.input.trial
         settled: list[_Branch] = []
         unsettled: list[_Branch] = []
-        closed: dict[int, float] = {}  # id of a branch trained at the last rung: how many points it gained there
         open_ = structures
         rungs = len(self.rung_epochs)
         for rung, epochs in enumerate([*self.rung_epochs, *[self.rung_epochs[-1]] * self.extra_rungs], 1):
             if rung > rungs:  # past the last rung: only the fastest near miss goes on
-                near = near_miss(unsettled, settled, closed, space, share, self.margin)
+                near = near_miss(unsettled, settled, space, share, self.margin)
                 if near is None:
                     break
                 open_ = [near]
@@ -231,9 +231,8 @@ class BranchSearch(SearchStrategy):
             space.progress(f"rung {rung}: {what}, up to {epochs}{more} epochs", min(rung, rungs), total)
             trials = [Trial(b.name + (f" (rung {rung})" if rung > 1 else ""), [self.distill(epochs, share)],
                             parent=b.result.trial, teacher=teacher, candidate=False) for b in open_]
-            trained = [_Branch(b.target, b.act, r, b.latency) for b, r in zip(open_, space.run(trials))]
-            closed = {id(t): space.drop(b.result) - space.drop(t.result) for b, t in zip(open_, trained)
-                      if rung > 1}
+            trained = [_Branch(b.target, b.act, r, b.latency, space.drop(b.result) - space.drop(r) if rung > 1 else 0.0)
+                       for b, r in zip(open_, space.run(trials))]
             settled += [b for b in trained if drop_bound(space, b.result, self.margin) <= share]
             unsettled = [b for b in trained if drop_bound(space, b.result, self.margin) > share]
             open_ = [b for a in self.activations
@@ -306,16 +305,16 @@ def survivors(open_: list[_Branch], settled: list[_Branch], space: SearchSpace, 
     return [b for b in ranked if b in ranked[:k - 1] or b is safest]
 
 
-def near_miss(unsettled: list[_Branch], settled: list[_Branch], closed: dict[int, float], space: SearchSpace,
-              share: float, margin: float) -> _Branch | None:
+def near_miss(unsettled: list[_Branch], settled: list[_Branch], space: SearchSpace, share: float,
+              margin: float) -> _Branch | None:
     """After the last rung: the fastest candidate that is faster than every settled one and whose last
-    rung closed more points of its drop than the gap to ``share`` it still has (``drop_bound`` -
-    ``share``), or None. ``closed``: points gained at the last rung, by ``id`` of the branch."""
+    rung closed more points of its drop (``_Branch.closed``) than the gap to ``share`` it still has
+    (``drop_bound`` - ``share``), or None."""
     frontier = min((b.cost() for b in settled), default=math.inf)
     for b in sorted(unsettled, key=_Branch.cost):
         if b.cost() >= frontier:
             break
-        if closed.get(id(b), 0.0) > drop_bound(space, b.result, margin) - share:
+        if b.closed > drop_bound(space, b.result, margin) - share:
             return b
     return None
 
