@@ -101,10 +101,12 @@ def yolocc_compile(model: str, passes: list[str], imgsz: int, calib: str, out: P
     return out
 
 
-def time_round_robin(folders: dict[str, Path], imgsz: int, runs: int, repeat: int, threads: int) -> list[np.ndarray]:
-    """Per repeat, a (runs, models) array of latencies (ms): every round runs each model once
-    (``measure.round_robin_ms``, each round starting one model later, so that with three or more models
-    none runs twice in a row, and neighbouring measurements share the machine's conditions)."""
+def time_round_robin(folders: dict[str, Path], imgsz: int, runs: int, repeat: int, threads: int,
+                     turn: int = 1) -> list[np.ndarray]:
+    """Per repeat, a (runs, models) array of latencies (ms): every round gives each model one turn of
+    ``turn`` runs in a row and keeps the last (``measure.round_robin_ms``, each round starting one model
+    later, so that with three or more models no turn follows the same model's, and neighbouring
+    measurements share the machine's conditions)."""
     import openvino as ov
 
     x = timing_input((1, 3, imgsz, imgsz))
@@ -118,7 +120,7 @@ def time_round_robin(folders: dict[str, Path], imgsz: int, runs: int, repeat: in
     calls = {i: (lambda r=r: r.infer({0: x})) for i, r in enumerate(requests)}
     repeats = []
     for _ in range(repeat):
-        times = round_robin_ms(calls, runs, rotate=True)
+        times = round_robin_ms(calls, runs, rotate=True, turn=turn)
         repeats.append(np.array([times[i] for i in range(len(requests))]).T)
     return repeats
 
@@ -142,6 +144,8 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=100)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--turn", type=int, default=1,
+                    help="runs in a row per model and round, the last timed (1: each run follows another model's)")
     ap.add_argument("--out", default="runs/bench/openvino.json")
     ap.add_argument("--also", nargs="+", default=[], metavar="NAME=IR_FOLDER",
                     help="more OpenVINO IR folders to time and validate beside the others")
@@ -183,7 +187,7 @@ def main() -> int:
             folders[name] = folder
             rows[name] = {"what": f"given: {folder}"}
 
-        repeats = time_round_robin(folders, args.imgsz, args.runs, args.repeat, args.threads)
+        repeats = time_round_robin(folders, args.imgsz, args.runs, args.repeat, args.threads, args.turn)
         names = list(folders)
         nncf_i = names.index("nncf")
         for i, name in enumerate(names):
@@ -203,13 +207,14 @@ def main() -> int:
         "yolocc_vs_nncf_latency": yolocc["vs_nncf_paired_median"],
         "nncf_map_drop": round(fp32["mAP50-95"] - nncf_row["mAP50-95"], 4),
         "yolocc_map_drop": round(fp32["mAP50-95"] - yolocc["mAP50-95"], 4),
-        "isa": cpu_isa(), "threads": args.threads, "runs": args.runs, "repeat": args.repeat,
+        "isa": cpu_isa(), "threads": args.threads, "runs": args.runs, "repeat": args.repeat, "turn": args.turn,
         "order": "round-robin, each round starting one model later",
         "openvino": ov.__version__, "nncf": nncf.__version__, "model": args.model, "imgsz": args.imgsz,
         "map_split": "test", "rows": rows,
     }
     print(f"\n{args.model} at {args.imgsz}; OpenVINO {ov.__version__} CPU ({cpu_isa()}), {args.threads} threads, "
-          f"median of {args.repeat}x{args.runs} round-robin runs; mAP50-95 on the test split")
+          f"median of {args.repeat}x{args.runs} round-robin runs"
+          f"{f' (each the last of {args.turn} in a row)' if args.turn > 1 else ''}; mAP50-95 on the test split")
     print(f"{'model':<14}{'latency ms':>11}{'vs fp32':>9}{'vs nncf per repeat':>34}{'size MB':>9}"
           f"{'mAP50-95':>10}{'drop pt':>9}")
     for name, r in rows.items():

@@ -26,9 +26,10 @@ precision, ``compile_cpu``):
   ov_cpu_fast    OpenVINO     the fast row's passes (the cpu-fast recipe), compiled with --target openvino
   ov_fast        OpenVINO     the structural passes of the OpenVINO recipe (``--ov-recipe``, openvino-fast)
 Every model of both runtimes is loaded in this one process, with the same ``--threads`` (default: the
-physical cores, onnxruntime's own default), and timed round-robin (``measure.round_robin_ms``: one run
-each per round, each round starting one model later), ``--runs`` rounds per repeat, ``--repeat``
-repeats. A row's latency is the median over repeats of its per-repeat median. ``--no-openvino`` leaves
+physical cores, onnxruntime's own default), and timed round-robin (``measure.round_robin_ms``: one turn
+each per round, each round starting one model later; a turn is ``--turn`` runs in a row of which the
+last is timed, default 1: each timed run follows another model's), ``--runs`` rounds per repeat,
+``--repeat`` repeats. A row's latency is the median over repeats of its per-repeat median. ``--no-openvino`` leaves
 out the OpenVINO rows (and their keys); without it a missing openvino or nncf stops the benchmark with
 one line saying what to install. The helpers for Ultralytics' OpenVINO exports are benchmarks/openvino.py's.
 
@@ -153,6 +154,8 @@ def main() -> int:
                     help="the OpenVINO fast row's recipe (ov_fast)")
     ap.add_argument("--runs", type=int, default=30, help="timed rounds per repeat")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--turn", type=int, default=1,
+                    help="runs in a row per model and round, the last timed (1: each run follows another model's)")
     ap.add_argument("--threads", type=int, default=0, help="threads of every model (0: the physical cores)")
     ap.add_argument("--no-openvino", action="store_true", help="only the onnxruntime rows (no OpenVINO, no NNCF)")
     ap.add_argument("--out", default=str(ROOT / "runs/bench/speed.json"))
@@ -230,7 +233,7 @@ def main() -> int:
         ceil = ort_runtime.int8_ceiling(threads)
         ov_ceil = compiler.target("openvino")[1].int8_ceiling(threads) if ov is not None else None
         load_before = os.getloadavg()[0]
-        repeats = [measure.round_robin_ms(runs, args.runs, warmup=WARMUP if k == 0 else 0, rotate=True)
+        repeats = [measure.round_robin_ms(runs, args.runs, warmup=WARMUP if k == 0 else 0, rotate=True, turn=args.turn)
                    for k in range(args.repeat)]
         load_after = os.getloadavg()[0]
         sizes = {n: len(b) for n, b in ort_models.items()}
@@ -264,6 +267,7 @@ def main() -> int:
         "model": args.model, "imgsz": args.imgsz, "isa": measure.cpu_isa(), "ceiling": ceil,
         "runtime": ort_runtime.describe(), "threads": threads,
         "timing": {"order": "round-robin across runtimes, rotating", "runs": args.runs, "repeat": args.repeat,
+                   "turn": args.turn,
                    "warmup_rounds": WARMUP, "statistic": "median", "ort_spinning": "off",
                    "openvino_config": "compile_cpu: LATENCY hint, 1 stream, f32 inference precision",
                    "loadavg_1min": [round(load_before, 2), round(load_after, 2)]},
@@ -286,7 +290,8 @@ def main() -> int:
     versions = f"onnxruntime {result['runtime']['version']}" + (
         f", OpenVINO {ov.__version__}, NNCF {nncf.__version__}" if ov is not None else " (OpenVINO rows skipped)")
     print(f"CPU ISA {result['isa']}; {threads} thread(s); {versions}")
-    print(f"{args.model} at {args.imgsz}; {args.repeat}x{args.runs} round-robin rounds; "
+    print(f"{args.model} at {args.imgsz}; {args.repeat}x{args.runs} round-robin rounds"
+          f"{f' (each run timed the last of {args.turn} in a row)' if args.turn > 1 else ''}; "
           f"1-min load {load_before:.2f} -> {load_after:.2f}")
     print(f"int8 ceiling: onnxruntime {ceil['gmacs']} GMAC/s ({ceil['op']})"
           + (f"; OpenVINO {ov_ceil['gmacs']} GMAC/s ({ov_ceil['op']})" if ov_ceil else ""))

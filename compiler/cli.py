@@ -101,7 +101,7 @@ def _compile_parser() -> argparse.ArgumentParser:
                    help="timed runs per stage on the target's runtime for the report, 0 to skip (default: 20)")
     p.add_argument("--latency-turn", type=int, metavar="N",
                    help="time each stage as the last of N runs in a row (back to back, as a loop over one "
-                        "model runs it) instead of one run between the other stages' (default: 1)")
+                        "model runs it); 1: one run between the other stages' (default: 6)")
     p.add_argument("--threads", type=int, help="runtime threads for latency (default: all cores)")
     p.add_argument("--batch", type=int, metavar="N",
                    help="also measure throughput at batch N (needs --dynamic-batch; default: batch 1 only)")

@@ -35,7 +35,7 @@ class CompileOptions:
     eval_split: str = "val"
     measure: bool = True
     latency_runs: int = 20
-    latency_turn: int = 1  # runs in a row per stage and round; the last is timed (1: interleaved runs)
+    latency_turn: int = 6  # runs in a row per stage and round; the last is timed (1: interleaved runs)
     threads: int = 0  # 0: the runtime's default
     batch: int = 1  # also measure throughput at this batch size (models with a dynamic batch)
     cache_dir: str | None = None  # --cache: the content cache (compile results, calibration)
