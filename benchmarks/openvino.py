@@ -3,7 +3,7 @@
     .venv/bin/pip install nncf            # the benchmark's own dependency (Ultralytics' INT8 OpenVINO export)
     .venv/bin/python benchmarks/openvino.py [--model examples/digits/weights/yolov8n-digits.pt] [--imgsz 160]
         [--data examples/digits/data/digits.yaml] [--calib examples/digits/data/calib/images]
-        [--runs 100] [--repeat 5] [--threads 2] [--out runs/bench/openvino.json]
+        [--runs 100] [--repeat 5] [--threads 2] [--turn 1] [--zero-copy] [--out runs/bench/openvino.json]
         [--also NAME=IR_FOLDER ...]
 
 Rows (every model is an OpenVINO IR folder, all loaded in this one process and timed round-robin on
@@ -16,7 +16,10 @@ hint, one stream, ``--threads`` threads):
   yolocc-prune   yolocc -p prune:0.25 -p int8 --target openvino (no recovery training)
   NAME           ``--also NAME=IR_FOLDER``: an IR folder compiled beforehand, e.g. the model a
                  ``yolocc --max-drop 1.0 --target openvino -o NAME_openvino_model`` search chose
-NNCF and yolocc calibrate on the same images (``--calib``). Accuracy is mAP50-95 from Ultralytics'
+``--turn N``: each round a model runs N times in a row and the last is timed (default 1: every timed
+run follows another model's). ``--zero-copy``: a run is the infer call alone on a shared input
+tensor, outputs not copied (benchmark_app's way); by default it is ``infer({0: image})`` with the
+copies a Python caller pays. NNCF and yolocc calibrate on the same images (``--calib``). Accuracy is mAP50-95 from Ultralytics'
 validator loading each IR folder, on the data's held-out ``test`` split. ``--repeat K`` times the
 whole round-robin K times: latency is the median over repeats. Ratios to NNCF are medians of
 paired ratios (each run against the NNCF run beside it, robust to load that drifts during the
@@ -102,11 +105,14 @@ def yolocc_compile(model: str, passes: list[str], imgsz: int, calib: str, out: P
 
 
 def time_round_robin(folders: dict[str, Path], imgsz: int, runs: int, repeat: int, threads: int,
-                     turn: int = 1) -> list[np.ndarray]:
+                     turn: int = 1, zero_copy: bool = False) -> list[np.ndarray]:
     """Per repeat, a (runs, models) array of latencies (ms): every round gives each model one turn of
     ``turn`` runs in a row and keeps the last (``measure.round_robin_ms``, each round starting one model
     later, so that with three or more models no turn follows the same model's, and neighbouring
-    measurements share the machine's conditions)."""
+    measurements share the machine's conditions). A run is ``request.infer({0: x})``, which copies the
+    image in and the outputs out as a Python caller does (Ultralytics' OpenVINO backend); with
+    ``zero_copy`` the image is set once as a shared tensor and a run is ``request.infer()`` with the
+    outputs left in the request, the call alone, as OpenVINO's benchmark_app times it."""
     import openvino as ov
 
     x = timing_input((1, 3, imgsz, imgsz))
@@ -114,10 +120,12 @@ def time_round_robin(folders: dict[str, Path], imgsz: int, runs: int, repeat: in
     for folder in folders.values():
         xml = next(folder.glob("*.xml"))
         request = compile_cpu(ov, ov.Core().read_model(str(xml)), threads).create_infer_request()
+        if zero_copy:
+            request.set_input_tensor(ov.Tensor(x, shared_memory=True))
         for _ in range(10):
-            request.infer({0: x})
+            request.infer() if zero_copy else request.infer({0: x})
         requests.append(request)
-    calls = {i: (lambda r=r: r.infer({0: x})) for i, r in enumerate(requests)}
+    calls = {i: (lambda r=r: r.infer()) if zero_copy else (lambda r=r: r.infer({0: x})) for i, r in enumerate(requests)}
     repeats = []
     for _ in range(repeat):
         times = round_robin_ms(calls, runs, rotate=True, turn=turn)
@@ -146,6 +154,9 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--turn", type=int, default=1,
                     help="runs in a row per model and round, the last timed (1: each run follows another model's)")
+    ap.add_argument("--zero-copy", action="store_true",
+                    help="time infer() alone, the image set once as a shared tensor and no outputs copied "
+                         "(benchmark_app's way); default: infer({0: image}) with its copies, as a Python caller")
     ap.add_argument("--out", default="runs/bench/openvino.json")
     ap.add_argument("--also", nargs="+", default=[], metavar="NAME=IR_FOLDER",
                     help="more OpenVINO IR folders to time and validate beside the others")
@@ -187,7 +198,8 @@ def main() -> int:
             folders[name] = folder
             rows[name] = {"what": f"given: {folder}"}
 
-        repeats = time_round_robin(folders, args.imgsz, args.runs, args.repeat, args.threads, args.turn)
+        repeats = time_round_robin(folders, args.imgsz, args.runs, args.repeat, args.threads, args.turn,
+                                   args.zero_copy)
         names = list(folders)
         nncf_i = names.index("nncf")
         for i, name in enumerate(names):
@@ -208,6 +220,7 @@ def main() -> int:
         "nncf_map_drop": round(fp32["mAP50-95"] - nncf_row["mAP50-95"], 4),
         "yolocc_map_drop": round(fp32["mAP50-95"] - yolocc["mAP50-95"], 4),
         "isa": cpu_isa(), "threads": args.threads, "runs": args.runs, "repeat": args.repeat, "turn": args.turn,
+        "call": "infer() on a shared input tensor, outputs not copied" if args.zero_copy else "infer({0: image})",
         "order": "round-robin, each round starting one model later",
         "openvino": ov.__version__, "nncf": nncf.__version__, "model": args.model, "imgsz": args.imgsz,
         "map_split": "test", "rows": rows,

@@ -204,16 +204,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def openvino_row(path: Path) -> dict:
-    """``{imgsz, drop_pts_test, speedup_vs_nncf, turn}`` of the ``budget`` row of a ``benchmarks/openvino.py``
-    output (``--also budget=IR_FOLDER``; ``turn``: its timing's runs in a row, 1 before it had the option);
-    ``SystemExit`` with one line where it has none."""
+    """``{imgsz, drop_pts_test, speedup_vs_nncf, turn, call}`` of the ``budget`` row of a
+    ``benchmarks/openvino.py`` output (``--also budget=IR_FOLDER``; ``turn`` and ``call``: how it timed, the
+    defaults where the output predates the option); ``SystemExit`` with one line where it has none."""
     bench = json.loads(path.read_text())
     row = bench.get("rows", {}).get("budget")
     if row is None:
         raise SystemExit(f"{path}: no 'budget' row; run benchmarks/openvino.py --also budget=IR_FOLDER")
     return {"imgsz": bench["imgsz"], "drop_pts_test": round(100 * (bench["fp32_map"] - row["mAP50-95"]), 2),
             "speedup_vs_nncf": round(1 / row["vs_nncf_paired_median"], 3), "turn": bench.get("turn", 1),
-            "source": str(path)}
+            "call": bench.get("call", "infer({0: image})"), "source": str(path)}
 
 
 if __name__ == "__main__":
