@@ -116,6 +116,8 @@ def check_openvino(r, tmp):
     _has_keys(r, ["fp32_ms", "nncf_ms", "yolocc_ms", "fp32_map", "nncf_map", "yolocc_map", "yolocc_prune_ms",
                   "yolocc_prune_map", "yolocc_vs_nncf_latency", "isa", "openvino", "nncf", "rows"], "openvino.json")
     assert set(r["rows"]) == {"fp32", "nncf", "yolocc", "yolocc-prune"}
+    assert r["turn"] == 2 and r["call"].startswith("infer() on a shared input")  # --turn 2 --zero-copy
+    assert all(row["latency_ms"] > 0 for row in r["rows"].values())
 
 
 def check_prune(r, tmp):
@@ -168,7 +170,7 @@ def check_speed(r, tmp):
     _has_keys(r, ["model", "imgsz", "isa", "ceiling", "runtime", "threads", "timing", "fast_passes", "recipe",
                   "fp32_ms", "int8_ms", "prune_int8_ms", "fast_ms", "fast_speedup", "models"], "speed.json")
     assert set(r["models"]) == SPEED_ORT_ROWS | (SPEED_OV_ROWS if OPENVINO else set())
-    assert r["ceiling"]["gmacs"] > 0 and r["fast_passes"]
+    assert r["ceiling"]["gmacs"] > 0 and r["fast_passes"] and r["timing"]["turn"] == 2
     for name, row in r["models"].items():
         _has_keys(row, ["runtime", "latency_ms", "macs", "gmacs_per_s", "pct_of_ceiling", "speedup_vs_fp32",
                         "speedup_per_repeat"], f"speed {name}")
@@ -222,7 +224,8 @@ CASES = [
                      "--runs", "2", "--repeat", "1", "--out", "{tmp}/int8.json"], check_int8),
     case("interleave.py", ["--imgsz", "64", "--calib-n", "8", "--rounds", "2", "--block", "2", "--threads", "1",
                            "--out", "{tmp}/interleave.json"], check_interleave),
-    case("openvino.py", ["--runs", "2", "--repeat", "1", "--threads", "1", "--out", "{tmp}/openvino.json"],
+    case("openvino.py", ["--runs", "2", "--repeat", "1", "--threads", "1", "--turn", "2", "--zero-copy",
+                         "--out", "{tmp}/openvino.json"],
          check_openvino, modules=("openvino", "nncf")),
     case("prune.py", ["--models", "yolov8n.yaml", "resnet18 (torchvision)", "--imgsz", "64", "--runs", "2",
                       "--out", "{tmp}/prune.json"], check_prune, digits=False),
@@ -235,7 +238,8 @@ CASES = [
     case("soak.py", ["--n", "2", "--imgsz", "64", "--out", "{tmp}/soak.json"], check_soak),
     # nine models, five of them on OpenVINO (two Ultralytics exports, NNCF's calibrating on all 128 calib
     # images): about 40 s on 2 busy cores, 16 s with --no-openvino (what runs where the bench extra is missing)
-    case("speed.py", ["--imgsz", "64", "--calib-n", "8", "--runs", "2", "--repeat", "1", "--out", "{tmp}/speed.json",
+    case("speed.py", ["--imgsz", "64", "--calib-n", "8", "--runs", "2", "--repeat", "1", "--turn", "2",
+                      "--out", "{tmp}/speed.json",
                       *([] if OPENVINO else ["--no-openvino"])], check_speed),
 ]
 
@@ -269,3 +273,29 @@ def test_benchmark_smoke(script, args, check, digits, modules, timeout, tmp_path
     out = Path(argv[argv.index("--out") + 1])
     assert out.is_file(), f"benchmarks/{script} wrote no {out.name}\n{tail}"
     check(json.loads(out.read_text()), tmp_path)
+
+
+def _bench_module(name: str):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_search_scale_openvino_row_says_how_it_was_timed(tmp_path):
+    """An ``openvino`` row of search_scale.json: the drop against the FP32 IR in points, the speed-up as
+    the inverse of the paired ratio, and the timing (``turn``, ``call``), with the defaults of a
+    benchmark output written before those options existed; one line where the budget row is missing."""
+    row_of = _bench_module("search_scale").openvino_row
+    bench = {"imgsz": 160, "fp32_map": 0.61, "rows": {"budget": {"mAP50-95": 0.6065, "vs_nncf_paired_median": 0.5}}}
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps(bench))
+    assert row_of(old) == {"imgsz": 160, "drop_pts_test": 0.35, "speedup_vs_nncf": 2.0, "turn": 1,
+                           "call": "infer({0: image})", "source": str(old)}
+    new = tmp_path / "new.json"
+    new.write_text(json.dumps({**bench, "turn": 6, "call": "infer() on a shared input tensor, outputs not copied"}))
+    assert row_of(new)["turn"] == 6 and row_of(new)["call"].startswith("infer() on a shared")
+    missing = tmp_path / "missing.json"
+    missing.write_text(json.dumps({**bench, "rows": {}}))
+    with pytest.raises(SystemExit, match="no 'budget' row"):
+        row_of(missing)
