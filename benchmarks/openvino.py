@@ -161,6 +161,8 @@ def main() -> int:
     ap.add_argument("--also", nargs="+", default=[], metavar="NAME=IR_FOLDER",
                     help="more OpenVINO IR folders to time and validate beside the others")
     args = ap.parse_args()
+    if args.turn < 1:
+        ap.error(f"--turn must be at least 1, got {args.turn}")
     also = {}
     for item in args.also:
         name, _, folder = item.partition("=")

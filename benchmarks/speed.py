@@ -160,6 +160,8 @@ def main() -> int:
     ap.add_argument("--no-openvino", action="store_true", help="only the onnxruntime rows (no OpenVINO, no NNCF)")
     ap.add_argument("--out", default=str(ROOT / "runs/bench/speed.json"))
     args = ap.parse_args()
+    if args.turn < 1:
+        ap.error(f"--turn must be at least 1, got {args.turn}")
     threads = args.threads or default_threads()
 
     ov = nncf = ovb = None
