@@ -1,6 +1,6 @@
 """Benchmark: INT8 on OpenVINO's CPU runtime, yolocc --target openvino against Ultralytics' NNCF export.
 
-    .venv/bin/pip install nncf            # the benchmark's own dependency (Ultralytics' INT8 OpenVINO export)
+    # needs openvino and nncf (the ``bench`` extra, which ``make`` installs) for Ultralytics' INT8 export
     .venv/bin/python benchmarks/openvino.py [--model examples/digits/weights/yolov8n-digits.pt] [--imgsz 160]
         [--data examples/digits/data/digits.yaml] [--calib examples/digits/data/calib/images]
         [--runs 100] [--repeat 5] [--threads 2] [--turn 1] [--zero-copy] [--out runs/bench/openvino.json]

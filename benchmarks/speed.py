@@ -2,7 +2,7 @@
 Ultralytics' own exports (FP32 on both runtimes, NNCF INT8 on OpenVINO), with the efficiency figure.
 
     .venv/bin/python benchmarks/speed.py [--model yolov8n.yaml] [--imgsz 640] [--runs 30] [--repeat 3]
-        [--threads N] [--calib examples/digits/data/calib/images] [--calib-n 128]
+        [--turn 1] [--threads N] [--calib examples/digits/data/calib/images] [--calib-n 128]
         [--data examples/digits/data/digits.yaml] [--recipe examples/recipes/cpu-fast.yaml]
         [--ov-recipe examples/recipes/openvino-fast.yaml] [--no-openvino] [--out runs/bench/speed.json]
 

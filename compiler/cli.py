@@ -370,12 +370,14 @@ def _inspect_main(argv: list[str]) -> int:
 
     console = Console()
     if args.sensitivity:
-        table = Table(title="pruning sensitivity per group (proxy: 1 - output cosine on calibration images)")
-        ratios = info["sensitivity"]["ratios"]
+        table = Table(title="pruning sensitivity per group (proxy: 1 - output cosine on calibration images; "
+                            "MACs: of the group's layers)")
+        ratios, layer_macs = info["sensitivity"]["ratios"], info["sensitivity"]["layer_macs"]
         for col in ("group root", "channels", "MACs", *[f"drop @{r}" for r in ratios]):
             table.add_column(col, justify="left" if col == "group root" else "right")
         for g in sorted(info["sensitivity"]["groups"], key=lambda g: -g["drop"][str(ratios[-1])]):
-            table.add_row(g["root"], str(g["channels"]), f"{g['macs'] / 1e6:.1f}M",
+            macs = sum(layer_macs.get(name, 0.0) for name in {name for name, _ in g["members"]})
+            table.add_row(g["root"], str(g["channels"]), f"{macs / 1e6:.1f}M",
                           *[f"{g['drop'][str(r)]:.4f}" for r in ratios])
         console.print(table)
     summary = Table(title=f"yolocc inspect: {ir.source}", show_header=False)

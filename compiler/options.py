@@ -21,6 +21,11 @@ DEFAULT_TARGET = "ort-cpu"
 DEFAULT_SEARCH = "ladder"
 
 
+def _named(field_name: str) -> str:
+    """An option as the Python API and recipes spell it, and as the CLI does: ``latency_turn (--latency-turn)``."""
+    return f"{field_name} (--{field_name.replace('_', '-')})"
+
+
 @dataclass(frozen=True)
 class CompileOptions:
     """How to compile: input size, export, target, data, measurement and cache settings."""
@@ -50,29 +55,29 @@ class CompileOptions:
         self.validate()
 
     def validate(self) -> None:
-        """Raise ``UsageError`` naming the option for any out-of-range value."""
+        """Raise ``UsageError`` naming the option (field and flag) for any out-of-range value."""
         if self.imgsz is not None:
             object.__setattr__(self, "imgsz", parse_imgsz(self.imgsz))
         if self.opset < DEFAULT_OPSET:
             raise UsageError(f"opset {self.opset} is too old: yolocc emits opset {DEFAULT_OPSET} or newer")
         if self.calib_n is not None and self.calib_n < 1:
-            raise UsageError(f"calib_n must be at least 1, got {self.calib_n}")
+            raise UsageError(f"{_named('calib_n')} must be at least 1, got {self.calib_n}")
         if self.latency_runs < 0:
-            raise UsageError(f"latency_runs must be >= 0, got {self.latency_runs}")
+            raise UsageError(f"{_named('latency_runs')} must be >= 0, got {self.latency_runs}")
         if not 1 <= self.latency_turn <= 64:
-            raise UsageError(f"latency_turn must be between 1 and 64, got {self.latency_turn}")
+            raise UsageError(f"{_named('latency_turn')} must be between 1 and 64, got {self.latency_turn}")
         if not 1 <= self.batch <= 1024:
-            raise UsageError(f"batch must be between 1 and 1024, got {self.batch}")
+            raise UsageError(f"{_named('batch')} must be between 1 and 1024, got {self.batch}")
         if self.threads < 0:
-            raise UsageError(f"threads must be >= 0, got {self.threads}")
+            raise UsageError(f"{_named('threads')} must be >= 0, got {self.threads}")
         if self.eval_split not in EVAL_SPLITS:
             raise UsageError(f"unknown evaluation split '{self.eval_split}' (choose from: {', '.join(EVAL_SPLITS)})")
         if self.max_drop is not None and not (math.isfinite(self.max_drop) and 0 <= self.max_drop <= 100):
-            raise UsageError(f"max_drop must be between 0 and 100 points, got {self.max_drop}")
+            raise UsageError(f"{_named('max_drop')} must be between 0 and 100 points, got {self.max_drop}")
         if self.max_macs is not None and not (math.isfinite(self.max_macs) and 0 <= self.max_macs < 1):
-            raise UsageError(f"max_macs must be a fraction in [0, 1), got {self.max_macs}")
+            raise UsageError(f"{_named('max_macs')} must be a fraction in [0, 1), got {self.max_macs}")
         if self.workers is not None and self.workers < 1:
-            raise UsageError(f"workers must be at least 1, got {self.workers}")
+            raise UsageError(f"{_named('workers')} must be at least 1, got {self.workers}")
         if self.executor is not None and self.executor not in ("local", "ray") \
                 and not (self.executor.startswith("ray://") and len(self.executor) > len("ray://")):
             raise UsageError(f"unknown executor '{self.executor}' (choose from: local, ray, ray://HOST:PORT)")

@@ -239,7 +239,8 @@ def _footer(report, dropped: list[str], expand: bool) -> str:
     if lat:
         parts.append(f"Latency on {lat.get('runtime', '?')} {lat.get('version', '')}".rstrip()
                      + f", {lat.get('isa', '?')}: p50/p95 of {lat.get('runs')} batch-1 runs, stages round-robin"
-                     + (f", each the last of {lat['turn']} in a row;" if lat.get("turn", 1) > 1 else ";")
+                     + (f", each the last of {lat['turn']} in a row;" if lat.get("turn", 1) > 1
+                        else ", one run each per round;")
                      + " mem: the session's resident memory.")
         if lat.get("batch_skipped"):
             parts.append(lat["batch_skipped"].capitalize() + ".")
@@ -292,7 +293,8 @@ def markdown(report) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     if report.latency:
         lat = report.latency
-        turn = f" (each the last of {lat['turn']} runs in a row)" if lat.get("turn", 1) > 1 else ""
+        turn = f" (each the last of {lat['turn']} runs in a row)" if lat.get("turn", 1) > 1 else \
+            " (one run each per round, each after another stage's)"
         lines += ["", f"Latency: {lat['runtime']} on {lat.get('isa', '?')}, p50 and p95 of {lat['runs']} batch-1 runs{turn} "
                       f"after {lat['warmup']} warm-up runs, stages timed round-robin in one run; img/s: images per "
                       f"second sustained over those runs; memory: {lat.get('memory', 'resident memory')}."]

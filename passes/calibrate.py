@@ -327,8 +327,8 @@ def bias_note(bias: dict | None) -> str:
     if not bias["layers"]:
         return "bias correction: no quantized layer with a bias"
     verdict = "kept" if bias["kept"] else "not kept"
-    return (f"bias correction of {bias['layers']} layers {verdict} (fidelity {bias['fidelity_before']:.5f} -> "
-            f"{bias['fidelity_after']:.5f})")
+    return (f"bias correction of {bias['layers']} layers {verdict} (fidelity {bias['fidelity_before']:.6f} -> "
+            f"{bias['fidelity_after']:.6f})")
 
 
 def _collect_candidates(model_bytes: bytes, input_name: str, data: np.ndarray, ctx: PassContext) -> dict:

@@ -77,7 +77,7 @@ CASES = [
     (["det.pt", "-p", "prune:ratio=1e999"], "finite number"),
     (["det.pt", "--max-drop", "1"], "--max-drop needs --data"),
     (["det.pt", "--target", "tpu"], "unknown target 'tpu'"),
-    (["det.pt", "-o", "x.onnx", "--latency-turn", "0"], "latency_turn must be between 1 and 64"),
+    (["det.pt", "-o", "x.onnx", "--latency-turn", "0"], "latency_turn (--latency-turn) must be between 1 and 64"),
     (["v8.onnx", "-p", "prune"], "works on a PyTorch model"),
     (["det.pt", "--recipe", "bad.yaml"], "cannot read recipe"),
 ]

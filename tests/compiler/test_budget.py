@@ -53,7 +53,7 @@ def test_ladder_steps_must_clear_the_val_noise_margin(margin, climbed):
 
 @pytest.mark.parametrize("args, message", [
     (["--max-drop", "1"], "--max-drop needs --data"),
-    (["--max-drop", "-1", "--data", "d.yaml"], "max_drop must be between 0 and 100"),
+    (["--max-drop", "-1", "--data", "d.yaml"], "max_drop (--max-drop) must be between 0 and 100"),
     (["--max-drop", "1", "--data", "d.yaml", "--calib", "d.yaml", "-p", "prune"], "--max-drop chooses the passes"),
 ])
 def test_budget_usage_errors(cli, tmp_path, monkeypatch, args, message):

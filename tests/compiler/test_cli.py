@@ -131,3 +131,10 @@ def test_inspect_sensitivity_table_and_chart(cli, tmp_path):
     assert all(g["drop"]["0.75"] >= 0 for g in sens["groups"])
     assert len({round(g["drop"]["0.5"], 6) for g in sens["groups"]}) > 5  # groups differ: it measures
     assert png.read_bytes()[:4] == b"\x89PNG"
+    # The table (the analysis is cached now): every group with the MACs of its layers.
+    code, out, err = cli("inspect", root / "weights/yolov8n-digits.pt", "--sensitivity", "--calib",
+                         root / "data/calib/images")
+    assert code == 0, err
+    text = " ".join(out.split())
+    assert "pruning sensitivity per group" in text and "MACs: of the group's layers" in text
+    assert sum(1 for g in sens["groups"] if g["root"] in out) == len(sens["groups"])

@@ -111,7 +111,7 @@ def test_unreadable_paths_are_named(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--workers", "2"], "--workers 2 runs the accuracy budget's trials: it needs --max-drop PTS"),
     (["--executor", "ray"], "--executor ray runs the accuracy budget's trials: it needs --max-drop PTS"),
-    (["--max-drop", "1", "--data", "d.yaml", "--calib", "d.yaml", "--workers", "0"], "workers must be at least 1"),
+    (["--max-drop", "1", "--data", "d.yaml", "--calib", "d.yaml", "--workers", "0"], "workers (--workers) must be at least 1"),
     (["--max-drop", "1", "--data", "d.yaml", "--calib", "d.yaml", "--executor", "slurm"],
      "unknown executor 'slurm' (choose from: local, ray, ray://HOST:PORT)"),
     (["--max-drop", "1", "--data", "d.yaml", "--calib", "nope", "--workers", "2"], "--calib 'nope' does not exist"),
