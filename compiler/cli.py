@@ -313,6 +313,10 @@ def _print_report(report, expand: bool = False) -> None:
                   f"smaller drops", file=sys.stderr)
 
 
+#: Terminal width from which ``yolocc passes`` prints one table (narrower: one block per pass).
+WIDE_TABLE_COLUMNS = 120
+
+
 def _passes_main(argv: list[str]) -> int:
     from .registry import build_registry, get_plugin_manager
 
@@ -330,13 +334,22 @@ def _passes_main(argv: list[str]) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="yolocc passes")
-    for col in ("pass", "stage", "parameters", "provider", "description"):
-        table.add_column(col)
-    for name, r in sorted(reg.passes.items()):
-        table.add_row(name, r.obj.kind(), "\n".join(q.describe() for q in r.obj.params) or "-",
-                      r.provider, r.obj.summary())
-    Console().print(table)
+    console = Console()
+    if console.width < WIDE_TABLE_COLUMNS:  # five columns do not fit: one block per pass
+        for name, r in sorted(reg.passes.items()):
+            console.print(f"[bold]{name}[/bold] ({r.obj.kind()}; {r.provider})", highlight=False)
+            console.print(r.obj.summary(), highlight=False, markup=False)
+            for q in r.obj.params:
+                console.print(f"  {q.describe()}", highlight=False, markup=False)
+            console.print()
+    else:
+        table = Table(title="yolocc passes")
+        for col in ("pass", "stage", "parameters", "provider", "description"):
+            table.add_column(col)
+        for name, r in sorted(reg.passes.items()):
+            table.add_row(name, r.obj.kind(), "\n".join(q.describe() for q in r.obj.params) or "-",
+                          r.provider, r.obj.summary())
+        console.print(table)
     for name, why in sorted(reg.broken.items()):
         print(f"plugin '{name}' failed to load: {why}", file=sys.stderr)
     return 0

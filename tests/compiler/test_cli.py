@@ -92,6 +92,19 @@ def test_dry_run_prints_plan_and_writes_nothing(cli, tmp_path, monkeypatch):
     assert [s["step"] for s in json.loads(out)["plan"]] == ["pass", "pass"]
 
 
+def test_passes_on_a_narrow_terminal_prints_one_block_per_pass(cli, monkeypatch):
+    """At 80 columns a five-column table wraps every cell; each pass gets a block instead: its name,
+    stage and provider on one line, its summary, and its parameters one per line."""
+    monkeypatch.setenv("COLUMNS", "80")
+    code, out, _ = cli("passes")
+    lines = out.splitlines()
+    assert code == 0 and max(len(ln) for ln in lines) <= 80
+    assert "prune (torch; yolocc.passes.builtin)" in lines and "int8 (macro; yolocc.passes.builtin)" in lines
+    block = lines[lines.index("prune (torch; yolocc.passes.builtin)"):]
+    block = block[:block.index("")]
+    assert any(ln.startswith("  ratio=0.25 ") for ln in block) and any(ln.startswith("  importance=") for ln in block)
+
+
 def test_passes_lists_parameters_and_provider(cli):
     code, out, _ = cli("passes", "--json")
     passes = {p["name"]: p for p in json.loads(out)["passes"]}
