@@ -42,7 +42,8 @@ class _Parser(argparse.ArgumentParser):
 def _compile_parser() -> argparse.ArgumentParser:
     from .options import EVAL_SPLITS
 
-    p = _Parser(prog="yolocc", description="yolocc: compress YOLO and other PyTorch CNNs into deployable ONNX.",
+    p = _Parser(prog="yolocc", description="yolocc: compress YOLO and other PyTorch CNNs into deployable ONNX, "
+                                           "OpenVINO IR, TensorRT engines or .pt.",
                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", help="model: Ultralytics .pt or model YAML (yolov8n.yaml), torch .pt module pickle, or .onnx")
     p.add_argument("-p", "--pass", dest="passes", action="append", default=[], metavar="PASS[:ARGS]",
