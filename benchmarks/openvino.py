@@ -19,8 +19,8 @@ hint, one stream, ``--threads`` threads):
 ``--turn N``: each round a model runs N times in a row and the last is timed (default 1: every timed
 run follows another model's). ``--zero-copy``: a run is the infer call alone on a shared input
 tensor, outputs not copied (benchmark_app's way); by default it is ``infer({0: image})`` with the
-copies a Python caller pays. NNCF and yolocc calibrate on the same images (``--calib``). Accuracy is mAP50-95 from Ultralytics'
-validator loading each IR folder, on the data's held-out ``test`` split. ``--repeat K`` times the
+copies a Python caller pays. NNCF and yolocc calibrate on the same images (``--calib``). Accuracy
+is mAP50-95 from Ultralytics' validator loading each IR folder, on the data's held-out ``test`` split. ``--repeat K`` times the
 whole round-robin K times: latency is the median over repeats. Ratios to NNCF are medians of
 paired ratios (each run against the NNCF run beside it, robust to load that drifts during the
 benchmark), per repeat and over all runs, so one run shows how stable a ratio is. Writes ``--out``
@@ -116,20 +116,19 @@ def time_round_robin(folders: dict[str, Path], imgsz: int, runs: int, repeat: in
     import openvino as ov
 
     x = timing_input((1, 3, imgsz, imgsz))
-    requests = []
-    for folder in folders.values():
+    calls = {}
+    for i, folder in enumerate(folders.values()):
         xml = next(folder.glob("*.xml"))
         request = compile_cpu(ov, ov.Core().read_model(str(xml)), threads).create_infer_request()
         if zero_copy:
             request.set_input_tensor(ov.Tensor(x, shared_memory=True))
+        calls[i] = request.infer if zero_copy else (lambda r=request: r.infer({0: x}))
         for _ in range(10):
-            request.infer() if zero_copy else request.infer({0: x})
-        requests.append(request)
-    calls = {i: (lambda r=r: r.infer()) if zero_copy else (lambda r=r: r.infer({0: x})) for i, r in enumerate(requests)}
+            calls[i]()
     repeats = []
     for _ in range(repeat):
         times = round_robin_ms(calls, runs, rotate=True, turn=turn)
-        repeats.append(np.array([times[i] for i in range(len(requests))]).T)
+        repeats.append(np.array([times[i] for i in range(len(calls))]).T)
     return repeats
 
 

@@ -187,17 +187,15 @@ def test_a_candidate_no_faster_than_a_settled_one_stops():
 def test_nothing_within_the_share_halves_down_to_one_and_falls_back_to_int8_on_the_input():
     # -65% closes 1.39 pt in rung 3 and is 0.01 pt over the share: one more rung (the near miss), where
     # it gets worse; nothing settled, so int8 on the input
-    space = ScriptedSpace({R(0.3): 0.7, R(0.45): 0.8, R(0.55): 1.5, R(0.65): 3.0,
-                           R(0.65, 2): 2.0, R(0.3, 2): 0.65, R(0.65, 3): 0.61, R(0.65, 4): 0.7,
-                           "int8 (mixed precision)": 0.3})
+    outcomes = {R(0.3): 0.7, R(0.45): 0.8, R(0.55): 1.5, R(0.65): 3.0, R(0.65, 2): 2.0, R(0.3, 2): 0.65,
+                R(0.65, 3): 0.61, R(0.65, 4): 0.7, "int8 (mixed precision)": 0.3}
+    space = ScriptedSpace(outcomes)
     result = own().search(space)
     assert [len(b) for b in space.batches] == [5, 4, 4, 2, 1, 1, 1]
     assert trained(space)[1] == [R(0.65, 2), R(0.3, 2)] and trained(space)[2] == [R(0.65, 3)]
     assert trained(space)[3] == [R(0.65, 4)]
     assert result.trial.name == "int8 (mixed precision)" and result.trial.parent is space.input.trial
-    space = ScriptedSpace({R(0.3): 0.7, R(0.45): 0.8, R(0.55): 1.5, R(0.65): 3.0,
-                           R(0.65, 2): 2.0, R(0.3, 2): 0.65, R(0.65, 3): 0.61, R(0.65, 4): 0.7,
-                           "int8 (mixed precision)": 0.3})
+    space = ScriptedSpace(outcomes)
     own(extra_rungs=0).search(space)
     assert [len(b) for b in space.batches] == [5, 4, 4, 2, 1, 1]  # extra_rungs=0: the last rung is the last
 
