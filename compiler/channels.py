@@ -126,8 +126,9 @@ def fastest_round_robin(runs: dict[int, Callable[[], Any]], rounds: int = 30, wa
 def qdq_conv_model(channels: int, spatial: int = SPATIAL):
     """An ONNX model: an int8 3x3 convolution in Q/DQ form, ``channels`` in and out, ``spatial``^2 map
     (u8 activations, s8 per-tensor weights, float bias, the output quantized again)."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
+
+    from .onnxgraph import probe_model
 
     rng = np.random.default_rng(channels)
     w = rng.integers(-64, 64, size=(channels, channels, 3, 3), dtype=np.int8)
@@ -146,9 +147,7 @@ def qdq_conv_model(channels: int, spatial: int = SPATIAL):
     shape = [1, channels, spatial, spatial]
     graph = helper.make_graph(nodes, "qdq_conv", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
                               [helper.make_tensor_value_info("out", TensorProto.FLOAT, shape)], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    onnx.checker.check_model(model)
-    return model
+    return probe_model(graph)
 
 
 def sweep_latencies(load: Callable[[bytes], Callable[[np.ndarray], Any]], channels: Sequence[int] = CHANNELS,

@@ -17,6 +17,7 @@ import warnings
 import onnx
 import torch
 
+from . import onnxgraph
 from .errors import ExportError
 from .ir import ModelIR
 from .options import DEFAULT_OPSET  # noqa: F401  (defined once in options; re-exported for emitters)
@@ -45,7 +46,7 @@ def export_onnx(module: torch.nn.Module, ir: ModelIR, opset: int = DEFAULT_OPSET
         raise ExportError(f"ONNX export failed: {type(e).__name__}: {str(e).splitlines()[0]}") from e
     finally:
         module.train(was_training)
-    model = onnx.load_from_string(buf.getvalue())
+    model = onnxgraph.portable(onnx.load_from_string(buf.getvalue()))
     try:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as e:

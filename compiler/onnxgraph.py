@@ -5,7 +5,30 @@ from __future__ import annotations
 import numpy as np
 import networkx as nx
 import onnx
-from onnx import numpy_helper, shape_inference
+from onnx import helper, numpy_helper, shape_inference
+
+#: The default-domain opset of the small probe graphs yolocc builds itself (ceilings, channel sweeps).
+PROBE_OPSET = 17
+
+
+def portable(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Lower ``model``'s IR version (in place; returned) to the lowest its opsets allow, so that an
+    onnxruntime older than the onnx package that built the graph still loads it.
+
+    ``onnx.helper.make_model`` (and some torch exporters) write the installed onnx's newest IR version:
+    14 with onnx 1.23, which onnxruntime 1.30 refuses ("Unsupported model IR version: 14, max supported IR
+    version: 13"). yolocc's graphs use nothing newer than their opsets need (opset 17: IR 8), so the
+    serialized bytes no longer depend on which onnx built them."""
+    needed = helper.find_min_ir_version_for(list(model.opset_import), ignore_unknown=True)
+    model.ir_version = min(model.ir_version, needed)
+    return model
+
+
+def probe_model(graph: onnx.GraphProto) -> onnx.ModelProto:
+    """A checked, ``portable`` model of ``graph`` at ``PROBE_OPSET`` (a measurement probe, not a user model)."""
+    model = portable(helper.make_model(graph, opset_imports=[helper.make_opsetid("", PROBE_OPSET)]))
+    onnx.checker.check_model(model)
+    return model
 
 
 def static_dims(value_info) -> list[int]:

@@ -85,6 +85,8 @@ class TrainSettings:
     #: The one device it trains on, as ``training_device`` resolved it: "cpu" or a CUDA index ("0");
     #: None: the frontend's default.
     device: str | None = None
+    #: Dataloader worker processes (``loader_workers``).
+    workers: int = 0
 
     @property
     def max_epochs(self) -> int:
@@ -107,6 +109,21 @@ MULTI_DEVICE = ("training on several devices (Ultralytics' DDP) is not supported
                 "worker processes, and epochs=auto's confirmation (the val metric measured on the target's runtime "
                 "after each epoch, and the model it keeps) would run there, out of yolocc's reach; train each trial "
                 "on one device and run several trials at once with --workers N or --executor ray")
+
+
+#: Most dataloader workers a CUDA recovery run starts by default.
+MAX_LOADER_WORKERS = 8
+
+
+def loader_workers(spec: int | None, device: str, cpus: int) -> int:
+    """Dataloader worker processes for a recovery run on ``device`` ("cpu" or a CUDA index): ``spec`` when
+    given; else 0 on the CPU (the trial keeps its torch threads to itself, and the budget's ``--workers``
+    trials do not multiply processes) and ``min(MAX_LOADER_WORKERS, cpus)`` on a CUDA device, where loading
+    is the bottleneck: distilling the digits detector at 640 on an H200 trained 80 images/s with 0 workers
+    and 486 with 8 (``benchmarks/gpu.py``, ``runs/bench/gpu.json``)."""
+    if spec is not None:
+        return int(spec)
+    return 0 if device == "cpu" else max(1, min(MAX_LOADER_WORKERS, cpus))
 
 
 def training_device(spec: str | None, cuda_devices: int) -> str:

@@ -11,6 +11,7 @@ augmentation, loss and trainer).
 from __future__ import annotations
 
 import copy
+import os
 
 from yolocc.compiler.analyses import CANONICAL, TEACHER
 from yolocc.compiler.errors import UsageError
@@ -19,7 +20,7 @@ from yolocc.compiler.metrics import Metrics, drop_bound, drop_se
 from yolocc.compiler.params import Param
 from yolocc.compiler.passbase import Pass, PassContext, PassResult
 from yolocc.compiler.training import (MARGIN, MAX_EPOCHS, PATIENCE, WITHIN, AutoStop, Confirmation, DistillSettings,
-                                      TrainSettings, training_device)
+                                      TrainSettings, loader_workers, training_device)
 
 _T = TrainSettings(imgsz=1)  # the training defaults, defined once in compiler.training
 _D = DistillSettings()
@@ -45,6 +46,8 @@ TRAIN_PARAMS = (
     Param("seed", "int", _T.seed, "random seed", low=0, high=2**31 - 1),
     Param("device", "str", None, "training device: cpu or one CUDA index (0); default: the first GPU, else cpu. "
           "Several (0+1) are refused: see the README (Where trials run)"),
+    Param("workers", "int", None, "dataloader worker processes (default: 0 on cpu; min(8, CPUs) on a CUDA "
+          "device, where loading is the bottleneck)", low=0, high=256),
 )
 
 
@@ -136,11 +139,13 @@ class Finetune(Pass):
                             target=target, confirm=confirmer(ir, ctx, reference, a["margin"]))
             facts = {"reference": {reference.primary: reference.value},
                      "target": {reference.primary: round(target, 4)}}
+        device = self.device()
         settings = TrainSettings(imgsz=a["imgsz"] or max(ir.input.hw),  # trains square, as Ultralytics does
                                  epochs=a["max_epochs"] if auto else a["epochs"], lr=a["lr"],
                                  optimizer=a["optimizer"], clip=a["clip"], batch=a["batch"], seed=a["seed"],
                                  name=self.name, distill=self.distill_settings(), auto=auto,
-                                 progress=ctx.progress_for(f"{self.name}: epochs"), device=self.device())
+                                 progress=ctx.progress_for(f"{self.name}: epochs"), device=device,
+                                 workers=loader_workers(a["workers"], device, os.cpu_count() or 1))
         trained, trained_facts = ctx.frontend.train(ir, str(data), settings, teacher)
         ir.set_module(trained)
         return PassResult(True, {"epochs": a["epochs"], **facts, **trained_facts,

@@ -16,8 +16,9 @@ from .openvino_emitter import require_openvino
 
 def qdq_gemm_model(m: int, k: int, n: int):
     """An ONNX model: ``DQ(Q(a, u8)) [m, k] @ DQ(B s8) [k, n]``, B a constant, float32 output."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
+
+    from yolocc.compiler.onnxgraph import probe_model
 
     b = np.random.default_rng(0).integers(-64, 64, size=(k, n), dtype=np.int8)  # 7-bit: no pair saturation
     inits = [numpy_helper.from_array(b, "b"), numpy_helper.from_array(np.array(1 / 255, np.float32), "a_scale"),
@@ -30,9 +31,7 @@ def qdq_gemm_model(m: int, k: int, n: int):
              helper.make_node("MatMul", ["a_dq", "b_dq"], ["y"])]
     graph = helper.make_graph(nodes, "int8_gemm", [helper.make_tensor_value_info("a", TensorProto.FLOAT, [m, k])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [m, n])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    onnx.checker.check_model(model)
-    return model
+    return probe_model(graph)
 
 
 def measure_gemm(compile_cpu: Callable, shape: tuple[int, int, int] = GEMM_SHAPE, threads: int = 0, runs: int = 20,

@@ -357,6 +357,7 @@ def recover(ir, data: str, settings: TrainSettings, teacher=None):
                      model=ir.source if Path(ir.source).is_file() else "yolov8n.yaml")  # replaced by module
     if settings.device is not None:
         overrides["device"] = settings.device
+    overrides["workers"] = settings.workers
     if teacher is not None and settings.distill is not None:
         overrides["dis"] = settings.distill.feat
     with tempfile.TemporaryDirectory(prefix="yolocc-teacher-") as folder:

@@ -53,6 +53,18 @@ def check_allocation_train(r, tmp):
         assert len(v["runs"]) == 1 and 0 <= v["runs"][0]["test"] <= 1
 
 
+def check_gpu(r, tmp):
+    _has_keys(r, ["gpu", "torch", "onnx", "onnxruntime", "isa", "checks"], "gpu.json")
+    trt = r["checks"]["tensorrt"]
+    if not str(trt["tensorrt"]).startswith("not importable"):
+        pytest.skip("TensorRT is installed: the refusal is not what runs")
+    assert trt["rc"] == 2 and "needs TensorRT" in trt["line"] and trt["engine_bytes"] is None
+    runs = r["checks"]["throughput"]["runs"]
+    assert [(x["workers"], x["amp"], x["val"]) for x in runs] == [(0, False, False), (8, False, False),
+                                                                 (8, True, False), (8, True, True)]
+    assert all(x["train_img_s"] > 0 and x["epochs_run"] == 3 for x in runs)
+
+
 def check_budget(r, tmp):
     _has_keys(r, ["isa", "max_drop", "split", "baseline", "final", "drop_pts", "val", "latency_ms",
                   "speedup_vs_fp32", "speedup_vs_int8", "speedup_vs_int8_per_repeat", "macs_ratio", "chosen",
@@ -220,6 +232,9 @@ CASES = [
     case("distill.py", ["--task", "classify", "--epochs", "1", "--only", "distill", "--out", "{tmp}/distill.json"],
          check_distill("top1", "distill"), id="distill-classify"),
     # the real detector with --data: every row validated (the evaluate_onnx path)
+    # no CUDA here: --allow-cpu runs the TensorRT refusal and the four training configurations, tiny
+    case("gpu.py", ["--allow-cpu", "--only", "tensorrt", "throughput", "--imgsz", "64", "--fraction", "0.03",
+                    "--batch", "8", "--out", "{tmp}/gpu.json"], check_gpu),
     case("int8.py", ["--model", str(DETECTOR), "--imgsz", "160", "--data", str(DIGITS_YAML), "--calib-n", "8",
                      "--runs", "2", "--repeat", "1", "--out", "{tmp}/int8.json"], check_int8),
     case("interleave.py", ["--imgsz", "64", "--calib-n", "8", "--rounds", "2", "--block", "2", "--threads", "1",
@@ -273,6 +288,17 @@ def test_benchmark_smoke(script, args, check, digits, modules, timeout, tmp_path
     out = Path(argv[argv.index("--out") + 1])
     assert out.is_file(), f"benchmarks/{script} wrote no {out.name}\n{tail}"
     check(json.loads(out.read_text()), tmp_path)
+
+
+def test_gpu_benchmark_without_cuda_is_one_line_exit_2(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is here")
+    proc = subprocess.run([sys.executable, str(BENCH / "gpu.py"), "--out", str(tmp_path / "gpu.json")], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0 and "no CUDA device" in proc.stderr
+    assert not (tmp_path / "gpu.json").exists()
 
 
 def _bench_module(name: str):

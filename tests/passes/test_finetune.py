@@ -191,16 +191,28 @@ def test_several_devices_are_refused_at_plan_time_before_any_work(compiler, tmp_
     assert not (tmp_path / "x.onnx").exists()
 
 
-def test_the_device_reaches_the_trainer(load_ir, monkeypatch):
+def test_the_device_and_loader_workers_reach_the_trainer(load_ir, monkeypatch):
     from yolocc.plugins import ultralytics_training
 
     seen = []
 
     def fake_train(module, task, data, overrides, teacher=None, max_grad_norm=None, **kw):
-        seen.append(overrides.get("device"))
+        seen.append((overrides.get("device"), overrides.get("workers")))
         return module, {}
 
     monkeypatch.setattr(ultralytics_training, "train", fake_train)
     ir = load_ir("yolov8n.yaml", 64)
     Finetune(epochs=1, device="cpu").call(ir, pass_ctx(ir, data="d.yaml"))
-    assert seen == ["cpu"]
+    Finetune(epochs=1, device="cpu", workers=3).call(ir, pass_ctx(ir, data="d.yaml"))
+    assert seen == [("cpu", 0), ("cpu", 3)]
+
+
+@pytest.mark.parametrize("spec, device, cpus, expected", [
+    (None, "cpu", 16, 0), (None, "0", 16, 8), (None, "0", 4, 4), (None, "1", 1, 1), (2, "0", 16, 2), (3, "cpu", 2, 3),
+])
+def test_loader_workers_default_to_none_on_cpu_and_up_to_8_on_cuda(spec, device, cpus, expected):
+    """On a GPU the dataloader is the bottleneck (an H200 trained 6.1x the images/s with 8 workers as with 0,
+    runs/bench/gpu.json); on the CPU the trial keeps its threads to itself."""
+    from yolocc.compiler.training import loader_workers
+
+    assert loader_workers(spec, device, cpus) == expected
