@@ -435,9 +435,7 @@ def _targets_main(argv: list[str]) -> int:
         scheme = t.scheme
         entries.append({"name": name, "provider": r.provider, "doc": t.doc,
                         "int8": None if scheme is None else
-                        f"{'S8 sym' if scheme.activation_dtype == 'int8' else 'U8'}"
-                        f"{'' if scheme.activation_dtype == 'int8' or scheme.activation_symmetric else ' asym'} "
-                        f"act, S8/channel weights",
+                        f"{scheme.describe()} act, S8/channel weights",
                         "runtime": runtime_name,
                         "default_output": t.default_suffix})
     if args.json:

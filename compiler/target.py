@@ -18,10 +18,21 @@ import numpy as np
 
 @dataclass(frozen=True)
 class QuantScheme:
-    """Number formats: activations U8/S8 (asymmetric or symmetric), S8 per-channel weights."""
+    """Number formats: activations U8/S8 (asymmetric or symmetric), S8 per-channel weights.
+
+    Symmetric activations carry zero point 0. Symmetric U8 follows NNCF's signedness rule: U8 where the
+    calibrated range is non-negative, S8 where it is not (SiLU outputs dip to -0.28), so the runtime's
+    int8 kernels never compensate a zero point (``qdq.activation_qparams``)."""
 
     activation_dtype: str  # "uint8" | "int8"
     activation_symmetric: bool
+
+    def describe(self) -> str:
+        """The activation format in a few words, e.g. "U8 asym", "S8 sym", "U8/S8 sym (zero point 0)"."""
+        if self.activation_dtype == "int8":
+            return "S8 sym" if self.activation_symmetric else "S8 asym"
+        return "U8/S8 sym (zero point 0)" if self.activation_symmetric else "U8 asym"
+
     #: Conv/Gemm bias as int32 behind DequantizeLinear (onnxruntime's QLinearConv wants it).
     quantize_bias: bool = True
 

@@ -47,9 +47,9 @@ def available() -> bool:
     return importlib.util.find_spec("onnx2torch") is not None
 
 
-def activation_bounds(scheme: QuantScheme) -> tuple[int, int]:
-    """The integer range of an activation under ``scheme`` (what QuantizeLinear clips to)."""
-    return (0, 255) if scheme.activation_dtype == "uint8" else (-128, 127)
+def activation_bounds(dtype: str) -> tuple[int, int]:
+    """The integer range QuantizeLinear clips an activation of ``dtype`` ("uint8" or "int8") to."""
+    return (0, 255) if dtype == "uint8" else (-128, 127)
 
 
 class ActivationQuantizer(nn.Module):
@@ -57,11 +57,12 @@ class ActivationQuantizer(nn.Module):
 
     ``forward(x)``: x of any shape, float32; returns x quantized to the grid and dequantized.
     ``range()`` is the ``[min, max]`` that ``qdq.activation_qparams`` turns back into this exact scale
-    and zero point, so the learned grid reaches the emitted Q/DQ unchanged."""
+    and zero point (and ``dtype``, the quantized type ``qdq`` chose: under a symmetric U8 scheme, S8 where
+    the calibrated range had negatives), so the learned grid reaches the emitted Q/DQ unchanged."""
 
-    def __init__(self, scale: float, zero_point: int, scheme: QuantScheme):
+    def __init__(self, scale: float, zero_point: int, scheme: QuantScheme, dtype: str | None = None):
         super().__init__()
-        self.qmin, self.qmax = activation_bounds(scheme)
+        self.qmin, self.qmax = activation_bounds(dtype or scheme.activation_dtype)
         self.symmetric = scheme.activation_symmetric
         self.log_scale = nn.Parameter(torch.tensor([math.log(float(scale))]))  # steps are relative
         self.zero_point = nn.Parameter(torch.tensor([float(zero_point)]), requires_grad=not self.symmetric)
@@ -82,10 +83,10 @@ class ActivationQuantizer(nn.Module):
         return float(np.float32(self.scale.detach().item())), zp
 
     def range(self) -> list[float]:
-        """``[min, max]`` of the learned grid (symmetric: ``±127 * scale``)."""
+        """``[min, max]`` of the learned grid (symmetric: ``±127 * scale``, or ``[0, 255 * scale]`` for U8)."""
         scale, zp = self.grid()
         if self.symmetric:
-            return [-127.0 * scale, 127.0 * scale]
+            return [0.0, 255.0 * scale] if self.qmin == 0 else [-127.0 * scale, 127.0 * scale]
         return [(self.qmin - zp) * scale, (self.qmax - zp) * scale]
 
 
@@ -158,8 +159,8 @@ def build(model: onnx.ModelProto, outputs: list[str], layout: QDQLayout | None =
             if tensor not in value:
                 raise PassError(f"qat: the quantized tensor '{tensor}' has no value in the converted graph")
             if owner not in fq.quantizers:
-                scale, zp = layout.grids[owner]
-                fq.quantizers[owner] = ActivationQuantizer(scale, zp, scheme)
+                scale, zp, dtype = layout.grids[owner]
+                fq.quantizers[owner] = ActivationQuantizer(scale, zp, scheme, dtype)
             key = f"fq{len(fq.points)}"
             gm.add_submodule(key, fq.quantizers[owner])
             src = value[tensor]

@@ -30,11 +30,18 @@ WEIGHTED_OPS = ("Conv", "Gemm", "MatMul")
 
 
 def activation_qparams(lo: float, hi: float, dtype: str, symmetric: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Scale and zero point of one activation tensor."""
+    """Scale (float32) and zero point (uint8 or int8; its dtype is the quantized type) of one activation
+    tensor calibrated to ``[lo, hi]``.
+
+    Asymmetric: ``dtype``'s whole range over ``[min(lo, 0), max(hi, 0)]``. Symmetric: zero point 0; S8
+    over ``±max(|lo|, |hi|)``, or for U8 NNCF's signedness rule: U8 over ``[0, hi]`` where ``lo >= 0``,
+    else S8 as above. On OpenVINO with AMX, zero-point-free activations made yolov8n's int8 convolutions
+    1.2x faster than U8 asymmetric ones (README, OpenVINO INT8 on AMX)."""
+    if symmetric and dtype == "uint8" and lo >= 0:
+        return np.array(hi / 255.0 if hi > 0 else 1.0, np.float32), np.array(0, np.uint8)
     if symmetric:
         amax = max(abs(lo), abs(hi))
-        scale = amax / 127.0 if amax > 0 else 1.0
-        return np.array(scale, np.float32), np.array(0, np.int8 if dtype == "int8" else np.uint8)
+        return np.array(amax / 127.0 if amax > 0 else 1.0, np.float32), np.array(0, np.int8)
     lo, hi = min(lo, 0.0), max(hi, 0.0)
     qmin, qmax = (0, 255) if dtype == "uint8" else (-128, 127)
     scale = (hi - lo) / (qmax - qmin) if hi > lo else 1.0
@@ -91,8 +98,8 @@ class QDQLayout:
     #: Members of the ranges ``share_concat_ranges`` unites -> the group's representative (every member's
     #: calibration range enters the union, even one whose own Q/DQ reuses another range).
     groups: dict[str, str] = field(default_factory=dict)
-    #: Each range's (scale, zero point) as built.
-    grids: dict[str, tuple[float, int]] = field(default_factory=dict)
+    #: Each range's (scale, zero point, quantized dtype "uint8" or "int8") as built.
+    grids: dict[str, tuple[float, int, str]] = field(default_factory=dict)
     #: Tensors read as dequantized without a pair of their own (DequantizeLinear outputs, the outputs
     #: of transparent ops), with the range they carry.
     aliases: dict[str, str] = field(default_factory=dict)
@@ -190,7 +197,7 @@ class QDQ(Pass):
             if layout is not None:
                 owner = layout.owner(like.name) if like is not None else shared.get(t.name, t.name)
                 layout.activations[t.name] = layout.aliases[dq.name] = owner
-                layout.grids.setdefault(owner, (float(scale), int(zp)))
+                layout.grids.setdefault(owner, (float(scale), int(zp), zp.dtype.name))
             return dq
 
         n_weights = n_corrected = 0

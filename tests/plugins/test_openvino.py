@@ -52,7 +52,7 @@ def test_target_and_emitter_are_registered():
     reg = build_registry(get_plugin_manager(load_entry_points=False))
     target = reg.target("openvino")
     assert reg.targets["openvino"].provider == "yolocc.plugins.builtin"
-    assert target.scheme.activation_dtype == "uint8" and not target.scheme.activation_symmetric
+    assert target.scheme.activation_dtype == "uint8" and target.scheme.activation_symmetric  # U8/S8, zero point 0
     assert not target.scheme.quantize_bias  # OpenVINO adds a float bias in the fused post-op
     assert "Sigmoid" not in target.placement.input_ops and "Mul" not in target.placement.input_ops  # SiLU fuses
     assert target.placement.output_ops in ((), ("Concat",))  # Q/DQ on inputs, as NNCF places them
@@ -117,7 +117,11 @@ def test_placement_is_what_openvino_runs_in_int8(compiler, tmp_path, calib_npy):
             consumers.setdefault(i, []).append(n)
     inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     quant = [n for n in nodes if n.op_type == "QuantizeLinear"]
-    assert quant and all(inits[q.input[2]].dtype == np.uint8 for q in quant)  # U8 activations
+    # Activations without zero points (NNCF's symmetric activations): U8 where the calibrated range is
+    # non-negative (the image), S8 where it has negatives (SiLU outputs).
+    assert quant and not any(inits[q.input[2]].any() for q in quant)
+    dtypes = {inits[q.input[2]].dtype for q in quant}
+    assert dtypes == {np.dtype(np.uint8), np.dtype(np.int8)}, dtypes
     # Nothing inside a SiLU: the Sigmoid's output and the product Mul's inputs are never quantized.
     assert not [q for q in quant if producer.get(q.input[0]) is not None and producer[q.input[0]].op_type == "Sigmoid"]
     # Weights: symmetric int8 per output channel; biases stay float.
@@ -154,7 +158,8 @@ def test_placement_is_what_openvino_runs_in_int8(compiler, tmp_path, calib_npy):
     assert facts["target"] == "openvino"
     int8, total = map(int, facts["openvino_int8_layers"].split("/"))
     assert int8 == total == len(qconvs)  # every Q/DQ conv runs in int8 in OpenVINO's CPU plugin
-    assert facts["openvino_runtime_precision"]["Convolution"].get("u8", 0) == int8
+    conv_precision = facts["openvino_runtime_precision"]["Convolution"]
+    assert conv_precision.get("u8", 0) + conv_precision.get("i8", 0) == int8
     assert res.report.stages[-1].diagnostics == []
 
 
