@@ -50,7 +50,8 @@ def compile_key(model: Any, plan: list[dict], options: CompileOptions, output_su
                 plugin_versions: dict[str, str] | None = None) -> str:
     """The cache key of one compile (``plugin_versions``: installed third-party plugins)."""
     h = hashlib.sha256()
-    h.update(b"yolocc-cache-v2")
+    # Bumped when the same plan builds other bytes (v3: the openvino target's zero-point-free activations).
+    h.update(b"yolocc-cache-v3")
     if isinstance(model, (str, Path)):
         _hash_path(h, Path(model))
     else:
