@@ -11,9 +11,11 @@ early keeps what it finished):
   yolocc's one-line refusal with exit 2 (recorded: ``rc``, ``line``); where it is, the engine is built.
 - ``throughput``: the digits detector distilled from itself at imgsz 640 (Ultralytics' trainer with
   yolocc's distillation, as ``-p distill`` runs it) for ``--epochs`` epochs with no val; the time of the
-  epochs after the first and before the last (``epoch_s``) gives ``train_img_s`` (training images per second, teacher forward
-  included). Configurations: ``workers`` 0 (yolocc's setting today) and 8 dataloader workers, and AMP off
-  (today) and on. ``val_img_s``: the same with val on (the val split, once per epoch), from the difference.
+  epochs after the first and before the last (``epoch_s``) gives ``train_img_s`` (training images per
+  second, teacher forward included). Configurations: 0 dataloader workers (yolocc's setting before
+  session 14, still its CPU default) and 8 (its GPU default now, ``training.loader_workers``), and AMP
+  off (yolocc's setting) and on. ``val_img_s``: the same with val on (the val split, once per epoch),
+  from the difference.
 - ``distill_cuda``: ``yolocc -p prune:0.25 -p distill:max_epochs=4 -p int8 --eval-split test`` on the
   digits detector, training on the first CUDA device (the default where torch sees one): ``rc``,
   ``wall_s``, and the report's test mAP50-95 of the input and of the result.
@@ -26,6 +28,7 @@ smoke test of this script on a CPU machine).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import subprocess
@@ -46,7 +49,7 @@ WEIGHTS = DIGITS / "weights/yolov8n-digits.pt"
 DATA = DIGITS / "data/digits.yaml"
 CALIB = DIGITS / "data/calib/images"
 #: Without polars (an image that cannot install it), Ultralytics' trainer cannot read its results.csv
-#: into the checkpoints it saves; that metadata alone is dropped (``without_polars``; recorded as ``polars``).
+#: into the checkpoints it saves; this drops that metadata alone (recorded in the JSON as ``polars``).
 POLARS_SHIM = ("import importlib.util\n"
                "if importlib.util.find_spec('polars') is None:\n"
                "    from ultralytics.engine.trainer import BaseTrainer\n"
@@ -64,8 +67,6 @@ def facts() -> dict:
     if torch.cuda.is_available():
         p = torch.cuda.get_device_properties(0)
         gpu = {"name": p.name, "memory_gib": round(p.total_memory / 2**30, 1), "count": torch.cuda.device_count()}
-    import importlib.util
-
     import onnx
     import onnxruntime
 
@@ -98,7 +99,8 @@ def check_tensorrt(tmp: Path) -> dict:
     out = tmp / "digits.engine"
     result = run_cli([str(WEIGHTS), "-p", "int8", "--calib", str(CALIB), "--target", "tensorrt", "-o", str(out),
                       "--no-measure"], timeout=600)
-    result.pop("tail") if result["rc"] == 2 else None
+    if result["rc"] == 2:  # the one-line refusal: its line says it all
+        result.pop("tail")
     return {"tensorrt": installed, **result, "engine_bytes": out.stat().st_size if out.exists() else None}
 
 
@@ -124,13 +126,15 @@ def time_training(workers: int, amp: bool, val: bool, epochs: int, batch: int, i
     for p in module.parameters():
         p.requires_grad_(True)
     stamps: list[float] = []
-    overrides = dict(epochs=epochs, imgsz=imgsz, batch=batch, fraction=fraction, workers=workers, amp=amp, val=val, warmup_epochs=0,
-                     close_mosaic=0, model=str(WEIGHTS), device="0" if torch.cuda.is_available() else "cpu")
+    overrides = dict(epochs=epochs, imgsz=imgsz, batch=batch, fraction=fraction, workers=workers, amp=amp, val=val,
+                     warmup_epochs=0, close_mosaic=0, model=str(WEIGHTS),
+                     device="0" if torch.cuda.is_available() else "cpu")
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
     _, trainer_facts = ut.train(module, "detect", str(DATA), overrides, teacher=str(WEIGHTS),
-                                distill=DistillSettings(), progress=lambda epoch, total: stamps.append(time.perf_counter()))
+                                distill=DistillSettings(),
+                                progress=lambda epoch, total: stamps.append(time.perf_counter()))
     total = time.perf_counter() - start
     # Epochs after the first, less the last (which also validates, as Ultralytics' final epoch always does).
     later = [b - a for a, b in zip(stamps, stamps[1:])][:-1]

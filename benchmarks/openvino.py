@@ -21,9 +21,9 @@ run follows another model's). ``--zero-copy``: a run is the infer call alone on 
 tensor, outputs not copied (benchmark_app's way); by default it is ``infer({0: image})`` with the
 copies a Python caller pays. NNCF and yolocc calibrate on the same images (``--calib``). Accuracy
 is mAP50-95 from Ultralytics' validator loading each IR folder, on the data's held-out ``test``
-split. ``--repeat K`` times the whole round-robin K times: latency is the median over repeats. Ratios to NNCF are medians of
-paired ratios (each run against the NNCF run beside it, robust to load that drifts during the
-benchmark), per repeat and over all runs, so one run shows how stable a ratio is. Writes ``--out``
+split. ``--repeat K`` times the whole round-robin K times: latency is the median over repeats.
+Ratios to NNCF are medians of paired ratios (each run against the NNCF run beside it, robust to
+load that drifts during the benchmark), per repeat and over all runs, so one run shows how stable a ratio is. Writes ``--out``
 with the keys ``fp32_ms``, ``nncf_ms``, ``yolocc_ms``, ``fp32_map``, ``nncf_map``, ``yolocc_map``
 (and the prune row, ratios, versions, ISA).
 """

@@ -12,8 +12,8 @@ the held-out test split with the target's runtime (``metric``: mAP50-95, or the 
 OBB mAP50-95). ``latency_ratio`` is QAT/PTQ, timed round-robin in one process on the target's runtime
 (batch 1, ``--runs`` rounds, each a turn of ``--turn`` runs in a row per model, the last one timed).
 
-Writes ``{"isa", "turn", "cases": {NAME: {"fp32", "ptq", "qat", "ptq_drop_pts", "qat_drop_pts", "latency_ratio",
-"qat_facts"}}}``. ``--tiny`` (a smoke test, about a minute): digits-ort-cpu with one QAT epoch on 32
+Writes ``{"isa", "turn", "cases": {NAME: {"fp32", "ptq", "qat", "ptq_drop_pts", "qat_drop_pts",
+"latency_ratio", "qat_facts"}}}``. ``--tiny`` (a smoke test, about a minute): digits-ort-cpu with one QAT epoch on 32
 images and the val split in place of test.
 """
 

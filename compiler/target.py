@@ -26,15 +26,14 @@ class QuantScheme:
 
     activation_dtype: str  # "uint8" | "int8"
     activation_symmetric: bool
+    #: Conv/Gemm bias as int32 behind DequantizeLinear (onnxruntime's QLinearConv wants it).
+    quantize_bias: bool = True
 
     def describe(self) -> str:
         """The activation format in a few words, e.g. "U8 asym", "S8 sym", "U8/S8 sym (zero point 0)"."""
         if self.activation_dtype == "int8":
             return "S8 sym" if self.activation_symmetric else "S8 asym"
         return "U8/S8 sym (zero point 0)" if self.activation_symmetric else "U8 asym"
-
-    #: Conv/Gemm bias as int32 behind DequantizeLinear (onnxruntime's QLinearConv wants it).
-    quantize_bias: bool = True
 
 
 @dataclass(frozen=True)

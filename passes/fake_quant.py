@@ -60,9 +60,9 @@ class ActivationQuantizer(nn.Module):
     and zero point (and ``dtype``, the quantized type ``qdq`` chose: under a symmetric U8 scheme, S8 where
     the calibrated range had negatives), so the learned grid reaches the emitted Q/DQ unchanged."""
 
-    def __init__(self, scale: float, zero_point: int, scheme: QuantScheme, dtype: str | None = None):
+    def __init__(self, scale: float, zero_point: int, scheme: QuantScheme, dtype: str):
         super().__init__()
-        self.qmin, self.qmax = activation_bounds(dtype or scheme.activation_dtype)
+        self.qmin, self.qmax = activation_bounds(dtype)
         self.symmetric = scheme.activation_symmetric
         self.log_scale = nn.Parameter(torch.tensor([math.log(float(scale))]))  # steps are relative
         self.zero_point = nn.Parameter(torch.tensor([float(zero_point)]), requires_grad=not self.symmetric)

@@ -134,9 +134,9 @@ class OpenVinoRuntime(Runtime):
 
 class OpenVinoTarget(Target):
     name = "openvino"
-    doc = ("OpenVINO CPU, NNCF-style placement: U8/S8 activations with zero point 0, S8 per-channel weights, Q/DQ on the inputs of "
-           "Conv/MatMul/Add, Concat and data movement on shared scales, SiLU fused, RGB stem int8 (7-bit weights); "
-           "measured on OpenVINO")
+    doc = ("OpenVINO CPU, NNCF-style placement: U8/S8 activations with zero point 0, S8 per-channel weights, "
+           "Q/DQ on the inputs of Conv/MatMul/Add, Concat and data movement on shared scales, SiLU fused, RGB stem "
+           "int8 (7-bit weights); measured on OpenVINO")
     scheme = QuantScheme(activation_dtype="uint8", activation_symmetric=True, quantize_bias=False)
     placement = openvino_placement()
     default_emitter = "openvino"
