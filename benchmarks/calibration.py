@@ -17,7 +17,13 @@ ranges recomputed on all the calibration images). Chosen on val, reported on tes
   test_map  the test split's metric, the task's own (``metric``: mAP50-95 for the detector, mask
             mAP50-95, pose mAP50-95, OBB mAP50-95, top-1 for the classifier), null for a model
             without labels.
-``auto`` also records its choice, its own held-out scores, the val confirmation, bias correction's
+Each result also gets ``agreement``: the task agreement of its predictions with the FP32 model's on the
+same probe images (``Frontend.agreement``: mAP50-95 of the task's own output with the float model's
+confident predictions as ground truth; top-1 agreement for the classifier; null without confident float
+predictions). ``auto`` and its variants get ``pts_below_best_fixed`` and ``se_vs_best_fixed``, the
+paired bootstrap standard error of that gap over the test images (points).
+``auto`` also records its choice, its own held-out scores (fidelity, agreement, the candidates tied with
+the best), the val confirmation, bias correction's
 effect (layers, held-out fidelity before/after, kept or not), the images its candidates' ranges came
 from (``choice_images``) and those its chosen ranges were refit on (``images``, ``refit``) and its
 compile time against minmax's.
@@ -46,6 +52,7 @@ import numpy as np  # noqa: E402
 from yolocc.compiler import measure  # noqa: E402
 from yolocc.compiler.api import Compiler  # noqa: E402
 from yolocc.compiler.errors import YoloccError  # noqa: E402
+from yolocc.compiler.metrics import Metrics, drop_se  # noqa: E402
 from yolocc.passes import calib_select  # noqa: E402
 from yolocc.passes.calib_data import load_calibration  # noqa: E402
 from yolocc.plugins.ort_runtime import OrtCpuRuntime  # noqa: E402
@@ -101,10 +108,14 @@ def bench_model(name: str, spec: dict, calib_n: int | None, probe_n: int, folder
     fp32, _ = compile_one([], "fp32")
     ref = outputs(fp32)
 
-    def test_metric(path: str):
+    tests: dict[str, Metrics] = {}  # label -> test metrics, with bootstrap replicates for paired SEs
+
+    def test_metric(path: str, label: str | None = None):
         if not spec["data"]:
             return None, None
         metrics = frontend.evaluate(ir, Path(path).read_bytes(), spec["data"], runtime, split="test")
+        if label:
+            tests[label] = metrics
         return round(metrics.value, 4), metrics.primary
 
     row: dict = {"model": spec["model"], "imgsz": spec["imgsz"], "probe_images": int(len(probe)), "methods": {}}
@@ -125,10 +136,14 @@ def bench_model(name: str, spec: dict, calib_n: int | None, probe_n: int, folder
             continue
         seconds = round(time.perf_counter() - t0, 2)
         cal = next(s for s in res.report.stages if s.name == "calibrate")
-        entry = {"fidelity": round(calib_select.fidelity(ref, outputs(path), splits), 6),
-                 "test_map": test_metric(path)[0], "compile_s": seconds, "calibrate_s": cal.time_s}
+        outs = outputs(path)
+        agreement = frontend.agreement(ir, ref, outs)
+        entry = {"fidelity": round(calib_select.fidelity(ref, outs, splits), 6),
+                 "agreement": None if agreement is None else round(agreement.value, 4),
+                 "test_map": test_metric(path, label)[0], "compile_s": seconds, "calibrate_s": cal.time_s}
         if label in autos:
             entry.update(chosen=cal.changes["chosen"], held_out_fidelity=cal.changes["fidelity"],
+                         held_out_agreement=cal.changes.get("agreement"), tied=cal.changes.get("tied"),
                          images=cal.changes["images"], choice_images=cal.changes.get("choice_images"),
                          held_out_images=cal.changes["held_out_images"], refit=cal.changes.get("refit"),
                          confirm=cal.changes.get("confirm"), bias_correction=cal.changes.get("bias_correction"),
@@ -139,14 +154,20 @@ def bench_model(name: str, spec: dict, calib_n: int | None, probe_n: int, folder
                 row.setdefault("auto_variants", {})[label] = entry
         else:
             row["methods"][label] = entry
-        print(f"{name:18s} {label:18s} fidelity {entry['fidelity']:.5f}  test {entry['test_map']}  "
+        print(f"{name:18s} {label:18s} fidelity {entry['fidelity']:.5f}  agreement {entry['agreement']}  "
+              f"test {entry['test_map']}  "
               f"compile {seconds:.1f} s (calibrate {cal.time_s:.1f} s)" +
               (f"  -> chose {entry['chosen']}" if label in autos else ""), flush=True)
     maps = [m["test_map"] for m in row["methods"].values() if m["test_map"] is not None]
     fids = [m["fidelity"] for m in row["methods"].values() if m["fidelity"] is not None]
-    for entry in [row["auto"], *row.get("auto_variants", {}).values()]:
+    best_fixed = max((m for m in row["methods"] if row["methods"][m]["test_map"] is not None),
+                     key=lambda m: row["methods"][m]["test_map"], default=None)
+    for label, entry in [("auto", row["auto"]), *row.get("auto_variants", {}).items()]:
         if maps:
             entry["pts_below_best_fixed"] = round((max(maps) - entry["test_map"]) * 100, 2)
+            entry["best_fixed"] = best_fixed
+            # the paired bootstrap SE of that gap over the test images: how much of it the split can resolve
+            entry["se_vs_best_fixed"] = drop_se(tests[best_fixed], tests[label])
         entry["fidelity_below_best_fixed"] = round(max(fids) - entry["fidelity"], 6)
     row["auto"]["extra_compile_s_vs_minmax"] = round(row["auto"]["compile_s"] - row["methods"]["minmax"]["compile_s"], 2)
     return row

@@ -47,6 +47,16 @@ class Frontend:
         frontend cannot evaluate. Raises ``UsageError`` for data it cannot read."""
         return None
 
+    def agreement(self, ir: ModelIR, reference: dict[str, Any], outputs: dict[str, Any]) -> Metrics | None:
+        """How closely ``outputs`` reproduce ``reference`` by the task's own metric: both the ONNX outputs
+        ``{name: (N, ...) array}`` of ``ir``'s graph on the same N images, ``reference`` the float model's
+        (its confident predictions are the ground truth). A ``Metrics`` whose primary value is a fraction
+        (1.0: the same predictions), with paired bootstrap replicates over the N images (``drop_se``
+        of two calls on the same images is their paired noise). None: this frontend cannot decode the
+        task's outputs, or the reference predicts nothing to agree with; callers fall back to output
+        fidelity (``measure.output_distance``)."""
+        return None
+
     def preprocess(self, ir: ModelIR, image: Any) -> Any:
         """One HWC uint8 image as cv2 reads it for the model's input channels (BGR for 3, grayscale with
         C = 1 for 1) -> the (C, H, W) float32 input the deployed model gets.

@@ -2,15 +2,27 @@
 
 Every candidate's ranges (minmax, entropy, percentiles 99.9/99.99/99.999: ``CANDIDATES``) become a
 Q/DQ model with the target's own placement (the ``qdq`` pass that follows, or its defaults); each runs
-on the target's runtime on held-out calibration images, never used for the ranges, and is scored by
-its output fidelity against the float model: the mean, over images and over each output's named parts
-(``ir.meta["output_splits"]``: boxes, class scores and the task's own part, i.e. a segmenter's mask
-coefficients, a pose model's keypoints, an OBB model's angle; an output without named parts, such as a
-segmenter's prototypes, whole), of the cosine similarity with the float outputs (1.0: identical). The highest fidelity wins; ties go to the earlier candidate.
+on the target's runtime on held-out calibration images, never used for the ranges, and is scored two ways
+against the float model's outputs on the same images:
 
-With ``--data`` (``confirm``), the best ``CONFIRM_TOP`` by fidelity are also measured on the val split
-and the one with the better val metric is kept (ties: the better fidelity): the held-out fidelity
-ranks the candidates, the task metric settles the close ones.
+- task agreement (``Frontend.agreement``; the Ultralytics frontend's is ``ultralytics_agreement``): the
+  task's own metric of the candidate's predictions with the float model's confident predictions as
+  ground truth, e.g. mAP50-95 of the boxes after NMS for a detector, mask mAP50-95 for a segmenter,
+  top-1 agreement for a classifier; with paired bootstrap replicates over the held-out images;
+- output fidelity: the mean, over images and over each output's named parts (``ir.meta["output_splits"]``:
+  boxes, class scores and the task's own part, i.e. a segmenter's mask coefficients, a pose model's
+  keypoints, an OBB model's angle; an output without named parts, such as a segmenter's prototypes,
+  whole), of the cosine similarity with the float outputs (1.0: identical).
+
+The candidates are ranked by agreement, then fidelity, then ``CANDIDATES`` order (``ranked``); the first
+wins. Fidelity alone ranks them where the frontend cannot decode the task or the float model predicts
+nothing confident (random weights).
+
+With ``--data`` (``confirm``), the val split settles what the held-out images cannot: when the second
+candidate's agreement gap to the first is within its paired standard error (``ties``), both are measured
+on val and the better val metric is kept, but only where val can tell them apart too (its gap beyond
+its own paired bootstrap SE over the val images; else the held-out order stands); an agreement gap
+beyond its SE is not confirmed. Without agreement the best two by fidelity are always confirmed.
 
 With ``calibrate:refit=true`` the chosen candidate's ranges are then refit on all the calibration
 images, so that auto's model is the chosen fixed method's; the held-out images only ever choose.
@@ -18,6 +30,7 @@ images, so that auto's model is the chosen fixed method's; the held-out images o
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
@@ -26,13 +39,14 @@ import onnx
 from yolocc.compiler import measure
 from yolocc.compiler.analyses import CALIBRATION, OUTPUT_SPLITS
 from yolocc.compiler.ir import ModelIR
+from yolocc.compiler.metrics import Metrics, drop_se
 from yolocc.compiler.passbase import PassContext
 
 #: Candidates in tie-break order: ``"minmax"``, ``"entropy"``, ``"percentile P"``.
 CANDIDATES = ("minmax", "entropy", "percentile 99.9", "percentile 99.99", "percentile 99.999")
 #: Held-out images the candidates are scored on (a source with fewer than n + this keeps a quarter aside).
 HOLDOUT = 32
-#: Candidates, the best by fidelity first, that ``confirm`` measures on the val split.
+#: Candidates, the best on the held-out images first, that ``confirm`` may measure on the val split.
 CONFIRM_TOP = 2
 
 Ranges = dict[str, list[float]]  # tensor -> [min, max]
@@ -103,39 +117,104 @@ def fidelity(ref: dict[str, np.ndarray], out: dict[str, np.ndarray],
     return 1.0 - measure.output_distance(ref, out, splits) / parts
 
 
+@dataclass
+class Scores:
+    """Every candidate's scores on the held-out images: ``fidelity`` (mean output cosine, see ``fidelity``)
+    and, where the frontend can decode the task (``Frontend.agreement``), ``agreement``: the task metric of
+    its predictions against the float model's own, with paired bootstrap replicates over the images."""
+
+    fidelity: dict[str, float]
+    agreement: dict[str, Metrics] | None = None
+
+
 def score(ir: ModelIR, ctx: PassContext, candidates: dict[str, Ranges], held: np.ndarray, build: Build,
-          progress=None) -> dict[str, float]:
-    """Each candidate's fidelity (see ``fidelity``) on the held-out images ``held`` (N, C, H, W)."""
+          progress=None) -> Scores:
+    """Each candidate's fidelity and task agreement (``Scores``) on the held-out images ``held`` (N, C, H,
+    W); ``agreement`` is None unless every candidate has one."""
     splits = ir.meta.get(OUTPUT_SPLITS, {})
     ref = run_all(ctx, ir.onnx_model, held)
-    scores = {}
+    fid: dict[str, float] = {}
+    agree: dict[str, Metrics | None] = {}
     for i, (label, ranges) in enumerate(candidates.items(), 1):
-        scores[label] = fidelity(ref, run_all(ctx, build(ranges), held), splits)
+        out = run_all(ctx, build(ranges), held)
+        fid[label] = fidelity(ref, out, splits)
+        agree[label] = ctx.frontend.agreement(ir, ref, out)
         if progress:
             progress(i, len(candidates))
-    return scores
+    full = all(a is not None for a in agree.values())
+    return Scores(fid, {k: a for k, a in agree.items() if a is not None} if full else None)
 
 
-def ranked(scores: dict[str, float]) -> list[str]:
-    """The labels by fidelity, the highest first; among equal ones the first in ``CANDIDATES`` order."""
+def ranked(fidelity: dict[str, float], agreement: dict[str, float] | None = None) -> list[str]:
+    """The labels best first: by task agreement (when measured), then by fidelity, then in
+    ``CANDIDATES`` order."""
     order = {label: i for i, label in enumerate(CANDIDATES)}
-    return sorted(scores, key=lambda label: (-scores[label], order.get(label, len(order))))
+    return sorted(fidelity, key=lambda label: (-(agreement or {}).get(label, 0.0), -fidelity[label],
+                                               order.get(label, len(order))))
 
 
-def best(scores: dict[str, float]) -> str:
-    """The label with the highest fidelity; among equal ones the first in ``CANDIDATES`` order."""
-    return ranked(scores)[0]
+def best(fidelity: dict[str, float], agreement: dict[str, float] | None = None) -> str:
+    """The first label of ``ranked``."""
+    return ranked(fidelity, agreement)[0]
 
 
-def confirmed(val: dict[str, float], by_fidelity: list[str]) -> str:
-    """The label with the best val metric among ``val`` (label -> value); ties go to the earlier one
-    in ``by_fidelity`` (the labels ranked by fidelity, best first)."""
-    return max(val, key=lambda label: (val[label], -by_fidelity.index(label)))
+def ties(order: list[str], agreement: dict[str, Metrics]) -> tuple[dict[str, float | None], list[str]]:
+    """Which candidates the held-out images cannot tell from the best (``order[0]``): each one's paired
+    standard error (points, ``metrics.drop_se``) of its agreement gap to the best, and the labels whose
+    gap is at most that SE (the best itself included), in ``order``."""
+    top = agreement[order[0]]
+    se = {label: drop_se(top, agreement[label]) for label in order}
+    tied = [label for label in order
+            if 100 * (top.value - agreement[label].value) <= (se[label] or 0.0) + 1e-9]
+    return se, tied
 
 
-def summary(chosen: str, scores: dict[str, float], held_out: int) -> str:
-    """The one terminal line: ``calibration: auto chose percentile 99.99 (fidelity 0.99712; minmax
-    0.99431, ...) on 32 held-out images``."""
-    others = ", ".join(f"{label} {f:.5f}" for label, f in scores.items() if label != chosen)
-    return (f"calibration: auto chose {chosen} (fidelity {scores[chosen]:.5f}"
-            + (f"; {others}" if others else "") + f") on {held_out} held-out images")
+def choose(scores: Scores) -> dict:
+    """The choice among scored candidates, as cached and reported: ``{"fidelity", "order", "chosen"}``
+    plus, with task agreement, ``{"metric", "agreement", "agreement_se", "tied"}`` (see ``ties``)."""
+    values = {k: a.value for k, a in scores.agreement.items()} if scores.agreement else None
+    order = ranked(scores.fidelity, values)
+    choice = {"fidelity": scores.fidelity, "order": order, "chosen": order[0]}
+    if scores.agreement:
+        se, tied = ties(order, scores.agreement)
+        choice.update(metric=scores.agreement[order[0]].primary, agreement=values, agreement_se=se, tied=tied)
+    return choice
+
+
+def to_confirm(choice: dict) -> list[str]:
+    """The labels the val split should settle (``confirm``): the best ``CONFIRM_TOP`` when the held-out
+    task agreement cannot tell them apart (or was not measured); none when it can."""
+    top = choice["order"][:CONFIRM_TOP]
+    if len(top) < 2:
+        return []
+    if "tied" in choice and not all(label in choice["tied"] for label in top):
+        return []
+    return top
+
+
+def confirmed(val: dict[str, float], order: list[str], se: float | None = None) -> str:
+    """The label with the best val metric among ``val`` (label -> value, a fraction); a tie, or with ``se``
+    (the paired standard error of the two values' gap, in points) a gap within it, keeps the earlier one in
+    ``order`` (the labels ranked on the held-out images, best first)."""
+    first = min(val, key=order.index)
+    top = max(val, key=lambda label: (val[label], -order.index(label)))
+    if se is not None and 100 * (val[top] - val[first]) <= se:
+        return first
+    return top
+
+
+def summary(choice: dict, held_out: int) -> str:
+    """The one terminal line: ``calibration: auto chose entropy (agreement mAP50-95 0.9721, fidelity
+    0.99922; percentile 99.999 0.9702 tied, minmax 0.9650, ...) on 32 held-out images``; without task
+    agreement the others' fidelities."""
+    chosen, fid, agree = choice["chosen"], choice["fidelity"], choice.get("agreement")
+    if agree:
+        tied = set(choice["tied"])
+        others = ", ".join(f"{label} {agree[label]:.4f}" + (" tied" if label in tied else "")
+                           for label in choice["order"] if label != chosen)
+        head = f"{choice['metric']} {agree[chosen]:.4f}, fidelity {fid[chosen]:.5f}"
+    else:
+        others = ", ".join(f"{label} {fid[label]:.5f}" for label in choice["order"] if label != chosen)
+        head = f"fidelity {fid[chosen]:.5f}"
+    return (f"calibration: auto chose {chosen} ({head}" + (f"; {others}" if others else "")
+            + f") on {held_out} held-out images")

@@ -2,7 +2,7 @@
 
 The result is the IR analysis ``calibration``: ``{"method", "activations": {tensor: [min, max]},
 "weights": {initializer: [per-channel max |w|]}, "n", "key"}`` (``method=auto`` adds ``"percentile"``
-of the chosen candidate and ``"auto"``: every candidate's fidelity, see ``calib_select``; bias
+of the chosen candidate and ``"auto"``: every candidate's fidelity and task agreement, see ``calib_select``; bias
 correction, when kept, adds ``"bias_shifts": {layer: [per-channel drift]}``, which ``qdq`` subtracts
 from the biases, see ``bias_correction``). With ``refit=true``, auto's chosen ranges (and kept bias
 shifts) are recomputed on the same ``n`` images a fixed ``method=`` reads, so auto's model is that
@@ -29,6 +29,7 @@ from yolocc.compiler.cache import cached_json, content_digest
 from yolocc.compiler.errors import PassError, UsageError
 from yolocc.compiler.ir import ModelIR
 from yolocc.compiler.measure import splits_key
+from yolocc.compiler.metrics import drop_se
 from yolocc.compiler.params import Param
 from yolocc.compiler.passbase import Pass, PassContext, PassResult
 
@@ -64,15 +65,17 @@ class Calibrate(Pass):
                "quantized": "quantize once (drop the second int8/qdq)"}
     params = (
         Param("method", "choice", "auto", "range estimator; auto: minmax, entropy and percentiles 99.9/99.99/"
-              "99.999 each scored by output fidelity on held-out calibration images, the best kept",
+              "99.999 each scored on held-out calibration images by task agreement with the float model (else "
+              "output fidelity), the best kept",
               choices=METHODS),
         Param("n", "int", None, f"calibration images (default: --calib-n, else {DEFAULT_N})", low=1, high=100000),
         Param("percentile", "float", 99.999, "percentile kept by method=percentile", low=90.0, high=100.0),
         Param("bias_correction", "bool|auto", "auto", "subtract each quantized convolution's mean output drift "
               "(measured on the range images) from its bias; auto: with method=auto, kept only if it raises the "
               "held-out fidelity (a fixed method: off); true: always"),
-        Param("confirm", "bool|auto", "auto", "method=auto: measure the best two methods by fidelity on the val "
-              "split of --data and keep the better; auto: whenever --data is given"),
+        Param("confirm", "bool|auto", "auto", "method=auto: measure the best two methods on the val split of "
+              "--data and keep the better; auto: with --data, when the held-out task agreement cannot tell them "
+              "apart (a gap within its paired SE); true: always"),
         Param("refit", "bool", False, "method=auto: once chosen, recompute the method's ranges (and kept bias "
               "correction) on all the calibration images, as the fixed method= does, so auto's model is that "
               "method's; false: the ranges of the images left after the hold-out"),
@@ -150,19 +153,19 @@ class Calibrate(Pass):
         choice_key = _key(ranges_key, fingerprint(held), ctx.target.name, json.dumps(placement, sort_keys=True),
                           repr((ctx.target.scheme, ctx.target.placement)),
                           json.dumps(ctx.runtime.describe(), sort_keys=True),
-                          splits_key(ir.meta.get(OUTPUT_SPLITS)), "auto-choice-v1")
+                          splits_key(ir.meta.get(OUTPUT_SPLITS)), ctx.frontend.name, "auto-choice-v2")
 
         def choose() -> dict:
             scores = calib_select.score(ir, ctx, candidates["ranges"], held, build,
                                         ctx.progress_for("calibration: scoring methods"))
             held_minmax = collect(model_bytes, ir.input.name, held, "minmax")[0]
-            return {"fidelity": scores, "chosen": calib_select.best(scores),
+            return {**calib_select.choose(scores),
                     "domain": calib_checks.domain(candidates["ranges"]["minmax"], held_minmax)}
 
         choice, choice_hit = cached_json(cache_dir(ctx) / f"{choice_key}.json", choose, "calibration choice")
         t2 = time.perf_counter()
         scores = choice["fidelity"]
-        confirm = self._confirm(ir, ctx, scores, candidates["ranges"], build, choice_key)
+        confirm = self._confirm(ir, ctx, choice, candidates["ranges"], build, choice_key)
         chosen = confirm["chosen"] if confirm and "chosen" in confirm else choice["chosen"]
         t3 = time.perf_counter()
         bias = None
@@ -177,7 +180,7 @@ class Calibrate(Pass):
             kept = bool(bias and bias["kept"])
             result, key, refit_hit = self._refit(ir, ctx, model_bytes, build, chosen, full, _key(key, chosen), kept)
         images = int(len(full)) if refit else candidates["n"]
-        line = "; ".join(x for x in [calib_select.summary(chosen, scores, len(held)), confirm_note(confirm),
+        line = "; ".join(x for x in [calib_select.summary(choice, len(held)), confirm_note(confirm),
                                      bias_note(bias), refit_note(refit, images, bias)] if x)
         ctx.log.info("%s", line)
         diagnostics = [d for d in [calib_checks.size_problem(method, images, len(held)),
@@ -185,9 +188,11 @@ class Calibrate(Pass):
         if candidates["failed"]:
             failed = candidates["failed"]
             diagnostics.append(f"calibration: auto left out {', '.join(failed)}: {next(iter(failed.values()))}")
+        agreement = {k: choice[k] for k in ("metric", "agreement", "agreement_se", "tied") if k in choice}
         calibration = {"method": method, "percentile": pct, "n": images, **result, "key": key,
-                       "auto": {"chosen": chosen, "fidelity": scores}}
+                       "auto": {"chosen": chosen, "fidelity": scores, **agreement}}
         facts = {"method": "auto", "chosen": chosen, "fidelity": {k: round(v, 6) for k, v in scores.items()},
+                 **agreement,
                  "images": images, "choice_images": candidates["n"], "held_out_images": int(len(held)), "refit": refit,
                  "tensors": len(calibration["activations"]), "domain": choice["domain"],
                  "cache": "hit" if ranges_hit and choice_hit and refit_hit else "miss",
@@ -221,34 +226,42 @@ class Calibrate(Pass):
         entries, hit = cached_json(cache_dir(ctx) / f"{refit_key}.json", measure, "calibration refit")
         return entries, refit_key, hit
 
-    def _confirm(self, ir: ModelIR, ctx: PassContext, scores: dict[str, float], ranges: dict,
+    def _confirm(self, ir: ModelIR, ctx: PassContext, choice: dict, ranges: dict,
                  build: calib_select.Build, key: str) -> dict | None:
-        """``confirm``: the best ``CONFIRM_TOP`` candidates by fidelity, each quantized and measured on the
-        val split of ``--data`` with the frontend's evaluator on the target's runtime; returns ``{"split",
-        "metric", "val": {label: value}, "fidelity_choice", "chosen"}`` (cached by content), ``{"skipped":
-        why}`` when the frontend cannot evaluate, or None when nothing is confirmed (no ``--data``,
-        ``confirm=false``, a single candidate); ``UsageError`` when ``confirm=true`` and it cannot evaluate."""
+        """``confirm``: the candidates the held-out images cannot separate (``calib_select.to_confirm``;
+        ``confirm=true``: the best two whatever their gap),
+        each quantized and measured on the val split of ``--data`` with the frontend's evaluator on the
+        target's runtime; returns ``{"split", "metric", "val": {label: value}, "held_out_choice",
+        "chosen"}`` (cached by content), ``{"skipped": why}`` when the frontend cannot evaluate or the
+        held-out agreement already separates the best two, or None when nothing is confirmed (no
+        ``--data``, ``confirm=false``, a single candidate); ``UsageError`` when ``confirm=true`` and it
+        cannot evaluate."""
         mode, data = self.args["confirm"], ctx.option("data")
-        if mode is False:
+        if mode is False or not data:
             return None
-        if not data:
+        order = choice["order"]
+        if len(order) < 2:
             return None
-        order = calib_select.ranked(scores)
-        top = order[:calib_select.CONFIRM_TOP]
-        if len(top) < 2:
-            return None
+        top = calib_select.to_confirm(choice) if mode == "auto" else order[:calib_select.CONFIRM_TOP]
+        if not top:
+            second = order[1]
+            gap = 100 * (choice["agreement"][order[0]] - choice["agreement"][second])
+            return {"skipped": f"held-out agreement separates them: {second} {gap:.2f} pt below, "
+                               f"SE {choice['agreement_se'][second] or 0:.2f}", "separated": True}
         # v2: the val metric is the task's own (mask/pose/OBB mAP50-95), no longer box mAP for every task
-        confirm_key = _key(key, content_digest(str(data)), json.dumps(top), "confirm-v2")
+        confirm_key = _key(key, content_digest(str(data)), json.dumps(top), "confirm-v3")
 
         def measure() -> dict:
-            val, metric = {}, None
+            val, measured = {}, []
             for label in top:
                 metrics = ctx.val_metrics(ir, build(ranges[label]))
                 if metrics is None:
                     return {"skipped": f"the {ir.frontend or 'model'}'s frontend cannot evaluate accuracy"}
-                val[label], metric = round(metrics.value, 6), metrics.primary
-            return {"split": "val", "metric": metric, "val": val, "fidelity_choice": top[0],
-                    "chosen": calib_select.confirmed(val, order)}
+                val[label] = round(metrics.value, 6)
+                measured.append(metrics)
+            se = drop_se(*measured[:2]) if len(measured) > 1 else None
+            return {"split": "val", "metric": measured[0].primary, "val": val, "val_se": se,
+                    "held_out_choice": top[0], "chosen": calib_select.confirmed(val, order, se)}
 
         result, _ = cached_json(cache_dir(ctx) / f"{confirm_key}.json", measure, "calibration confirmation")
         if "skipped" in result and mode is True:
@@ -307,10 +320,11 @@ def confirm_note(confirm: dict | None) -> str:
     if not confirm:
         return ""
     if "skipped" in confirm:
-        return f"not confirmed on val ({confirm['skipped']})"
+        return f"{'no val confirmation' if confirm.get('separated') else 'not confirmed on val'} ({confirm['skipped']})"
     vals = ", ".join(f"{label} {v:.4f}" for label, v in confirm["val"].items())
-    verb = "confirmed" if confirm["chosen"] == confirm["fidelity_choice"] else f"{confirm['chosen']} chosen"
-    return f"{verb} on val ({confirm['metric']}: {vals})"
+    se = f", paired SE {confirm['val_se']:.2f} pt" if confirm.get("val_se") is not None else ""
+    verb = "confirmed" if confirm["chosen"] == confirm["held_out_choice"] else f"{confirm['chosen']} chosen"
+    return f"{verb} on val ({confirm['metric']}: {vals}{se})"
 
 
 def refit_note(refit: bool, images: int, bias: dict | None) -> str:

@@ -56,6 +56,17 @@ class PerImage:
 
         metrics.update_stats = keep_image
 
+    def record(self, name: str, stats: dict[str, np.ndarray]) -> None:
+        """Keep one image's statistics as the validator produces them (``MATCHES[task]``, ``conf``,
+        ``pred_cls``, ``target_cls``), for results computed outside a validation run (``ultralytics_agreement``)."""
+        self.images[name] = {k: np.asarray(v) for k, v in stats.items()}
+
+    def value(self) -> float | None:
+        """The task's metric (a fraction) on all the recorded images; None when nothing was recorded."""
+        if self.task == "classify":
+            return None if self.hits is None or not len(self.hits) else float(self.hits.mean())
+        return self._metric(list(range(len(self.images)))) if self.images else None
+
     def replicates(self, n: int = BOOTSTRAP, seed: int = BOOTSTRAP_SEED) -> list[float]:
         """The task's metric (a fraction: mAP50-95 of its own output, or top-1) on ``n`` resamples of the
         images; empty when nothing was recorded."""
@@ -66,18 +77,19 @@ class PerImage:
             return [float(v) for v in self.hits[idx].mean(1)]
         if not self.images:
             return []
+        idx = np.random.default_rng(seed).integers(0, len(self.images), size=(n, len(self.images)))
+        return [self._metric(row) for row in idx]
+
+    def _metric(self, rows) -> float:
+        """mAP50-95 (Ultralytics' ``ap_per_class``) of the images at positions ``rows`` of the name-sorted
+        images (repeats allowed); 0.0 when they hold no target."""
         from ultralytics.utils.metrics import ap_per_class
 
         key = MATCHES.get(self.task, "tp")
         per = [self.images[name] for name in sorted(self.images)]
-        idx = np.random.default_rng(seed).integers(0, len(per), size=(n, len(per)))
-        out = []
-        for row in idx:
-            parts = [per[i] for i in row]
-            cat = {k: np.concatenate([p[k] for p in parts], 0) for k in (key, "conf", "pred_cls", "target_cls")}
-            if not len(cat["target_cls"]):
-                out.append(0.0)
-                continue
-            ap = ap_per_class(cat[key], cat["conf"], cat["pred_cls"], cat["target_cls"])[5]
-            out.append(float(ap.mean()) if len(ap) else 0.0)
-        return out
+        parts = [per[i] for i in rows]
+        cat = {k: np.concatenate([p[k] for p in parts], 0) for k in (key, "conf", "pred_cls", "target_cls")}
+        if not len(cat["target_cls"]):
+            return 0.0
+        ap = ap_per_class(cat[key], cat["conf"], cat["pred_cls"], cat["target_cls"])[5]
+        return float(ap.mean()) if len(ap) else 0.0

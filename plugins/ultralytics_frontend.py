@@ -81,6 +81,11 @@ class UltralyticsFrontend(Frontend):
 
         return evaluate_onnx(onnx_bytes, data, ir.input.imgsz, ir.task, runtime, split=split, ir=ir)
 
+    def agreement(self, ir: ModelIR, reference, outputs) -> Metrics | None:
+        from .ultralytics_agreement import agreement
+
+        return agreement(ir, reference, outputs)
+
     def preprocess(self, ir: ModelIR, image):
         """Ultralytics' letterbox to the input's (h, w) (pad 114, RGB, /255), or its classify transforms for
         classifiers. ``image``: HWC uint8 with the input's channels, BGR (3) or grayscale (1, or 2-D), as

@@ -230,14 +230,14 @@ def test_confirm_on_val_picks_the_val_better_candidate(compiler, tmp_path, spiky
     ranked = calib_select.ranked(facts["fidelity"])
     confirm = facts["confirm"]
     # Fidelity prefers the narrowest range (percentile 99.9); the val metric prefers the wider runner-up.
-    assert ranked[0] == "percentile 99.9" and confirm["fidelity_choice"] == ranked[0]
+    assert ranked[0] == "percentile 99.9" and confirm["held_out_choice"] == ranked[0]
     assert list(confirm["val"]) == ranked[:calib_select.CONFIRM_TOP] and confirm["split"] == "val"
     assert confirm["val"][ranked[1]] > confirm["val"][ranked[0]]
     assert facts["chosen"] == confirm["chosen"] == ranked[1]
     assert f"{ranked[1]} chosen on val (acc: " in facts["note"] and "test" not in calls
 
 
-def test_confirm_keeps_the_fidelity_choice_when_val_agrees(compiler, tmp_path, spiky_calib, monkeypatch):
+def test_confirm_keeps_the_held_out_choice_when_val_agrees(compiler, tmp_path, spiky_calib, monkeypatch):
     _val_by_input_scale(monkeypatch, -1.0, [])
     facts = _calibrate_stage(_confirm_compile(compiler, tmp_path, spiky_calib)).changes
     assert facts["chosen"] == facts["confirm"]["chosen"] == "percentile 99.9"
@@ -263,3 +263,35 @@ def test_confirmed_tie_goes_to_fidelity():
     assert calib_select.confirmed({"entropy": 0.5, "minmax": 0.6}, order) == "minmax"
     assert calib_select.ranked({"minmax": 0.9, "entropy": 0.95, "percentile 99.9": 0.9}) == [
         "entropy", "minmax", "percentile 99.9"]
+
+
+def _agreeing(value: float, offsets) -> "Metrics":
+    from yolocc.compiler.metrics import Metrics
+
+    return Metrics("agreement mAP50-95", {"agreement mAP50-95": value}).with_replicates(
+        [value + o for o in offsets])
+
+
+def test_ranking_by_agreement_ties_and_what_val_confirms():
+    """Agreement ranks first (fidelity breaks its ties); a gap within its paired SE is a tie, which val
+    may settle; a gap beyond it is not confirmed."""
+    noise = np.random.default_rng(0).normal(0, 0.01, 200)
+    scores = calib_select.Scores(
+        fidelity={"minmax": 0.999, "entropy": 0.998, "percentile 99.9": 0.997},
+        agreement={"minmax": _agreeing(0.90, noise), "entropy": _agreeing(0.95, noise * 0.5),
+                   "percentile 99.9": _agreeing(0.949, noise * 1.5)})
+    choice = calib_select.choose(scores)
+    assert choice["order"] == ["entropy", "percentile 99.9", "minmax"] and choice["chosen"] == "entropy"
+    assert choice["tied"] == ["entropy", "percentile 99.9"]  # 0.1 pt apart, SE ~1 pt; minmax 5 pt below
+    assert choice["agreement_se"]["entropy"] == 0.0 and choice["agreement_se"]["minmax"] > 0
+    assert calib_select.to_confirm(choice) == ["entropy", "percentile 99.9"]
+    separated = calib_select.choose(calib_select.Scores(
+        fidelity=scores.fidelity, agreement={**scores.agreement, "percentile 99.9": _agreeing(0.90, noise)}))
+    assert separated["tied"] == ["entropy"] and calib_select.to_confirm(separated) == []
+    assert calib_select.choose(calib_select.Scores(scores.fidelity))["chosen"] == "minmax"  # no agreement: fidelity
+    assert calib_select.to_confirm(calib_select.choose(calib_select.Scores(scores.fidelity))) == ["minmax", "entropy"]
+    # val settles a tie only where its own gap is beyond its paired SE (points)
+    order = ["entropy", "percentile 99.9"]
+    assert calib_select.confirmed({"entropy": 0.600, "percentile 99.9": 0.603}, order, se=0.5) == "entropy"
+    assert calib_select.confirmed({"entropy": 0.600, "percentile 99.9": 0.610}, order, se=0.5) == "percentile 99.9"
+    assert calib_select.confirmed({"entropy": 0.600, "percentile 99.9": 0.603}, order) == "percentile 99.9"
