@@ -2,7 +2,8 @@
 
 Every candidate's ranges (minmax, entropy, percentiles 99.9/99.99/99.999: ``CANDIDATES``) become a
 Q/DQ model with the target's own placement (the ``qdq`` pass that follows, or its defaults); each runs
-on the target's runtime on held-out calibration images, never used for the ranges, and is scored two ways
+on the target's runtime on held-out calibration images, never used for its ranges (with cross-fitting,
+``score_folds``, every image in turn, scored with ranges from the other folds), and is scored two ways
 against the float model's outputs on the same images:
 
 - task agreement (``Frontend.agreement``; the Ultralytics frontend's is ``ultralytics_agreement``): the
@@ -131,18 +132,37 @@ def score(ir: ModelIR, ctx: PassContext, candidates: dict[str, Ranges], held: np
           progress=None) -> Scores:
     """Each candidate's fidelity and task agreement (``Scores``) on the held-out images ``held`` (N, C, H,
     W); ``agreement`` is None unless every candidate has one."""
+    return score_folds(ir, ctx, [(candidates, held)], build, progress)
+
+
+def score_folds(ir: ModelIR, ctx: PassContext, folds: Sequence[tuple[dict[str, Ranges], np.ndarray]],
+                build: Build, progress=None) -> Scores:
+    """``score`` over cross-fitting folds: each fold's candidates (ranges from the images outside it) run
+    on that fold's held-out images (N_k, C, H, W), and each candidate's outputs over all folds are scored
+    together, every held-out image once. Candidates missing from a fold (a calibrator that failed
+    there) are left out."""
     splits = ir.meta.get(OUTPUT_SPLITS, {})
-    ref = run_all(ctx, ir.onnx_model, held)
+    labels = [label for label in folds[0][0] if all(label in c for c, _ in folds)]
+    ref = _stacked([run_all(ctx, ir.onnx_model, held) for _, held in folds])
     fid: dict[str, float] = {}
     agree: dict[str, Metrics | None] = {}
-    for i, (label, ranges) in enumerate(candidates.items(), 1):
-        out = run_all(ctx, build(ranges), held)
+    for i, label in enumerate(labels, 1):
+        out = _stacked([run_all(ctx, build(c[label]), held) for c, held in folds])
         fid[label] = fidelity(ref, out, splits)
         agree[label] = ctx.frontend.agreement(ir, ref, out)
         if progress:
-            progress(i, len(candidates))
+            progress(i, len(labels))
     full = all(a is not None for a in agree.values())
     return Scores(fid, {k: a for k, a in agree.items() if a is not None} if full else None)
+
+
+def _stacked(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+
+
+def fold_indices(total: int, folds: int) -> list[np.ndarray]:
+    """``total`` samples' indices in ``folds`` interleaved folds (sample i in fold i % folds)."""
+    return [np.arange(k, total, folds) for k in range(folds)]
 
 
 def ranked(fidelity: dict[str, float], agreement: dict[str, float] | None = None) -> list[str]:
@@ -203,7 +223,7 @@ def confirmed(val: dict[str, float], order: list[str], se: float | None = None) 
     return top
 
 
-def summary(choice: dict, held_out: int) -> str:
+def summary(choice: dict, held_out: int, folds: int = 1) -> str:
     """The one terminal line: ``calibration: auto chose entropy (agreement mAP50-95 0.9721, fidelity
     0.99922; percentile 99.999 0.9702 tied, minmax 0.9650, ...) on 32 held-out images``; without task
     agreement the others' fidelities."""
@@ -216,5 +236,5 @@ def summary(choice: dict, held_out: int) -> str:
     else:
         others = ", ".join(f"{label} {fid[label]:.5f}" for label in choice["order"] if label != chosen)
         head = f"fidelity {fid[chosen]:.5f}"
-    return (f"calibration: auto chose {chosen} ({head}" + (f"; {others}" if others else "")
-            + f") on {held_out} held-out images")
+    where = f"{held_out} held-out images" + (f" ({folds} folds)" if folds > 1 else "")
+    return f"calibration: auto chose {chosen} ({head}" + (f"; {others}" if others else "") + f") on {where}"

@@ -76,6 +76,10 @@ class Calibrate(Pass):
         Param("confirm", "bool|auto", "auto", "method=auto: measure the best two methods on the val split of "
               "--data and keep the better; auto: with --data, when the held-out task agreement cannot tell them "
               "apart (a gap within its paired SE); true: always"),
+        Param("folds", "int", 4, "method=auto, when the held-out images come out of the n calibration images (a "
+              "source without more): cross-fitting, each of this many folds scored with ranges from the other "
+              "images, so every image is scored once, and the chosen method refit on all n; 1: one split, "
+              "ranges from three quarters", low=1, high=8),
         Param("refit", "bool", False, "method=auto: once chosen, recompute the method's ranges (and kept bias "
               "correction) on all the calibration images, as the fixed method= does, so auto's model is that "
               "method's; false: the ranges of the images left after the hold-out"),
@@ -98,9 +102,12 @@ class Calibrate(Pass):
         progress = ctx.progress_for("calibration images")
         if self.args["method"] == "auto":
             data, held = load_split(str(source), n, calib_select.HOLDOUT, ir.input.shape, preprocess, progress)
+            # Cross-fitting when the held-out images came out of the n (a source without more images).
+            folds = int(self.args["folds"]) if len(held) and len(data) + len(held) <= n else 1
             # refit: the images a fixed method= reads (the range images themselves when the source has more)
-            full = load_calibration(str(source), n, ir.input.shape, preprocess) if self.args["refit"] else data
-            calibration, facts, diagnostics = self._auto(ir, ctx, model_bytes, data, held, full)
+            full = load_calibration(str(source), n, ir.input.shape, preprocess) \
+                if self.args["refit"] or folds > 1 else data
+            calibration, facts, diagnostics = self._auto(ir, ctx, model_bytes, data, held, full, folds)
         else:
             data = load_calibration(str(source), n, ir.input.shape, preprocess, progress)
             ranges_args = {k: v for k, v in self.args.items() if k not in ("bias_correction", "confirm", "refit")}
@@ -131,33 +138,51 @@ class Calibrate(Pass):
         return PassResult(False, facts, diagnostics)
 
     def _auto(self, ir: ModelIR, ctx: PassContext, model_bytes: bytes, data: np.ndarray, held: np.ndarray,
-              full: np.ndarray) -> tuple[dict, dict, list[str]]:
+              full: np.ndarray, folds: int = 1) -> tuple[dict, dict, list[str]]:
         """``method=auto``: every candidate's ranges on ``data``, scored on ``held``, the best refit on
-        ``full`` (the images a fixed method reads; all (N, C, H, W)); returns (the calibration analysis of
-        the best, report facts, diagnostics)."""
+        ``full`` (the images a fixed method reads; all (N, C, H, W)). With ``folds`` > 1 (cross-fitting;
+        ``full`` is then all the calibration images and ``data``/``held`` are not used): ``full`` is cut
+        into that many interleaved folds, every candidate's ranges come from the images outside each fold
+        and are scored on it, so every image is scored once, and the best is refit on ``full``; bias
+        correction and the val confirmation use the first fold's ranges. Returns (the calibration analysis
+        of the best, report facts, diagnostics)."""
         if len(held) == 0:
             raise UsageError("calibrate:method=auto scores each method on held-out images, and the calibration "
                              "source has a single sample: pass more images, or a fixed method=")
         build, placement = calib_select.qdq_builder(ir, ctx)  # refuses a target without integer rules first
         model_hash = hashlib.sha256(model_bytes).hexdigest()
         t0 = time.perf_counter()
-        ranges_key = _key(model_hash, fingerprint(data), json.dumps(calib_select.CANDIDATES), "auto-ranges-v1")
-        candidates, ranges_hit = cached_json(cache_dir(ctx) / f"{ranges_key}.json",
-                                             lambda: _collect_candidates(model_bytes, ir.input.name, data, ctx),
-                                             "calibration")
+        if folds > 1:
+            splits = [(np.delete(full, idx, 0), full[idx]) for idx in calib_select.fold_indices(len(full), folds)]
+        else:
+            splits = [(data, held)]
+        data, held = splits[0]
+        per_fold, ranges_keys, ranges_hit = [], [], True
+        for fold_data, _ in splits:
+            ranges_key = _key(model_hash, fingerprint(fold_data), json.dumps(calib_select.CANDIDATES),
+                              "auto-ranges-v1")
+            found, hit = cached_json(cache_dir(ctx) / f"{ranges_key}.json",
+                                     lambda: _collect_candidates(model_bytes, ir.input.name, fold_data, ctx),
+                                     "calibration")
+            per_fold.append(found)
+            ranges_keys.append(ranges_key)
+            ranges_hit = ranges_hit and hit
+        candidates = per_fold[0]
+        ranges_key = ranges_keys[0] if folds == 1 else _key(*ranges_keys, str(folds))
+        held_print = fingerprint(held) if folds == 1 else _key(*(fingerprint(h) for _, h in splits))
         t1 = time.perf_counter()
         # The output's named parts are part of the key: fidelity weighs each one (a choice scored before a
         # task's part was named would not be reused).
         # ... and so are the target's quantization rules (its scheme and Placement dataclasses' reprs): a
         # target whose placement changed builds other Q/DQ models, whose choice must be made again.
-        choice_key = _key(ranges_key, fingerprint(held), ctx.target.name, json.dumps(placement, sort_keys=True),
+        choice_key = _key(ranges_key, held_print, ctx.target.name, json.dumps(placement, sort_keys=True),
                           repr((ctx.target.scheme, ctx.target.placement)),
                           json.dumps(ctx.runtime.describe(), sort_keys=True),
                           splits_key(ir.meta.get(OUTPUT_SPLITS)), ctx.frontend.name, "auto-choice-v2")
 
         def choose() -> dict:
-            scores = calib_select.score(ir, ctx, candidates["ranges"], held, build,
-                                        ctx.progress_for("calibration: scoring methods"))
+            scores = calib_select.score_folds(ir, ctx, [(c["ranges"], h) for c, (_, h) in zip(per_fold, splits)],
+                                              build, ctx.progress_for("calibration: scoring methods"))
             held_minmax = collect(model_bytes, ir.input.name, held, "minmax")[0]
             return {**calib_select.choose(scores),
                     "domain": calib_checks.domain(candidates["ranges"]["minmax"], held_minmax)}
@@ -171,29 +196,31 @@ class Calibrate(Pass):
         bias = None
         if self.args["bias_correction"] is not False:
             bias = self._bias_correction(ir, ctx, build, candidates["ranges"][chosen], data, held,
-                                         _key(choice_key, chosen), scores[chosen])
+                                         _key(choice_key, chosen), scores[chosen] if folds == 1 else None)
         t4 = time.perf_counter()
         method, pct = calib_select.parse(chosen)
         result = {"activations": candidates["ranges"][chosen], **_bias_analysis(bias)}
-        key, refit_hit, refit = choice_key, True, fingerprint(full) != fingerprint(data)
+        key, refit_hit, refit = choice_key, True, folds > 1 or fingerprint(full) != fingerprint(data)
+        scored = sum(len(h) for _, h in splits)
         if refit:
             kept = bool(bias and bias["kept"])
             result, key, refit_hit = self._refit(ir, ctx, model_bytes, build, chosen, full, _key(key, chosen), kept)
         images = int(len(full)) if refit else candidates["n"]
-        line = "; ".join(x for x in [calib_select.summary(choice, len(held)), confirm_note(confirm),
+        line = "; ".join(x for x in [calib_select.summary(choice, scored, folds), confirm_note(confirm),
                                      bias_note(bias), refit_note(refit, images, bias)] if x)
         ctx.log.info("%s", line)
-        diagnostics = [d for d in [calib_checks.size_problem(method, images, len(held)),
+        diagnostics = [d for d in [calib_checks.size_problem(method, images, scored),
                                    calib_checks.domain_problem(choice["domain"])] if d]
-        if candidates["failed"]:
-            failed = candidates["failed"]
+        failed = {k: v for c in per_fold for k, v in c["failed"].items()}
+        if failed:
             diagnostics.append(f"calibration: auto left out {', '.join(failed)}: {next(iter(failed.values()))}")
         agreement = {k: choice[k] for k in ("metric", "agreement", "agreement_se", "tied") if k in choice}
         calibration = {"method": method, "percentile": pct, "n": images, **result, "key": key,
                        "auto": {"chosen": chosen, "fidelity": scores, **agreement}}
         facts = {"method": "auto", "chosen": chosen, "fidelity": {k: round(v, 6) for k, v in scores.items()},
                  **agreement,
-                 "images": images, "choice_images": candidates["n"], "held_out_images": int(len(held)), "refit": refit,
+                 "images": images, "choice_images": candidates["n"], "held_out_images": int(scored), "folds": folds,
+                 "refit": refit,
                  "tensors": len(calibration["activations"]), "domain": choice["domain"],
                  "cache": "hit" if ranges_hit and choice_hit and refit_hit else "miss",
                  "seconds": {"ranges": round(t1 - t0, 2), "scoring": round(t2 - t1, 2)}, "note": line}

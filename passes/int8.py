@@ -16,7 +16,7 @@ class Int8(Pass):
     name = "int8"
     stage = "torch"
     #: The parameters of its parts, in order: calibrate's (method, n, percentile, bias_correction,
-    #: confirm), then qdq's (exclude, keep_tail_float, float_head_convs, max_drop).
+    #: confirm, folds, refit), then qdq's (exclude, keep_tail_float, float_head_convs, max_drop).
     params = Calibrate.params + QDQ.params
 
     def expand(self, stage: str) -> list[Pass]:

@@ -63,7 +63,10 @@ def test_auto_keeps_correction_that_restores_the_mean(compiler, tmp_path, offset
     facts, qdq = _compile(compiler, offset_model, offset_calib, "int8", tmp_path / "q.onnx")
     bc = facts["bias_correction"]
     assert bc["mode"] == "auto" and bc["layers"] == 1 and bc["kept"] and bc["scored_on"] == "held-out images"
-    assert bc["fidelity_before"] == facts["fidelity"][facts["chosen"]]  # the chosen method, uncorrected
+    # cross-fitted (40 samples, 4 folds): measured with the first fold's ranges on its 10 held-out samples
+    assert facts["folds"] == 4 and (bc["images"], bc["scored_images"]) == (30, 10)
+    one, _ = _compile(compiler, offset_model, offset_calib, "int8:folds=1", tmp_path / "one.onnx")
+    assert one["bias_correction"]["fidelity_before"] == one["fidelity"][one["chosen"]]  # one split: the chosen, uncorrected
     assert bc["fidelity_before"] < 0.95 and bc["fidelity_after"] > 0.98
     assert qdq["bias_corrected"] == 1
     assert "bias correction of 1 layers kept (fidelity" in facts["note"]

@@ -66,8 +66,10 @@ def test_auto_picks_per_model(compiler, tmp_path, spiky_calib):
         facts = stage.changes
         assert facts["method"] == "auto" and set(facts["fidelity"]) == set(calib_select.CANDIDATES)
         assert facts["chosen"] == max(facts["fidelity"], key=facts["fidelity"].get)
-        assert (facts["images"], facts["held_out_images"]) == (30, 10)  # 40 samples: a quarter held out
-        assert facts["choice_images"] == 30 and not facts["refit"]  # refit is off by default
+        # 40 samples, no more in the source: 4 folds of 10, each scored with ranges from the other 30, so
+        # all 40 are scored once; the choice is then refit on all 40
+        assert (facts["images"], facts["held_out_images"], facts["folds"]) == (40, 40, 4)
+        assert facts["choice_images"] == 30 and facts["refit"]
         chosen[saturate] = facts
     sat, lin = chosen[True], chosen[False]
     # The saturating model: clipping the spikes pays (a clearly better score than minmax's).
@@ -110,10 +112,11 @@ def test_fixed_method_unchanged_by_auto(compiler, tmp_path, spiky_calib):
 
 
 def test_auto_model_is_the_chosen_fixed_methods(compiler, tmp_path, spiky_calib):
-    """With ``refit=true``, once chosen, auto's ranges (and kept bias shifts) are refit on all the
-    calibration samples: the model is byte for byte the fixed method's with bias correction as auto
-    decided; without it auto keeps the ranges of the 30 samples left after the hold-out, another model
-    (the linear model: its ranges follow the spikes, so they depend on which samples give them)."""
+    """Cross-fitting (the default ``folds=4``) or ``refit=true``: once chosen, auto's ranges (and kept bias
+    shifts) are refit on all the calibration samples, so the model is byte for byte the fixed method's
+    with bias correction as auto decided; with one split and no refit auto keeps the ranges of the 30
+    samples left after the hold-out, another model (the linear model: its ranges follow the spikes, so
+    they depend on which samples give them)."""
     model = _model(tmp_path, False)
 
     def compile_(spec: str, name: str):
@@ -121,15 +124,21 @@ def test_auto_model_is_the_chosen_fixed_methods(compiler, tmp_path, spiky_calib)
                                measure=False)
         return _calibrate_stage(res).changes, (tmp_path / name).read_bytes()
 
-    facts, auto = compile_("int8:refit=true", "auto.onnx")
+    facts, auto = compile_("int8:folds=1,refit=true", "auto.onnx")
     assert facts["refit"] and facts["note"].endswith("refit on 40 images")
     method, pct = calib_select.parse(facts["chosen"])
     kept = facts["bias_correction"]["kept"]
     fixed_spec = f"int8:method={method},bias_correction={str(kept).lower()}" + (f",percentile={pct}" if pct else "")
     fixed_facts, fixed = compile_(fixed_spec, "fixed.onnx")
     assert fixed_facts["images"] == facts["images"] == 40 and auto == fixed
-    unrefit_facts, unrefit = compile_("int8", "unrefit.onnx")
+    unrefit_facts, unrefit = compile_("int8:folds=1", "unrefit.onnx")
     assert unrefit_facts["images"] == 30 and not unrefit_facts["refit"] and unrefit != auto
+    folded_facts, folded = compile_("int8", "folded.onnx")
+    assert folded_facts["folds"] == 4 and folded_facts["refit"] and "(4 folds)" in folded_facts["note"]
+    method, pct = calib_select.parse(folded_facts["chosen"])
+    kept = folded_facts["bias_correction"]["kept"]
+    spec = f"int8:method={method},bias_correction={str(kept).lower()}" + (f",percentile={pct}" if pct else "")
+    assert compile_(spec, "fixed-folded.onnx")[1] == folded
 
 
 def test_auto_needs_two_samples(compiler, tmp_path):
