@@ -82,7 +82,8 @@ class Calibrate(Pass):
               "ranges from three quarters", low=1, high=8),
         Param("refit", "bool", False, "method=auto: once chosen, recompute the method's ranges (and kept bias "
               "correction) on all the calibration images, as the fixed method= does, so auto's model is that "
-              "method's; false: the ranges of the images left after the hold-out"),
+              "method's; false: the ranges of the images left after the hold-out (cross-fitting, folds > 1, always "
+              "refits)"),
     )
 
     def call(self, ir: ModelIR, ctx: PassContext) -> PassResult:
@@ -103,14 +104,17 @@ class Calibrate(Pass):
         if self.args["method"] == "auto":
             data, held = load_split(str(source), n, calib_select.HOLDOUT, ir.input.shape, preprocess, progress)
             # Cross-fitting when the held-out images came out of the n (a source without more images).
-            folds = int(self.args["folds"]) if len(held) and len(data) + len(held) <= n else 1
+            # (at most one fold per image: a tiny source is scored leave-one-out)
+            total = len(data) + len(held)
+            folds = min(int(self.args["folds"]), total) if len(held) and total <= n else 1
             # refit: the images a fixed method= reads (the range images themselves when the source has more)
             full = load_calibration(str(source), n, ir.input.shape, preprocess) \
                 if self.args["refit"] or folds > 1 else data
             calibration, facts, diagnostics = self._auto(ir, ctx, model_bytes, data, held, full, folds)
         else:
             data = load_calibration(str(source), n, ir.input.shape, preprocess, progress)
-            ranges_args = {k: v for k, v in self.args.items() if k not in ("bias_correction", "confirm", "refit")}
+            ranges_args = {k: v for k, v in self.args.items()
+                           if k not in ("bias_correction", "confirm", "folds", "refit")}
             key = _key(hashlib.sha256(model_bytes).digest(), fingerprint(data), json.dumps(ranges_args, sort_keys=True),
                        b"v1")
             cached, hit = cached_json(cache_dir(ctx) / f"{key}.json", lambda: {

@@ -89,7 +89,11 @@ def _validator(ir: ModelIR, task: str, save_dir: Path):
 
     cls = {"segment": yolo.segment.SegmentationValidator, "pose": yolo.pose.PoseValidator,
            "obb": yolo.obb.OBBValidator}.get(task, yolo.detect.DetectionValidator)
-    validator = cls(save_dir=save_dir, args={"task": task, "mode": "val", "plots": False, "verbose": False})
+    # Every argument postprocess and matching read, given: Ultralytics' defaults can be changed in process.
+    args = {"task": task, "mode": "val", "plots": False, "verbose": False, "conf": 0.001, "iou": 0.7,
+            "max_det": 300, "single_cls": False, "agnostic_nms": False, "save_txt": False, "save_json": False,
+            "overlap_mask": True}
+    validator = cls(save_dir=save_dir, args=args)
     validator.names = dict(ir.meta.get("names") or {})
     validator.nc = len(validator.names)
     validator.end2end = bool(getattr(head_of(ir.module), "end2end", False)) if ir.module is not None else False

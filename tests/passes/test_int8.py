@@ -96,7 +96,9 @@ def test_calibration_cache_hit(compiler, tmp_path, calib_dir):
     second, _ = _compile(compiler, tmp_path, ["int8"], calib=calib_dir)
     cal = [s for s in first.report.stages if s.name == "calibrate"][0].changes
     cal2 = [s for s in second.report.stages if s.name == "calibrate"][0].changes
-    assert (cal["cache"], cal2["cache"]) == ("miss", "hit") and cal["images"] + cal["held_out_images"] == 8
+    assert (cal["cache"], cal2["cache"]) == ("miss", "hit")
+    # 8 images, none to spare: cross-fitted, every image scored once, the choice refit on all 8
+    assert (cal["images"], cal["held_out_images"], cal["folds"]) == (8, 8, 4)
 
 
 @pytest.mark.parametrize("method", ["minmax", "percentile", "entropy"])
@@ -148,7 +150,11 @@ def test_npy_calibration(compiler, tmp_path):
     np.save(arr, np.random.default_rng(0).random((3, 3, IMGSZ, IMGSZ), dtype=np.float32))
     res, _ = _compile(compiler, tmp_path, ["int8"], calib=arr)
     cal = [s for s in res.report.stages if s.name == "calibrate"][0].changes
-    assert (cal["images"], cal["held_out_images"]) == (2, 1)  # method=auto holds a quarter out to score with
+    # method=auto scores every sample with ranges from the others: 3 samples, 3 folds (leave-one-out)
+    assert (cal["images"], cal["held_out_images"], cal["folds"]) == (3, 3, 3)
+    one, _ = _compile(compiler, tmp_path, ["int8:folds=1"], calib=arr)
+    cal = [s for s in one.report.stages if s.name == "calibrate"][0].changes
+    assert (cal["images"], cal["held_out_images"]) == (2, 1)  # one split: a quarter (at least one) held out
 
 
 def test_fp16_keeps_io_float32(compiler, tmp_path):
