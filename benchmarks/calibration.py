@@ -159,13 +159,12 @@ def bench_model(name: str, spec: dict, calib_n: int | None, probe_n: int, folder
               f"test {entry['test_map']}  "
               f"compile {seconds:.1f} s (calibrate {cal.time_s:.1f} s)" +
               (f"  -> chose {entry['chosen']}" if label in autos else ""), flush=True)
-    maps = [m["test_map"] for m in row["methods"].values() if m["test_map"] is not None]
     fids = [m["fidelity"] for m in row["methods"].values() if m["fidelity"] is not None]
     best_fixed = max((m for m in row["methods"] if row["methods"][m]["test_map"] is not None),
                      key=lambda m: row["methods"][m]["test_map"], default=None)
     for label, entry in [("auto", row["auto"]), *row.get("auto_variants", {}).items()]:
-        if maps:
-            entry["pts_below_best_fixed"] = round((max(maps) - entry["test_map"]) * 100, 2)
+        if best_fixed is not None:
+            entry["pts_below_best_fixed"] = round((row["methods"][best_fixed]["test_map"] - entry["test_map"]) * 100, 2)
             entry["best_fixed"] = best_fixed
             # the paired bootstrap SE of that gap over the test images: how much of it the split can resolve
             entry["se_vs_best_fixed"] = drop_se(tests[best_fixed], tests[label])

@@ -102,12 +102,15 @@ def qdq_builder(ir: ModelIR, ctx: PassContext, what: str = "method=auto") -> tup
     return build, {k: v for k, v in qdq.args.items() if k != "max_drop"}
 
 
+def _stacked(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+
+
 def run_all(ctx: PassContext, model: onnx.ModelProto, images: np.ndarray) -> dict[str, np.ndarray]:
     """``model``'s outputs on ``images`` (N, C, H, W), one image at a time on the target's runtime,
     stacked along the batch axis: ``{output: (N, ...)}``."""
     session = ctx.runtime.load(model.SerializeToString(), ctx.options.threads)
-    outs = [session.run(x[None]) for x in images]
-    return {name: np.concatenate([o[name] for o in outs]) for name in outs[0]}
+    return _stacked([session.run(x[None]) for x in images])
 
 
 def fidelity(ref: dict[str, np.ndarray], out: dict[str, np.ndarray],
@@ -128,19 +131,13 @@ class Scores:
     agreement: dict[str, Metrics] | None = None
 
 
-def score(ir: ModelIR, ctx: PassContext, candidates: dict[str, Ranges], held: np.ndarray, build: Build,
-          progress=None) -> Scores:
-    """Each candidate's fidelity and task agreement (``Scores``) on the held-out images ``held`` (N, C, H,
-    W); ``agreement`` is None unless every candidate has one."""
-    return score_folds(ir, ctx, [(candidates, held)], build, progress)
-
-
 def score_folds(ir: ModelIR, ctx: PassContext, folds: Sequence[tuple[dict[str, Ranges], np.ndarray]],
                 build: Build, progress=None) -> Scores:
-    """``score`` over cross-fitting folds: each fold's candidates (ranges from the images outside it) run
-    on that fold's held-out images (N_k, C, H, W), and each candidate's outputs over all folds are scored
-    together, every held-out image once. Candidates missing from a fold (a calibrator that failed
-    there) are left out."""
+    """Each candidate's fidelity and task agreement (``Scores``) over cross-fitting folds (one fold: a plain
+    hold-out): each fold's candidates (ranges from the images outside it) run on that fold's held-out images
+    (N_k, C, H, W), and each candidate's outputs over all folds are scored together, every held-out image
+    once. Candidates missing from a fold (a calibrator that failed there) are left out; ``agreement`` is
+    None unless every candidate has one."""
     splits = ir.meta.get(OUTPUT_SPLITS, {})
     labels = [label for label in folds[0][0] if all(label in c for c, _ in folds)]
     ref = _stacked([run_all(ctx, ir.onnx_model, held) for _, held in folds])
@@ -154,10 +151,6 @@ def score_folds(ir: ModelIR, ctx: PassContext, folds: Sequence[tuple[dict[str, R
             progress(i, len(labels))
     full = all(a is not None for a in agree.values())
     return Scores(fid, {k: a for k, a in agree.items() if a is not None} if full else None)
-
-
-def _stacked(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
 
 
 def fold_indices(total: int, folds: int) -> list[np.ndarray]:

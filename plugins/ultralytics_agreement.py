@@ -26,7 +26,7 @@ from yolocc.compiler.ir import ModelIR
 from yolocc.compiler.metrics import Metrics
 
 from .ultralytics_bootstrap import PerImage
-from .ultralytics_eval import TASK_METRIC
+from .ultralytics_eval import TASK_METRIC, validator_class
 
 #: The float model's predictions at or above this confidence are the ground truth (Ultralytics' predict default).
 GT_CONF = 0.25
@@ -81,14 +81,12 @@ def _validator(ir: ModelIR, task: str, save_dir: Path):
     """The task's Ultralytics validator, set up as its ``init_metrics`` would for this model (classes,
     end-to-end head, keypoint shape and OKS sigmas, mask decoding) without a dataset; writes nothing
     outside ``save_dir``."""
-    from ultralytics.models import yolo
     from ultralytics.utils import ops
     from ultralytics.utils.metrics import OKS_SIGMA
 
     from .ultralytics_model import head_of
 
-    cls = {"segment": yolo.segment.SegmentationValidator, "pose": yolo.pose.PoseValidator,
-           "obb": yolo.obb.OBBValidator}.get(task, yolo.detect.DetectionValidator)
+    cls = validator_class(task)
     # Every argument postprocess and matching read, given: Ultralytics' defaults can be changed in process.
     args = {"task": task, "mode": "val", "plots": False, "verbose": False, "conf": 0.001, "iou": 0.7,
             "max_det": 300, "single_cls": False, "agnostic_nms": False, "save_txt": False, "save_json": False,

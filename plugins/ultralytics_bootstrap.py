@@ -65,7 +65,7 @@ class PerImage:
         """The task's metric (a fraction) on all the recorded images; None when nothing was recorded."""
         if self.task == "classify":
             return None if self.hits is None or not len(self.hits) else float(self.hits.mean())
-        return self._metric(list(range(len(self.images)))) if self.images else None
+        return self._metric(self._sorted(), range(len(self.images))) if self.images else None
 
     def replicates(self, n: int = BOOTSTRAP, seed: int = BOOTSTRAP_SEED) -> list[float]:
         """The task's metric (a fraction: mAP50-95 of its own output, or top-1) on ``n`` resamples of the
@@ -78,15 +78,19 @@ class PerImage:
         if not self.images:
             return []
         idx = np.random.default_rng(seed).integers(0, len(self.images), size=(n, len(self.images)))
-        return [self._metric(row) for row in idx]
+        per = self._sorted()
+        return [self._metric(per, row) for row in idx]
 
-    def _metric(self, rows) -> float:
-        """mAP50-95 (Ultralytics' ``ap_per_class``) of the images at positions ``rows`` of the name-sorted
-        images (repeats allowed); 0.0 when they hold no target."""
+    def _sorted(self) -> list[dict[str, np.ndarray]]:
+        """The images' statistics in name order (the order resamples index)."""
+        return [self.images[name] for name in sorted(self.images)]
+
+    def _metric(self, per: list[dict[str, np.ndarray]], rows) -> float:
+        """mAP50-95 (Ultralytics' ``ap_per_class``) of the images at positions ``rows`` of ``per`` (repeats
+        allowed); 0.0 when they hold no target."""
         from ultralytics.utils.metrics import ap_per_class
 
         key = MATCHES.get(self.task, "tp")
-        per = [self.images[name] for name in sorted(self.images)]
         parts = [per[i] for i in rows]
         cat = {k: np.concatenate([p[k] for p in parts], 0) for k in (key, "conf", "pred_cls", "target_cls")}
         if not len(cat["target_cls"]):

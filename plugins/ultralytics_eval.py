@@ -112,13 +112,18 @@ class RuntimeModule(torch.nn.Module):
         return tensors[0] if len(tensors) == 1 else tensors
 
 
+def validator_class(task: str):
+    """Ultralytics' validator class for ``task`` (detect for any other)."""
+    from ultralytics.models import yolo
+
+    return {"classify": yolo.classify.ClassificationValidator, "segment": yolo.segment.SegmentationValidator,
+            "pose": yolo.pose.PoseValidator, "obb": yolo.obb.OBBValidator}.get(task, yolo.detect.DetectionValidator)
+
+
 def _validate_in_process(module, task: str, kwargs: dict, on_val_start=None):
     """Ultralytics' validator for ``task`` on an in-memory module (its PyTorch backend); ``on_val_start``
     (validator) is hooked in before it runs."""
-    from ultralytics.models import yolo
-
-    validator_cls = {"classify": yolo.classify.ClassificationValidator, "segment": yolo.segment.SegmentationValidator,
-                     "pose": yolo.pose.PoseValidator, "obb": yolo.obb.OBBValidator}.get(task, yolo.detect.DetectionValidator)
+    validator_cls = validator_class(task)
     args = {k: v for k, v in kwargs.items() if k not in ("project", "name")}
     validator = validator_cls(args=dict(args, mode="val", task=task))
     if on_val_start is not None:
