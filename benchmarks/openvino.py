@@ -2,7 +2,7 @@
 
     # needs openvino and nncf (the ``bench`` extra, which ``make`` installs) for Ultralytics' INT8 export
     .venv/bin/python benchmarks/openvino.py [--model examples/digits/weights/yolov8n-digits.pt] [--imgsz 160]
-        [--data examples/digits/data/digits.yaml] [--calib examples/digits/data/calib/images]
+        [--data examples/digits/data/digits.yaml] [--calib examples/digits/data/calib/images] [--calib-n N]
         [--runs 100] [--repeat 5] [--threads 2] [--turn 1] [--zero-copy] [--out runs/bench/openvino.json]
         [--also NAME=IR_FOLDER ...]
 
@@ -19,7 +19,7 @@ hint, one stream, ``--threads`` threads):
 ``--turn N``: each round a model runs N times in a row and the last is timed (default 1: every timed
 run follows another model's). ``--zero-copy``: a run is the infer call alone on a shared input
 tensor, outputs not copied (benchmark_app's way); by default it is ``infer({0: image})`` with the
-copies a Python caller pays. NNCF and yolocc calibrate on the same images (``--calib``). Accuracy
+copies a Python caller pays. NNCF and yolocc calibrate on the same images (``--calib``; ``--calib-n N``: its first N). Accuracy
 is mAP50-95 from Ultralytics' validator loading each IR folder, on the data's held-out ``test``
 split. ``--repeat K`` times the whole round-robin K times: latency is the median over repeats.
 Ratios to NNCF are medians of paired ratios (each run against the NNCF run beside it, robust to
@@ -99,6 +99,22 @@ def ultralytics_export(model: str, imgsz: int, folder: Path, int8_data: str | No
     return sub / out
 
 
+def first_images(images: str, n: int, folder: Path) -> str:
+    """A folder ``folder/images`` linking the first ``n`` images of ``images`` (sorted by name), with their
+    label files in ``folder/labels`` where ``images`` has a sibling ``labels`` folder (Ultralytics' layout,
+    which its INT8 export reads); returns the images folder."""
+    src = Path(images).resolve()
+    (folder / "images").mkdir(parents=True)
+    labels = src.parent / "labels"
+    for image in sorted(p for p in src.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp"))[:n]:
+        (folder / "images" / image.name).symlink_to(image)
+        label = labels / f"{image.stem}.txt"
+        if label.exists():
+            (folder / "labels").mkdir(exist_ok=True)
+            (folder / "labels" / label.name).symlink_to(label)
+    return str(folder / "images")
+
+
 def yolocc_compile(model: str, passes: list[str], imgsz: int, calib: str, out: Path) -> Path:
     Compiler().compile(model, passes, out, imgsz=imgsz, calib=calib, target="openvino", measure=False)
     return out
@@ -148,6 +164,8 @@ def main() -> int:
     ap.add_argument("--imgsz", type=int, default=160)
     ap.add_argument("--data", default=f"{DIGITS}/data/digits.yaml")
     ap.add_argument("--calib", default=f"{DIGITS}/data/calib/images")
+    ap.add_argument("--calib-n", type=int, default=None,
+                    help="calibrate NNCF and yolocc alike on the first N images of --calib (sorted; default: all)")
     ap.add_argument("--runs", type=int, default=100)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
@@ -181,17 +199,18 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="yolocc-bench-ov-") as tmp_name:
         tmp = Path(tmp_name)
         folders: dict[str, Path] = {}
+        calib = first_images(args.calib, args.calib_n, tmp / "calib") if args.calib_n else args.calib
         t0 = time.perf_counter()
         folders["fp32"] = ultralytics_export(args.model, args.imgsz, tmp)
         rows["fp32"] = {"what": "Ultralytics export(format='openvino'): FP32 IR",
                         "compile_s": round(time.perf_counter() - t0, 1)}
         t0 = time.perf_counter()
-        folders["nncf"] = ultralytics_export(args.model, args.imgsz, tmp, calib_yaml(args.data, args.calib, tmp))
+        folders["nncf"] = ultralytics_export(args.model, args.imgsz, tmp, calib_yaml(args.data, calib, tmp))
         rows["nncf"] = {"what": "Ultralytics export(format='openvino', int8=True): NNCF",
                         "compile_s": round(time.perf_counter() - t0, 1)}
         for name, passes in (("yolocc", ["int8"]), ("yolocc-prune", ["prune:0.25", "int8"])):
             t0 = time.perf_counter()
-            folders[name] = yolocc_compile(args.model, passes, args.imgsz, args.calib,
+            folders[name] = yolocc_compile(args.model, passes, args.imgsz, calib,
                                            tmp / f"{name}_openvino_model")
             rows[name] = {"what": f"yolocc {' '.join('-p ' + p for p in passes)} --target openvino",
                           "compile_s": round(time.perf_counter() - t0, 1)}
@@ -221,6 +240,7 @@ def main() -> int:
         "nncf_map_drop": round(fp32["mAP50-95"] - nncf_row["mAP50-95"], 4),
         "yolocc_map_drop": round(fp32["mAP50-95"] - yolocc["mAP50-95"], 4),
         "isa": cpu_isa(), "threads": args.threads, "runs": args.runs, "repeat": args.repeat, "turn": args.turn,
+        "calib_n": args.calib_n,
         "call": "infer() on a shared input tensor, outputs not copied" if args.zero_copy else "infer({0: image})",
         "order": "round-robin, each round starting one model later",
         "openvino": ov.__version__, "nncf": nncf.__version__, "model": args.model, "imgsz": args.imgsz,

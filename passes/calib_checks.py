@@ -8,7 +8,7 @@ from __future__ import annotations
 #: Fewest range images each method needs: minmax takes the extremes it saw, so a few images miss the
 #: rare large activations; the histogram methods (entropy, percentile) estimate a distribution's tail,
 #: which needs more. Ultralytics recommends 300+ images for its INT8 exports.
-MIN_IMAGES = {"minmax": 32, "entropy": 64, "percentile": 64, "distribution": 64}
+MIN_IMAGES = {"minmax": 32, "mean-minmax": 32, "entropy": 64, "percentile": 64, "distribution": 64}
 #: Fewest held-out images for ``method=auto``'s scores to mean something.
 MIN_HELD_OUT = 8
 #: A tensor is out of range when the held-out images reach beyond its calibrated range by more than

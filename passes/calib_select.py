@@ -1,6 +1,6 @@
 """``calibrate:method=auto``: the range method chosen by measuring, per model.
 
-Every candidate's ranges (minmax, entropy, percentiles 99.9/99.99/99.999: ``CANDIDATES``) become a
+Every candidate's ranges (minmax, mean-minmax, entropy, percentiles 99.9/99.99/99.999: ``CANDIDATES``) become a
 Q/DQ model with the target's own placement (the ``qdq`` pass that follows, or its defaults); each runs
 on the target's runtime on held-out calibration images, never used for its ranges (with cross-fitting,
 ``score_folds``, every image in turn, scored with ranges from the other folds), and is scored two ways
@@ -43,8 +43,9 @@ from yolocc.compiler.ir import ModelIR
 from yolocc.compiler.metrics import Metrics, drop_se
 from yolocc.compiler.passbase import PassContext
 
-#: Candidates in tie-break order: ``"minmax"``, ``"entropy"``, ``"percentile P"``.
-CANDIDATES = ("minmax", "entropy", "percentile 99.9", "percentile 99.99", "percentile 99.999")
+#: Candidates in tie-break order: ``"minmax"``, ``"mean-minmax"`` (each image's own min and max, averaged
+#: over the images: NNCF's default activation estimator), ``"entropy"``, ``"percentile P"``.
+CANDIDATES = ("minmax", "mean-minmax", "entropy", "percentile 99.9", "percentile 99.99", "percentile 99.999")
 #: Held-out images the candidates are scored on (a source with fewer than n + this keeps a quarter aside).
 HOLDOUT = 32
 #: Candidates, the best on the held-out images first, that ``confirm`` may measure on the val split.

@@ -38,7 +38,7 @@ from .calib_data import DEFAULT_N, fingerprint, load_calibration, load_split
 
 log = logging.getLogger(__name__)
 
-METHODS = ("auto", "minmax", "entropy", "percentile", "distribution")
+METHODS = ("auto", "minmax", "mean-minmax", "entropy", "percentile", "distribution")
 #: Op types whose inputs/outputs are calibrated (everything a target may quantize).
 CALIBRATED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "Mul", "Sigmoid", "Concat",
                   "MaxPool", "AveragePool", "GlobalAveragePool", "Resize", "Relu", "Clip", "LeakyRelu",
@@ -64,15 +64,17 @@ class Calibrate(Pass):
     rejects = {"fp16": "int8 quantizes the float32 graph: choose one of int8 and fp16 (or put int8 first)",
                "quantized": "quantize once (drop the second int8/qdq)"}
     params = (
-        Param("method", "choice", "auto", "range estimator; auto: minmax, entropy and percentiles 99.9/99.99/"
+        Param("method", "choice", "auto", "range estimator (mean-minmax: each image's own min and max averaged "
+              "over the images, NNCF's default); auto: minmax, mean-minmax, entropy and percentiles 99.9/99.99/"
               "99.999 each scored on held-out calibration images by task agreement with the float model (else "
               "output fidelity), the best kept",
               choices=METHODS),
         Param("n", "int", None, f"calibration images (default: --calib-n, else {DEFAULT_N})", low=1, high=100000),
         Param("percentile", "float", 99.999, "percentile kept by method=percentile", low=90.0, high=100.0),
         Param("bias_correction", "bool|auto", "auto", "subtract each quantized convolution's mean output drift "
-              "(measured on the range images) from its bias; auto: with method=auto, kept only if it raises the "
-              "held-out fidelity (a fixed method: off); true: always"),
+              "(measured on the range images) from its bias; auto: with method=auto, kept only if it scores better "
+              "on the held-out images (task agreement, then fidelity; cross-fitted like the methods) (a fixed "
+              "method: off); true: always"),
         Param("confirm", "bool|auto", "auto", "method=auto: measure the best two methods on the val split of "
               "--data and keep the better; auto: with --data, when the held-out task agreement cannot tell them "
               "apart (a gap within its paired SE); true: always"),
@@ -128,7 +130,7 @@ class Calibrate(Pass):
             diagnostics = [d for d in [calib_checks.size_problem(self.args["method"], cached["n"])] if d]
             if self.args["bias_correction"] is True:  # forced: measured on the range images themselves
                 build, _ = calib_select.qdq_builder(ir, ctx, "bias_correction")
-                bias = self._bias_correction(ir, ctx, build, calibration["activations"], data, data[:0], key)
+                bias = self._bias_correction(ir, ctx, build, [(calibration["activations"], data, data[:0])], key)
                 calibration.update(_bias_analysis(bias))
                 facts["bias_correction"] = _bias_facts(bias)
                 facts["note"] = bias_note(bias)
@@ -199,8 +201,8 @@ class Calibrate(Pass):
         t3 = time.perf_counter()
         bias = None
         if self.args["bias_correction"] is not False:
-            bias = self._bias_correction(ir, ctx, build, candidates["ranges"][chosen], data, held,
-                                         _key(choice_key, chosen), scores[chosen] if folds == 1 else None)
+            bias = self._bias_correction(ir, ctx, build, [(c["ranges"][chosen], d, h) for c, (d, h)
+                                                          in zip(per_fold, splits)], _key(choice_key, chosen))
         t4 = time.perf_counter()
         method, pct = calib_select.parse(chosen)
         result = {"activations": candidates["ranges"][chosen], **_bias_analysis(bias)}
@@ -299,33 +301,47 @@ class Calibrate(Pass):
             raise UsageError(f"calibrate:confirm=true: {result['skipped']}")
         return result
 
-    def _bias_correction(self, ir: ModelIR, ctx: PassContext, build: calib_select.Build, ranges: dict,
-                         data: np.ndarray, held: np.ndarray, key: str, before: float | None = None) -> dict:
-        """Bias correction of the Q/DQ model of ``ranges``: each layer's drift measured on ``data`` (N, C,
-        H, W), the fidelity before and after scored on ``held`` (on ``data`` itself when ``held`` is
-        empty, ``"scored_on"`` says which; ``before``: the fidelity already measured without it). Returns
-        ``{"mode", "layers", "kept", "fidelity_before", "fidelity_after", "scored_on", "images",
-        "max_abs_shift", "shifts"}``, cached by content; ``kept``: always with ``bias_correction=true``,
-        with ``auto`` only when the fidelity after is higher."""
+    def _bias_correction(self, ir: ModelIR, ctx: PassContext, build: calib_select.Build,
+                         folds: Sequence[tuple[dict, np.ndarray, np.ndarray]], key: str) -> dict:
+        """Bias correction measured fold by fold: for each ``(ranges, data, held)`` the Q/DQ model of
+        ``ranges`` gets each layer's drift measured on ``data`` (N, C, H, W) and is scored, corrected and
+        not, on ``held`` (on ``data`` itself when ``held`` is empty, ``"scored_on"`` says which); the folds'
+        outputs are scored together, every held-out image once (cross-fitting: the same folds the method
+        was chosen on). Returns ``{"mode", "layers", "kept", "fidelity_before", "fidelity_after",
+        ["metric", "agreement_before", "agreement_after",] "scored_on", "images", "scored_images",
+        "max_abs_shift", "shifts"}`` (the first fold's shifts), cached by content; ``kept``: always with
+        ``bias_correction=true``; with ``auto`` only when it scores better as the methods are ranked: by
+        task agreement with the float model (``Frontend.agreement``), then by fidelity."""
         mode = self.args["bias_correction"]
-        bias_key = _key(key, fingerprint(data), fingerprint(held), str(mode), "bias-correction-v1")
+        bias_key = _key(key, *(fingerprint(d) + fingerprint(h) for _, d, h in folds), str(mode),
+                        "bias-correction-v2")
 
         def measure() -> dict:
-            base = build(ranges)
-            shifts = bias_correction.drift(ir.onnx_model, base, data, ctx.options.threads)
-            scored = held if len(held) else data
-            ref = calib_select.run_all(ctx, ir.onnx_model, scored)
+            plain, fixed, refs, shifts_all = [], [], [], []
+            for ranges, data, held in folds:
+                base = build(ranges)
+                shifts = bias_correction.drift(ir.onnx_model, base, data, ctx.options.threads)
+                scored = held if len(held) else data
+                refs.append(calib_select.run_all(ctx, ir.onnx_model, scored))
+                plain.append(calib_select.run_all(ctx, base, scored))
+                fixed.append(calib_select.run_all(ctx, build(ranges, shifts), scored) if shifts else plain[-1])
+                shifts_all.append(shifts)
+            ref, before, after = (calib_select._stacked(x) for x in (refs, plain, fixed))
             splits = ir.meta.get(OUTPUT_SPLITS, {})
-            f0 = before if before is not None and len(held) else \
-                calib_select.fidelity(ref, calib_select.run_all(ctx, base, scored), splits)
-            f1 = calib_select.fidelity(ref, calib_select.run_all(ctx, build(ranges, shifts), scored), splits) \
-                if shifts else f0
-            return {"mode": mode, "layers": len(shifts), "kept": bool(shifts) and (mode is True or f1 > f0),
-                    "fidelity_before": f0, "fidelity_after": f1,
-                    "scored_on": "held-out images" if len(held) else "the range images (nothing held out)",
-                    "images": int(len(data)), "scored_images": int(len(scored)),
-                    "max_abs_shift": max((max(abs(v) for v in s) for s in shifts.values() if s), default=0.0),
-                    "shifts": shifts}
+            f0, f1 = calib_select.fidelity(ref, before, splits), calib_select.fidelity(ref, after, splits)
+            a0, a1 = ctx.frontend.agreement(ir, ref, before), ctx.frontend.agreement(ir, ref, after)
+            better = (a1.value, f1) > (a0.value, f0) if a0 is not None and a1 is not None else f1 > f0
+            shifts, (_, data, held) = shifts_all[0], folds[0]
+            result = {"mode": mode, "layers": len(shifts), "kept": bool(shifts) and (mode is True or better),
+                      "fidelity_before": f0, "fidelity_after": f1,
+                      "scored_on": "held-out images" if len(held) else "the range images (nothing held out)",
+                      "images": int(len(data)), "scored_images": int(sum(len(h) if len(h) else len(d)
+                                                                         for _, d, h in folds)),
+                      "max_abs_shift": max((max(abs(v) for v in s) for s in shifts.values() if s), default=0.0),
+                      "shifts": shifts}
+            if a0 is not None and a1 is not None:
+                result.update(metric=a0.primary, agreement_before=a0.value, agreement_after=a1.value)
+            return result
 
         result, hit = cached_json(cache_dir(ctx) / f"{bias_key}.json", measure, "bias correction")
         return {**result, "cache": "hit" if hit else "miss"}
@@ -339,8 +355,9 @@ def _bias_analysis(bias: dict | None) -> dict:
 def _bias_facts(bias: dict) -> dict:
     """Bias correction's report facts (everything but the shifts themselves)."""
     facts = {k: v for k, v in bias.items() if k != "shifts"}
-    for k in ("fidelity_before", "fidelity_after"):
-        facts[k] = round(facts[k], 6)
+    for k in ("fidelity_before", "fidelity_after", "agreement_before", "agreement_after"):
+        if k in facts:
+            facts[k] = round(facts[k], 6)
     facts["max_abs_shift"] = round(facts["max_abs_shift"], 6)
     return facts
 
@@ -372,8 +389,10 @@ def bias_note(bias: dict | None) -> str:
     if not bias["layers"]:
         return "bias correction: no quantized layer with a bias"
     verdict = "kept" if bias["kept"] else "not kept"
-    return (f"bias correction of {bias['layers']} layers {verdict} (fidelity {bias['fidelity_before']:.6f} -> "
-            f"{bias['fidelity_after']:.6f})")
+    agreement = (f"agreement {bias['agreement_before']:.4f} -> {bias['agreement_after']:.4f}, "
+                 if "agreement_before" in bias else "")
+    return (f"bias correction of {bias['layers']} layers {verdict} ({agreement}fidelity "
+            f"{bias['fidelity_before']:.6f} -> {bias['fidelity_after']:.6f})")
 
 
 def _collect_candidates(model_bytes: bytes, input_name: str, data: np.ndarray, ctx: PassContext) -> dict:
@@ -405,9 +424,12 @@ def collect(model_bytes: bytes, input_name: str, data: np.ndarray, method: str,
     calibrator rejects a nearly constant activation."""
     from onnxruntime.quantization.calibrate import CalibrationDataReader, CalibrationMethod, create_calibrator
 
-    kind = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-            "percentile": CalibrationMethod.Percentile, "distribution": CalibrationMethod.Distribution}[method]
+    kind = {"minmax": CalibrationMethod.MinMax, "mean-minmax": CalibrationMethod.MinMax,
+            "entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile,
+            "distribution": CalibrationMethod.Distribution}[method]
     extra = {"percentile": percentiles[0]} if method == "percentile" else {}
+    if method == "mean-minmax":  # onnxruntime's moving average, weighted per chunk below into the plain mean
+        extra = {"moving_average": True}
 
     class Reader(CalibrationDataReader):
         def __init__(self, rows):
@@ -428,7 +450,10 @@ def collect(model_bytes: bytes, input_name: str, data: np.ndarray, method: str,
         with contextlib.redirect_stdout(io.StringIO()):
             try:
                 for start in range(0, len(data), CHUNK):
-                    calibrator.collect_data(Reader(data[start:start + CHUNK]))
+                    chunk = data[start:start + CHUNK]
+                    if method == "mean-minmax":  # this chunk's share of the images seen so far
+                        calibrator.averaging_constant = len(chunk) / (start + len(chunk))
+                    calibrator.collect_data(Reader(chunk))
                     if progress:
                         progress(min(start + CHUNK, len(data)), len(data))
                 for i, p in enumerate(percentiles if method == "percentile" else (None,)):

@@ -49,7 +49,8 @@ from .qdq import QDQ, QDQLayout, require_integer_rules
 log = logging.getLogger(__name__)
 
 #: qdq's placement parameters, which qat-train must share to fake-quantize the same tensors.
-PLACEMENT_PARAMS = tuple(p for p in QDQ.params if p.name in ("exclude", "keep_tail_float", "float_head_convs"))
+PLACEMENT_PARAMS = tuple(p for p in QDQ.params if p.name in ("exclude", "keep_tail_float", "float_head_convs",
+                                                              "activations"))
 
 TRAIN_PARAMS = (
     Param("epochs", "int|auto", "auto", "QAT epochs, or auto: the val metric after each epoch, the best kept, "
@@ -99,7 +100,7 @@ class QATTrain(Pass):
         points = [o.name for o in graph.graph.output]
         loss = DistillationLoss(ir.meta.get(OUTPUT_SPLITS, {}), points)
         torch.manual_seed(a["seed"])
-        student = fake_quant.build(batched(graph), points, layout, target.scheme)
+        student = fake_quant.build(batched(graph), points, layout, qdq.scheme_for(target))
         teacher = fake_quant.build(batched(graph), points)
         images = load_calibration(str(data), a["images"], ir.input.shape, lambda im: ctx.frontend.preprocess(ir, im),
                                   ctx.progress_for("QAT images"))

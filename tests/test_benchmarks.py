@@ -127,7 +127,7 @@ def check_channels(r, tmp):
 def check_openvino(r, tmp):
     _has_keys(r, ["fp32_ms", "nncf_ms", "yolocc_ms", "fp32_map", "nncf_map", "yolocc_map", "yolocc_prune_ms",
                   "yolocc_prune_map", "yolocc_vs_nncf_latency", "isa", "openvino", "nncf", "rows"], "openvino.json")
-    assert set(r["rows"]) == {"fp32", "nncf", "yolocc", "yolocc-prune"}
+    assert set(r["rows"]) == {"fp32", "nncf", "yolocc", "yolocc-prune"} and r["calib_n"] == 32
     assert r["turn"] == 2 and r["call"].startswith("infer() on a shared input")  # --turn 2 --zero-copy
     assert all(row["latency_ms"] > 0 for row in r["rows"].values())
 
@@ -205,10 +205,11 @@ def check_tasks(r, tmp):
     assert (tmp / "tasks" / "obb.onnx").stat().st_size > 0
 
 
-def case(script, args, check, *, digits=True, modules=(), slow=None, id=None):
-    """One smoke run; ``{tmp}`` in ``args`` is pytest's tmp_path. ``slow``: why the case is marked slow."""
+def case(script, args, check, *, digits=True, modules=(), slow=None, id=None, timeout=None):
+    """One smoke run; ``{tmp}`` in ``args`` is pytest's tmp_path. ``slow``: why the case is marked slow;
+    ``timeout``: seconds, for a run that is longer than a tiny one but not slow (default ``TIMEOUT_S``)."""
     marks = [pytest.mark.slow] if slow else []
-    return pytest.param(script, args, check, digits, modules, SLOW_TIMEOUT_S if slow else TIMEOUT_S,
+    return pytest.param(script, args, check, digits, modules, timeout or (SLOW_TIMEOUT_S if slow else TIMEOUT_S),
                         marks=marks, id=id or script.removesuffix(".py"))
 
 
@@ -239,9 +240,11 @@ CASES = [
                      "--runs", "2", "--repeat", "1", "--out", "{tmp}/int8.json"], check_int8),
     case("interleave.py", ["--imgsz", "64", "--calib-n", "8", "--rounds", "2", "--block", "2", "--threads", "1",
                            "--out", "{tmp}/interleave.json"], check_interleave),
+    # 32 calibration images (yolocc's method=auto cross-fits all of them, 4 folds x 6 candidates, twice),
+    # two Ultralytics exports and four validations of the 400 test images: 2-5 minutes on 2 cores
     case("openvino.py", ["--runs", "2", "--repeat", "1", "--threads", "1", "--turn", "2", "--zero-copy",
-                         "--out", "{tmp}/openvino.json"],
-         check_openvino, modules=("openvino", "nncf")),
+                         "--calib-n", "32", "--out", "{tmp}/openvino.json"],
+         check_openvino, modules=("openvino", "nncf"), timeout=900),
     case("prune.py", ["--models", "yolov8n.yaml", "resnet18 (torchvision)", "--imgsz", "64", "--runs", "2",
                       "--out", "{tmp}/prune.json"], check_prune, digits=False),
     # one task, int8 trials only (--max-macs 0.1): the task's own metric decides

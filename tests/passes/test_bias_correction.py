@@ -63,10 +63,13 @@ def test_auto_keeps_correction_that_restores_the_mean(compiler, tmp_path, offset
     facts, qdq = _compile(compiler, offset_model, offset_calib, "int8", tmp_path / "q.onnx")
     bc = facts["bias_correction"]
     assert bc["mode"] == "auto" and bc["layers"] == 1 and bc["kept"] and bc["scored_on"] == "held-out images"
-    # cross-fitted (40 samples, 4 folds): measured with the first fold's ranges on its 10 held-out samples
-    assert facts["folds"] == 4 and (bc["images"], bc["scored_images"]) == (30, 10)
+    # cross-fitted (40 samples, 4 folds): each fold's drift measured on the other 30 samples and scored on
+    # its 10, so all 40 are scored, uncorrected exactly as the chosen method was scored
+    assert facts["folds"] == 4 and (bc["images"], bc["scored_images"]) == (30, 40)
+    assert bc["fidelity_before"] == pytest.approx(facts["fidelity"][facts["chosen"]], abs=2e-6)
     one, _ = _compile(compiler, offset_model, offset_calib, "int8:folds=1", tmp_path / "one.onnx")
-    assert one["bias_correction"]["fidelity_before"] == one["fidelity"][one["chosen"]]  # one split: the chosen, uncorrected
+    assert one["bias_correction"]["scored_images"] == 10  # one split: a quarter held out
+    assert one["bias_correction"]["fidelity_before"] == pytest.approx(one["fidelity"][one["chosen"]], abs=2e-6)
     assert bc["fidelity_before"] < 0.95 and bc["fidelity_after"] > 0.98
     assert qdq["bias_corrected"] == 1
     assert "bias correction of 1 layers kept (fidelity" in facts["note"]
@@ -95,6 +98,25 @@ def test_auto_skips_correction_that_does_not_help(compiler, tmp_path, offset_mod
     assert "bias_corrected" not in qdq and "bias correction of 1 layers not kept" in facts["note"]
     _compile(compiler, offset_model, offset_calib, "int8:bias_correction=false", tmp_path / "plain.onnx")
     assert (tmp_path / "q.onnx").read_bytes() == (tmp_path / "plain.onnx").read_bytes()
+
+
+def test_auto_decides_by_task_agreement_first(compiler, tmp_path, offset_model, offset_calib, monkeypatch):
+    """Where the frontend measures task agreement, it decides (fidelity only breaks its ties), as it ranks
+    the methods: a stand-in agreement that rewards the mean shift the correction removes rejects the
+    correction although the fidelity improves; the report and the line carry both."""
+    from yolocc.compiler.interfaces import Frontend
+    from yolocc.compiler.metrics import Metrics
+
+    def shifted(self, ir, reference, outputs):
+        gap = abs(float(np.mean(next(iter(outputs.values())) - next(iter(reference.values())))))
+        return Metrics("agreement", {"agreement": gap})
+
+    monkeypatch.setattr(Frontend, "agreement", shifted)
+    facts, qdq = _compile(compiler, offset_model, offset_calib, "int8", tmp_path / "q.onnx")
+    bc = facts["bias_correction"]
+    assert bc["fidelity_after"] > bc["fidelity_before"] + 0.03
+    assert bc["agreement_after"] < bc["agreement_before"] and not bc["kept"] and "bias_corrected" not in qdq
+    assert "not kept (agreement " in facts["note"]
 
 
 def test_forced_and_off(compiler, tmp_path, offset_model, offset_calib):

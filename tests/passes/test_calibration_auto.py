@@ -166,6 +166,29 @@ def test_candidates_parse_and_tie_break():
     assert calib_select.best({"entropy": 0.9, "minmax": 0.9, "percentile 99.9": 0.8}) == "minmax"
 
 
+
+def test_mean_minmax_is_the_mean_of_per_image_ranges():
+    """``method=mean-minmax`` (NNCF's default activation estimator): each image's own min and max,
+    averaged over the images, across the calibrator's chunks too; minmax keeps the extremes."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from yolocc.passes.calibrate import CHUNK, collect
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 4, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, 4, 4])
+    model = helper.make_model(helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y]),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    data = np.random.default_rng(0).normal(size=(2 * CHUNK + 5, 1, 4, 4)).astype(np.float32)
+    data[3] *= 50  # one image with far larger values: minmax follows it, the mean barely does
+    flat = data.reshape(len(data), -1)
+    mean = collect(model.SerializeToString(), "x", data, "mean-minmax")[0]
+    assert mean["x"] == pytest.approx([flat.min(1).mean(), flat.max(1).mean()], rel=1e-5)
+    assert mean["y"] == pytest.approx([0.0, np.maximum(flat, 0).max(1).mean()], rel=1e-5)
+    plain = collect(model.SerializeToString(), "x", data, "minmax")[0]
+    assert plain["x"] == pytest.approx([flat.min(), flat.max()], rel=1e-5)
+    assert plain["x"][1] > 2 * mean["x"][1]
+
 def test_set_checks():
     assert calib_checks.size_problem("minmax", 128) is None
     assert "16 images for percentile" in calib_checks.size_problem("percentile", 16)

@@ -158,9 +158,40 @@ def test_placement_is_what_openvino_runs_in_int8(compiler, tmp_path, calib_npy):
     assert facts["target"] == "openvino"
     int8, total = map(int, facts["openvino_int8_layers"].split("/"))
     assert int8 == total == len(qconvs)  # every Q/DQ conv runs in int8 in OpenVINO's CPU plugin
+    assert facts["activation_grid"] == "U8/S8 sym (zero point 0)"
     conv_precision = facts["openvino_runtime_precision"]["Convolution"]
     assert conv_precision.get("u8", 0) + conv_precision.get("i8", 0) == int8
     assert res.report.stages[-1].diagnostics == []
+
+
+def test_activation_grid_choice(compiler, tmp_path, calib_npy):
+    """``qdq:activations=asymmetric`` (through ``int8``) gives the openvino target NNCF's grid: U8 over the
+    calibrated [min, max] with a zero point where the range has negatives, zero point 0 where it has none;
+    the same ranges, so the image's grid is unchanged. ``symmetric`` is the target's own here."""
+    pytest.importorskip("openvino")
+
+    def grids(spec, name):
+        out = tmp_path / name
+        res = compiler.compile("yolov8n.yaml", [spec], out, imgsz=IMGSZ, calib=str(calib_npy), target="openvino",
+                               measure=False)
+        model = onnx.load(str(out))
+        inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+        quant = {q.input[0]: (float(inits[q.input[1]]), inits[q.input[2]]) for q in model.graph.node
+                 if q.op_type == "QuantizeLinear"}
+        return quant, res.report.stages[-1].changes
+
+    sym, sym_facts = grids("int8:method=minmax", "sym.onnx")
+    asym, asym_facts = grids("int8:method=minmax,activations=asymmetric", "asym.onnx")
+    same, _ = grids("int8:method=minmax,activations=symmetric", "same.onnx")
+    assert (sym_facts["activation_grid"], asym_facts["activation_grid"]) == ("U8/S8 sym (zero point 0)", "U8 asym")
+    assert set(sym) == set(asym) and {k: v[0] for k, v in same.items()} == {k: v[0] for k, v in sym.items()}
+    assert {zp.dtype for _, zp in asym.values()} == {np.dtype(np.uint8)}
+    shifted = [k for k, (_, zp) in asym.items() if int(zp) != 0]
+    assert shifted and all(sym[k][1].dtype == np.int8 for k in shifted)  # the ranges with negatives
+    for k in shifted:  # 255 levels over [min, max] instead of 127 over +-max: a finer step
+        assert asym[k][0] < sym[k][0]
+    image = next(k for k, (_, zp) in sym.items() if zp.dtype == np.uint8)
+    assert asym[image][0] == sym[image][0] and int(asym[image][1]) == 0
 
 
 def test_verify_reports_a_conv_openvino_runs_in_float(tmp_path, calib_npy, compiler):
