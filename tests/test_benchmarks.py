@@ -124,6 +124,17 @@ def check_channels(r, tmp):
     assert r["rows"]["ort_pruneauto_int8"]["prune"]["round_to"] == r["channel_multiple"]["ort"]["multiple"]
 
 
+def check_openvino_grid(r, tmp):
+    _has_keys(r, ["fp32_map", "draws", "summary", "isa", "n"], "openvino-grid.json")
+    rows = {"nncf", "symmetric/mean-minmax", "asymmetric/mean-minmax"}
+    assert set(r["draws"]) == {"calib", "train1"} and all(set(d) == rows for d in r["draws"].values())
+    assert set(r["summary"]) == rows and all(s["draws"] == 2 for s in r["summary"].values())
+    for d in r["draws"].values():
+        for row in d.values():
+            assert 0 < row["test_map"] <= 1 and row["drop_pts"] == pytest.approx((r["fp32_map"] - row["test_map"]) * 100,
+                                                                                abs=0.01)
+
+
 def check_openvino(r, tmp):
     _has_keys(r, ["fp32_ms", "nncf_ms", "yolocc_ms", "fp32_map", "nncf_map", "yolocc_map", "yolocc_prune_ms",
                   "yolocc_prune_map", "yolocc_vs_nncf_latency", "isa", "openvino", "nncf", "rows"], "openvino.json")
@@ -245,6 +256,10 @@ CASES = [
     case("openvino.py", ["--runs", "2", "--repeat", "1", "--threads", "1", "--turn", "2", "--zero-copy",
                          "--calib-n", "32", "--out", "{tmp}/openvino.json"],
          check_openvino, modules=("openvino", "nncf"), timeout=900),
+    # two calibration draws (the calib folder, 16 train images), one method, both grids: ~3 NNCF/yolocc
+    # compiles and 7 validations of the 400 test images
+    case("openvino_grid.py", ["--draws", "2", "--n", "16", "--methods", "mean-minmax", "--out", "{tmp}/grid.json"],
+         check_openvino_grid, modules=("openvino", "nncf"), timeout=900),
     case("prune.py", ["--models", "yolov8n.yaml", "resnet18 (torchvision)", "--imgsz", "64", "--runs", "2",
                       "--out", "{tmp}/prune.json"], check_prune, digits=False),
     # one task, int8 trials only (--max-macs 0.1): the task's own metric decides
