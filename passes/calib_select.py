@@ -103,7 +103,8 @@ def qdq_builder(ir: ModelIR, ctx: PassContext, what: str = "method=auto") -> tup
     return build, {k: v for k, v in qdq.args.items() if k != "max_drop"}
 
 
-def _stacked(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+def stacked(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Per-image (or per-fold) output dicts ``{output: (n_i, ...)}`` joined along the batch axis."""
     return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
 
 
@@ -111,7 +112,7 @@ def run_all(ctx: PassContext, model: onnx.ModelProto, images: np.ndarray) -> dic
     """``model``'s outputs on ``images`` (N, C, H, W), one image at a time on the target's runtime,
     stacked along the batch axis: ``{output: (N, ...)}``."""
     session = ctx.runtime.load(model.SerializeToString(), ctx.options.threads)
-    return _stacked([session.run(x[None]) for x in images])
+    return stacked([session.run(x[None]) for x in images])
 
 
 def fidelity(ref: dict[str, np.ndarray], out: dict[str, np.ndarray],
@@ -141,11 +142,11 @@ def score_folds(ir: ModelIR, ctx: PassContext, folds: Sequence[tuple[dict[str, R
     None unless every candidate has one."""
     splits = ir.meta.get(OUTPUT_SPLITS, {})
     labels = [label for label in folds[0][0] if all(label in c for c, _ in folds)]
-    ref = _stacked([run_all(ctx, ir.onnx_model, held) for _, held in folds])
+    ref = stacked([run_all(ctx, ir.onnx_model, held) for _, held in folds])
     fid: dict[str, float] = {}
     agree: dict[str, Metrics | None] = {}
     for i, label in enumerate(labels, 1):
-        out = _stacked([run_all(ctx, build(c[label]), held) for c, held in folds])
+        out = stacked([run_all(ctx, build(c[label]), held) for c, held in folds])
         fid[label] = fidelity(ref, out, splits)
         agree[label] = ctx.frontend.agreement(ir, ref, out)
         if progress:

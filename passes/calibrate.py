@@ -326,7 +326,7 @@ class Calibrate(Pass):
                 plain.append(calib_select.run_all(ctx, base, scored))
                 fixed.append(calib_select.run_all(ctx, build(ranges, shifts), scored) if shifts else plain[-1])
                 shifts_all.append(shifts)
-            ref, before, after = (calib_select._stacked(x) for x in (refs, plain, fixed))
+            ref, before, after = (calib_select.stacked(x) for x in (refs, plain, fixed))
             splits = ir.meta.get(OUTPUT_SPLITS, {})
             f0, f1 = calib_select.fidelity(ref, before, splits), calib_select.fidelity(ref, after, splits)
             a0, a1 = ctx.frontend.agreement(ir, ref, before), ctx.frontend.agreement(ir, ref, after)
