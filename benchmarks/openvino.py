@@ -148,11 +148,12 @@ def time_round_robin(folders: dict[str, Path], imgsz: int, runs: int, repeat: in
     return repeats
 
 
-def test_map(folder: Path, data: str, imgsz: int, work: Path) -> float:
+def test_map(folder: Path, data: str, imgsz: int, work: Path, split: str = "test") -> float:
+    """mAP50-95 of the IR (or model) ``folder`` on ``data``'s ``split`` (Ultralytics' validator, CPU, batch 1)."""
     from ultralytics import YOLO
 
     with quiet():
-        res = YOLO(str(folder), task="detect").val(data=data, split="test", imgsz=imgsz, batch=1, device="cpu",
+        res = YOLO(str(folder), task="detect").val(data=data, split=split, imgsz=imgsz, batch=1, device="cpu",
                                                    plots=False, verbose=False, workers=0, project=str(work),
                                                    name=folder.name)
     return round(float(res.box.map), 4)

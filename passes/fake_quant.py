@@ -20,7 +20,7 @@ import copy
 import math
 import operator
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import onnx
@@ -160,7 +160,8 @@ def build(model: onnx.ModelProto, outputs: list[str], layout: QDQLayout | None =
                 raise PassError(f"qat: the quantized tensor '{tensor}' has no value in the converted graph")
             if owner not in fq.quantizers:
                 scale, zp, dtype = layout.grids[owner]
-                fq.quantizers[owner] = ActivationQuantizer(scale, zp, scheme, dtype)
+                grid = replace(scheme, activation_symmetric=owner not in layout.asymmetric)  # hybrid: per range
+                fq.quantizers[owner] = ActivationQuantizer(scale, zp, grid, dtype)
             key = f"fq{len(fq.points)}"
             gm.add_submodule(key, fq.quantizers[owner])
             src = value[tensor]

@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 
 #: qdq's placement parameters, which qat-train must share to fake-quantize the same tensors.
 PLACEMENT_PARAMS = tuple(p for p in QDQ.params if p.name in ("exclude", "keep_tail_float", "float_head_convs",
-                                                              "activations"))
+                                                              "activations", "hybrid_stride"))
 
 TRAIN_PARAMS = (
     Param("epochs", "int|auto", "auto", "QAT epochs, or auto: the val metric after each epoch, the best kept, "

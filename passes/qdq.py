@@ -100,6 +100,8 @@ class QDQLayout:
     groups: dict[str, str] = field(default_factory=dict)
     #: Each range's (scale, zero point, quantized dtype "uint8" or "int8") as built.
     grids: dict[str, tuple[float, int, str]] = field(default_factory=dict)
+    #: The ranges built on an asymmetric grid (a zero point to learn); the others have zero point 0.
+    asymmetric: set[str] = field(default_factory=set)
     #: Tensors read as dequantized without a pair of their own (DequantizeLinear outputs, the outputs
     #: of transparent ops), with the range they carry.
     aliases: dict[str, str] = field(default_factory=dict)
@@ -129,8 +131,11 @@ class QDQ(Pass):
         Param("activations", "choice", "target", "activation grid: target (the target's own; openvino: zero point "
               "0), symmetric (zero point 0: U8 over [0, max] where the range is non-negative, else S8 over +-max), "
               "asymmetric (U8 over [min, max] with a zero point, NNCF's grid: on OpenVINO about 0.2 pt more "
-              "accurate and 16-20% slower than zero point 0 on a trained YOLOv8n, README)",
-              choices=("target", "symmetric", "asymmetric")),
+              "accurate and 16-20% slower than zero point 0 on a trained YOLOv8n, README), hybrid (zero point 0 "
+              "on tensors finer than stride hybrid_stride, asymmetric U8 on the coarser ones)",
+              choices=("target", "symmetric", "asymmetric", "hybrid")),
+        Param("hybrid_stride", "int", 16, "activations=hybrid: tensors at this stride (input size / tensor "
+              "size) or coarser get asymmetric U8, finer ones zero point 0", low=1, high=1024),
         Param("max_drop", "float", None, "mixed precision: keep the most sensitive layers float until the val "
               "metric (--data) is within this many points of the float model, checked after the fact",
               low=0.0, high=100.0),
@@ -157,7 +162,7 @@ class QDQ(Pass):
         grid = self.args["activations"]
         if grid == "target":
             return target.scheme
-        return replace(target.scheme, activation_symmetric=grid == "symmetric")
+        return replace(target.scheme, activation_symmetric=grid in ("symmetric", "hybrid"))
 
     def build(self, ir: ModelIR, target, extra_float: set[str],
               layout: "QDQLayout | None" = None) -> tuple[onnx.ModelProto, dict, list[str]]:
@@ -188,6 +193,7 @@ class QDQ(Pass):
         missing: list[str] = []
         qdq_of: dict[str, gs.Variable] = {}
         grid: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # scale and zero point of each dequantized tensor
+        symmetric_at = _grid_rule(graph, scheme, self.args["activations"], self.args["hybrid_stride"], shared)
 
         def act(t: gs.Tensor, like: gs.Variable | None = None) -> gs.Variable | None:
             """The dequantized twin of activation ``t`` (inserting Q/DQ once per tensor); ``like``
@@ -198,10 +204,12 @@ class QDQ(Pass):
                 return qdq_of[t.name]
             if any(id(t) == id(dq) for dq in qdq_of.values()):
                 return t  # already the output of an inserted DequantizeLinear
+            symmetric = None
             if like is not None:
                 scale, zp = grid[like.name]
             elif t.name in calib:
-                scale, zp = activation_qparams(*calib[t.name], scheme.activation_dtype, scheme.activation_symmetric)
+                symmetric = symmetric_at(t)
+                scale, zp = activation_qparams(*calib[t.name], scheme.activation_dtype, symmetric)
             else:
                 missing.append(t.name)
                 return None
@@ -211,6 +219,8 @@ class QDQ(Pass):
                 owner = layout.owner(like.name) if like is not None else shared.get(t.name, t.name)
                 layout.activations[t.name] = layout.aliases[dq.name] = owner
                 layout.grids.setdefault(owner, (float(scale), int(zp), zp.dtype.name))
+                if symmetric is False:
+                    layout.asymmetric.add(owner)
             return dq
 
         n_weights = n_corrected = 0
@@ -272,13 +282,43 @@ class QDQ(Pass):
             diagnostics.append(f"{len(missing)} tensors had no calibration range and stay float (first: {missing[0]})")
         facts = {"target": target.name, "quantized_nodes": len(quant), "weights": n_weights,
                  "activations": sum(1 for k, v in qdq_of.items() if v.name != k),
-                 "activation_grid": scheme.describe(),
+                 "activation_grid": scheme.describe() if self.args["activations"] != "hybrid" else
+                 f"{scheme.describe()} finer than stride {self.args['hybrid_stride']}, U8 asym at it and coarser",
                  "float_tail_nodes": len(float_nodes - thin - extra_float),
                  "float_thin_conv_nodes": len(thin),
                  "excluded_by_pattern": sum(1 for n in candidates if matches(n.name, patterns)), **check.facts}
         if shifts:
             facts["bias_corrected"] = n_corrected
         return model, facts, diagnostics + check.problems
+
+
+def _grid_rule(graph: gs.Graph, scheme: QuantScheme, activations: str, hybrid_stride: int,
+               shared: dict[str, str]):
+    """``symmetric(t)``: whether activation tensor ``t`` gets zero point 0. ``scheme``'s choice, except
+    with ``activations=hybrid``: a tensor at stride ``hybrid_stride`` or coarser (the graph input's height
+    over the tensor's, from shape inference) gets an asymmetric zero point, one finer keeps zero point 0.
+    The tensors of one shared range (``shared``: member -> group, a concat or a Resize's input and output)
+    take their finest member's stride, so the group keeps one grid. Unknown heights keep zero point 0."""
+    if activations != "hybrid":
+        return lambda t: scheme.activation_symmetric
+    image = next((t for t in graph.inputs if t.shape is not None and len(t.shape) == 4), None)
+    height = image.shape[2] if image is not None and isinstance(image.shape[2], int) else None
+    tensors = graph.tensors()
+
+    def stride(name: str) -> float:
+        t = tensors.get(name)
+        if height is None or t is None or t.shape is None or len(t.shape) != 4 or not isinstance(t.shape[2], int):
+            return 0.0  # unknown: the finest, zero point 0
+        return height / max(t.shape[2], 1)
+
+    finest: dict[str, float] = {}
+    for member, group in shared.items():
+        finest[group] = min(finest.get(group, float("inf")), stride(member))
+
+    def symmetric(t: gs.Variable) -> bool:
+        s = finest[shared[t.name]] if t.name in shared else stride(t.name)
+        return s < hybrid_stride
+    return symmetric
 
 
 def _moved_into_softmax(t: gs.Tensor, float_nodes: set[str], transparent: tuple[str, ...]) -> bool:

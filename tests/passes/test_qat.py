@@ -43,12 +43,13 @@ def _qdq_points(model: onnx.ModelProto) -> set[str]:
     return {n.input[0] for n in model.graph.node if n.op_type == "QuantizeLinear"}
 
 
-def _layout(compiler, ir, target_name):
+def _layout(compiler, ir, target_name, **qdq_args):
     target = compiler.target(target_name)[0]
     layout = QDQLayout()
-    model = QDQ().build(ir, target, set(), layout)[0]
+    qdq = QDQ(**qdq_args)
+    model = qdq.build(ir, target, set(), layout)[0]
     graph = folded(ir.onnx_model)
-    fq = fake_quant.build(batched(graph), [o.name for o in graph.graph.output], layout, target.scheme)
+    fq = fake_quant.build(batched(graph), [o.name for o in graph.graph.output], layout, qdq.scheme_for(target))
     return target, layout, model, fq
 
 
@@ -84,11 +85,17 @@ def test_fake_quant_weights_are_the_emitted_int8_weights(calibrated):
         assert np.abs(np.round(steps)).max() == np.abs(q.astype(np.int32)).max(), node.name  # same range
 
 
-@pytest.mark.parametrize("target_name", TARGETS)
-def test_learned_scales_reach_the_emitted_onnx(calibrated, target_name):
+@pytest.mark.parametrize("target_name,qdq_args", [(t, {}) for t in TARGETS] + [
+    ("openvino", {"activations": "hybrid", "hybrid_stride": 16})], ids=[*TARGETS, "openvino-hybrid"])
+def test_learned_scales_reach_the_emitted_onnx(calibrated, target_name, qdq_args):
+    """Moved scales and zero points come back from ``qdq`` on the same ranges; with ``activations=hybrid``
+    the fake quantizers learn a zero point exactly where the emitted grid has one."""
     compiler, base, _ = calibrated
     ir = base.snapshot()
-    target, layout, _, fq = _layout(compiler, ir, target_name)
+    target, layout, _, fq = _layout(compiler, ir, target_name, **qdq_args)
+    if qdq_args:
+        assert 0 < len(layout.asymmetric) < len(fq.quantizers)
+        assert {o for o, q in fq.quantizers.items() if not q.symmetric} == layout.asymmetric
     with torch.no_grad():  # what training does: move every scale and (asymmetric) zero point
         for i, q in enumerate(fq.quantizers.values()):
             q.log_scale.add_(math.log(1.0 + 0.01 * (i % 7 + 1)))
@@ -97,7 +104,7 @@ def test_learned_scales_reach_the_emitted_onnx(calibrated, target_name):
     calibration = ir.analyses[CALIBRATION]
     ir.analyses[CALIBRATION] = {**calibration, "activations": {**calibration["activations"],
                                                                **fake_quant.ranges(fq, layout)}}
-    model = QDQ().build(ir, target, set())[0]
+    model = QDQ(**qdq_args).build(ir, target, set())[0]
     inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
     quantize = {n.input[0]: n for n in model.graph.node if n.op_type == "QuantizeLinear"}
     moved = 0

@@ -194,6 +194,35 @@ def test_activation_grid_choice(compiler, tmp_path, calib_npy):
     assert asym[image][0] == sym[image][0] and int(asym[image][1]) == 0
 
 
+def test_hybrid_grid_puts_zero_points_only_at_coarse_strides(compiler, tmp_path, calib_npy):
+    """``activations=hybrid``: U8 with a zero point on tensors at stride ``hybrid_stride`` or coarser,
+    zero point 0 on the finer ones; a concat's inputs keep one grid (their finest member decides)."""
+    pytest.importorskip("openvino")
+    out = tmp_path / "hybrid.onnx"
+    res = compiler.compile("yolov8n.yaml", ["int8:method=minmax,activations=hybrid,hybrid_stride=16"], out,
+                           imgsz=IMGSZ, calib=str(calib_npy), target="openvino", measure=False)
+    assert res.report.stages[-1].changes["activation_grid"].endswith("U8 asym at it and coarser")
+    model = onnx.shape_inference.infer_shapes(onnx.load(str(out)))
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    height = {v.name: v.type.tensor_type.shape.dim[2].dim_value for v in model.graph.value_info
+              if len(v.type.tensor_type.shape.dim) == 4}
+    height.update({i.name: IMGSZ for i in model.graph.input})
+    quant = {n.input[0]: (float(inits[n.input[1]]), inits[n.input[2]]) for n in model.graph.node
+             if n.op_type == "QuantizeLinear"}
+    coarse = {t for t in quant if IMGSZ / height[t] >= 16}
+    assert all(int(quant[t][1]) == 0 for t in set(quant) - coarse)
+    fine_grids = {(quant[t][0], int(quant[t][1])) for t in set(quant) - coarse}
+    for t in coarse:  # U8 asymmetric, unless it shares its range with a finer tensor (a Resize's input)
+        assert quant[t][1].dtype == np.uint8 or (quant[t][0], 0) in fine_grids, t
+    shifted = [t for t in coarse if int(quant[t][1]) != 0]
+    assert shifted and len(coarse) < len(quant), (len(shifted), len(coarse), len(quant))
+    grid = {n.output[0]: (float(inits[n.input[1]]), int(inits[n.input[2]])) for n in model.graph.node
+            if n.op_type == "DequantizeLinear" and n.input[1] in inits and inits[n.input[1]].size == 1}
+    for concat in (n for n in model.graph.node if n.op_type == "Concat"):
+        grids = {grid[i] for i in concat.input if i in grid}
+        assert len(grids) <= 1, (concat.name, grids)
+
+
 def test_verify_reports_a_conv_openvino_runs_in_float(tmp_path, calib_npy, compiler):
     pytest.importorskip("openvino")
     from yolocc.plugins.openvino_target import OpenVinoTarget
