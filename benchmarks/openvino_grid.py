@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
             for row in rows.values():
                 row["drop_pts"] = round((fp32_map - row[key]) * 100, 2)
             result["draws"][name] = rows
-            print(f"{name:8s} " + "  ".join(f"{row} -{v['drop_pts']:.2f}" for row, v in rows.items()), flush=True)
+            print(f"{name:8s} " + "  ".join(f"{row} {-v['drop_pts']:+.2f}" for row, v in rows.items()), flush=True)
     result["summary"] = summary(result["draws"])
     print(f"\nmAP50-95 drop against the FP32 IR ({fp32_map:.4f}), {args.split} split, mean (sd) over "
           f"{len(result['draws'])} calibration draws; OpenVINO CPU ({result['isa']}):")

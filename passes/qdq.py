@@ -194,6 +194,7 @@ class QDQ(Pass):
         qdq_of: dict[str, gs.Variable] = {}
         grid: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # scale and zero point of each dequantized tensor
         symmetric_at = _grid_rule(graph, scheme, self.args["activations"], self.args["hybrid_stride"], shared)
+        asymmetric: set[str] = set()  # the calibrated tensors built with a zero point
 
         def act(t: gs.Tensor, like: gs.Variable | None = None) -> gs.Variable | None:
             """The dequantized twin of activation ``t`` (inserting Q/DQ once per tensor); ``like``
@@ -210,6 +211,8 @@ class QDQ(Pass):
             elif t.name in calib:
                 symmetric = symmetric_at(t)
                 scale, zp = activation_qparams(*calib[t.name], scheme.activation_dtype, symmetric)
+                if not symmetric:
+                    asymmetric.add(t.name)
             else:
                 missing.append(t.name)
                 return None
@@ -280,6 +283,10 @@ class QDQ(Pass):
         diagnostics = []
         if missing:
             diagnostics.append(f"{len(missing)} tensors had no calibration range and stay float (first: {missing[0]})")
+        if self.args["activations"] == "hybrid" and not asymmetric:
+            diagnostics.append(f"activations=hybrid: no quantized tensor is known to be at stride "
+                               f"{self.args['hybrid_stride']} or coarser (static input and tensor heights are "
+                               f"needed), so every activation has zero point 0")
         facts = {"target": target.name, "quantized_nodes": len(quant), "weights": n_weights,
                  "activations": sum(1 for k, v in qdq_of.items() if v.name != k),
                  "activation_grid": scheme.describe() if self.args["activations"] != "hybrid" else

@@ -221,6 +221,10 @@ def test_hybrid_grid_puts_zero_points_only_at_coarse_strides(compiler, tmp_path,
     for concat in (n for n in model.graph.node if n.op_type == "Concat"):
         grids = {grid[i] for i in concat.input if i in grid}
         assert len(grids) <= 1, (concat.name, grids)
+    # A stride no tensor reaches: all zero point 0, and the report says why.
+    res = compiler.compile("yolov8n.yaml", ["int8:method=minmax,activations=hybrid,hybrid_stride=1024"],
+                           tmp_path / "none.onnx", imgsz=IMGSZ, calib=str(calib_npy), target="openvino", measure=False)
+    assert any("every activation has zero point 0" in d for d in res.report.stages[-1].diagnostics)
 
 
 def test_verify_reports_a_conv_openvino_runs_in_float(tmp_path, calib_npy, compiler):
