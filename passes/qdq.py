@@ -7,6 +7,7 @@ float (see ``float_region``); weights become int8 initializers with per-channel 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -300,7 +301,7 @@ class QDQ(Pass):
 
 
 def _grid_rule(graph: gs.Graph, scheme: QuantScheme, activations: str, hybrid_stride: int,
-               shared: dict[str, str]):
+               shared: dict[str, str]) -> Callable[[gs.Variable], bool]:
     """``symmetric(t)``: whether activation tensor ``t`` gets zero point 0. ``scheme``'s choice, except
     with ``activations=hybrid``: a tensor at stride ``hybrid_stride`` or coarser (the graph input's height
     over the tensor's, from shape inference) gets an asymmetric zero point, one finer keeps zero point 0.
