@@ -195,7 +195,7 @@ class QDQ(Pass):
         qdq_of: dict[str, gs.Variable] = {}
         grid: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # scale and zero point of each dequantized tensor
         symmetric_at = _grid_rule(graph, scheme, self.args["activations"], self.args["hybrid_stride"], shared)
-        asymmetric: set[str] = set()  # the calibrated tensors built with a zero point
+        asymmetric: set[str] = set()  # the ranges (owners) built with a zero point
 
         def act(t: gs.Tensor, like: gs.Variable | None = None) -> gs.Variable | None:
             """The dequantized twin of activation ``t`` (inserting Q/DQ once per tensor); ``like``
@@ -206,14 +206,13 @@ class QDQ(Pass):
                 return qdq_of[t.name]
             if any(id(t) == id(dq) for dq in qdq_of.values()):
                 return t  # already the output of an inserted DequantizeLinear
-            symmetric = None
             if like is not None:
                 scale, zp = grid[like.name]
             elif t.name in calib:
                 symmetric = symmetric_at(t)
                 scale, zp = activation_qparams(*calib[t.name], scheme.activation_dtype, symmetric)
                 if not symmetric:
-                    asymmetric.add(t.name)
+                    asymmetric.add(shared.get(t.name, t.name))
             else:
                 missing.append(t.name)
                 return None
@@ -223,8 +222,6 @@ class QDQ(Pass):
                 owner = layout.owner(like.name) if like is not None else shared.get(t.name, t.name)
                 layout.activations[t.name] = layout.aliases[dq.name] = owner
                 layout.grids.setdefault(owner, (float(scale), int(zp), zp.dtype.name))
-                if symmetric is False:
-                    layout.asymmetric.add(owner)
             return dq
 
         n_weights = n_corrected = 0
@@ -274,6 +271,8 @@ class QDQ(Pass):
                     if _moved_into_softmax(t, float_nodes, transparent):
                         act(t)
         graph.cleanup().toposort()
+        if layout is not None:
+            layout.asymmetric |= asymmetric
         model = gs.export_onnx(graph)
         copy_header(model, ir.onnx_model)
         try:
