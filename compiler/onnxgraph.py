@@ -109,13 +109,15 @@ def _shapes(model: onnx.ModelProto) -> dict[str, list[int]]:
     return shapes
 
 
-def macs(model: onnx.ModelProto) -> int:
-    """Multiply-accumulates of Conv, ConvTranspose, Gemm and MatMul nodes (batch as exported)."""
+def node_macs(model: onnx.ModelProto) -> dict[str, int]:
+    """Multiply-accumulates per Conv, ConvTranspose, Gemm and MatMul node (batch as exported), by node
+    name (a node without a name, or one whose name an earlier node took, is keyed by its first output).
+    Nodes whose shapes are unknown are left out."""
     shapes = _shapes(model)
     consts = {t.name: t for t in model.graph.initializer}
     # QDQ graphs: a weight reaches Conv through DequantizeLinear; follow it to the initializer.
     dq_src = {n.output[0]: n.input[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
-    total = 0
+    per_node: dict[str, int] = {}
     for node in model.graph.node:
         if node.op_type not in ("Conv", "ConvTranspose", "Gemm", "MatMul") or not node.output:
             continue
@@ -126,17 +128,24 @@ def macs(model: onnx.ModelProto) -> int:
             w_shape = list(consts[dq_src[w_name]].dims)
         if not out or not w_shape:
             continue
+        key = node.name if node.name and node.name not in per_node else node.output[0]
         if node.op_type == "Conv":
-            total += int(np.prod(out)) * int(np.prod(w_shape[1:]))
+            per_node[key] = int(np.prod(out)) * int(np.prod(w_shape[1:]))
         elif node.op_type == "ConvTranspose":
             x = shapes.get(node.input[0])
             if x:
-                total += int(np.prod(x)) * int(np.prod(w_shape[1:]))
+                per_node[key] = int(np.prod(x)) * int(np.prod(w_shape[1:]))
         else:  # Gemm / MatMul: out elements times the reduced dimension
             a = shapes.get(node.input[0])
             if a:
-                total += int(np.prod(out)) * int(a[-1])
-    return total
+                per_node[key] = int(np.prod(out)) * int(a[-1])
+    return per_node
+
+
+def macs(model: onnx.ModelProto) -> int:
+    """Multiply-accumulates of Conv, ConvTranspose, Gemm and MatMul nodes (batch as exported): the sum
+    of ``node_macs``."""
+    return sum(node_macs(model).values())
 
 
 def initializer_array(model: onnx.ModelProto, name: str) -> np.ndarray | None:

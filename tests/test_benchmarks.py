@@ -124,6 +124,19 @@ def check_channels(r, tmp):
     assert r["rows"]["ort_pruneauto_int8"]["prune"]["round_to"] == r["channel_multiple"]["ort"]["multiple"]
 
 
+def check_openvino_profile(r, tmp):
+    _has_keys(r, ["isa", "threads", "imgsz", "baseline", "rows"], "openvino_profile.json")
+    assert r["baseline"] == "int8" and set(r["rows"]) == {"int8", "p"} and r["threads"] == 1
+    base, pruned = r["rows"]["int8"], r["rows"]["p"]
+    for row in (base, pruned):
+        _has_keys(row, ["passes", "macs", "wall_ms", "speed", "speed_per_repeat", "profile_ms", "conv_ms",
+                        "profile_speed", "ideal_ms", "ideal_speed", "worst_convs"], "openvino_profile row")
+        assert 0 < row["conv_ms"] < row["profile_ms"]  # the convolutions were matched to the ONNX nodes
+    assert base["speed"] == base["ideal_speed"] == base["profile_speed"] == 1.0 and base["worst_convs"] == []
+    assert pruned["macs"] < base["macs"] and pruned["ideal_ms"] < base["profile_ms"] and pruned["worst_convs"]
+    assert all(c["macs_ratio"] < 1 for c in pruned["worst_convs"])
+
+
 def check_openvino_grid(r, tmp):
     _has_keys(r, ["fp32_map", "draws", "summary", "isa", "n"], "openvino-grid.json")
     rows = {"nncf", "symmetric/mean-minmax", "asymmetric/mean-minmax"}
@@ -260,6 +273,10 @@ CASES = [
     # compiles and 7 validations of the 400 test images
     case("openvino_grid.py", ["--draws", "2", "--n", "16", "--methods", "mean-minmax", "--out", "{tmp}/grid.json"],
          check_openvino_grid, modules=("openvino", "nncf"), timeout=900),
+    # two yolov8n.yaml rows at 64 px (int8, prune + int8), timed and profiled on OpenVINO: about 30 s
+    case("openvino_profile.py", ["--imgsz", "64", "--calib-n", "4", "--rounds", "3", "--repeat", "1", "--threads", "1",
+                                 "--row", "int8=int8", "--row", "p=prune:0.25;int8", "--out", "{tmp}/profile.json"],
+         check_openvino_profile, modules=("openvino",)),
     case("prune.py", ["--models", "yolov8n.yaml", "resnet18 (torchvision)", "--imgsz", "64", "--runs", "2",
                       "--out", "{tmp}/prune.json"], check_prune, digits=False),
     # one task, int8 trials only (--max-macs 0.1): the task's own metric decides
