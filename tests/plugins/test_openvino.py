@@ -304,3 +304,17 @@ def test_ultralytics_validates_the_ir_folder_of_the_digits_detector(tmp_path):
     res = YOLO(str(folder), task="detect").val(data=str(data), split="test", imgsz=160, batch=1, device="cpu",
                                                plots=False, verbose=False, workers=0, project=str(tmp_path))
     assert res.box.map > 0.58  # FP32 0.609 on this split; NNCF INT8 0.606-0.607
+
+
+def test_ceiling_is_the_faster_of_the_matmul_and_the_convolution(tmp_path, monkeypatch):
+    pytest.importorskip("openvino")
+    from yolocc.plugins import openvino_ceiling
+    from yolocc.plugins.openvino_target import compile_cpu
+
+    assert openvino_ceiling.measure_conv(compile_cpu, channels=16, spatial=8, threads=1, runs=2, warmup=1) > 0
+    monkeypatch.setattr(openvino_ceiling, "measure_gemm", lambda *a, **k: 10.0)
+    monkeypatch.setattr(openvino_ceiling, "measure_conv", lambda *a, **k: 25.0)
+    conv_wins = openvino_ceiling.int8_ceiling_gmacs(compile_cpu, 1, tmp_path / "a")
+    assert conv_wins["gmacs"] == 25.0 and "MatMul" in conv_wins["op"] and "Conv3x3" in conv_wins["op"]
+    monkeypatch.setattr(openvino_ceiling, "measure_gemm", lambda *a, **k: 40.0)
+    assert openvino_ceiling.int8_ceiling_gmacs(compile_cpu, 1, tmp_path / "b")["gmacs"] == 40.0
