@@ -16,6 +16,7 @@ import pytest
 from onnx import numpy_helper
 
 from tests.conftest import IMGSZ
+from yolocc.compiler.measure import cpu_isa
 
 DIGITS = Path(__file__).resolve().parents[2] / "examples" / "digits"
 
@@ -157,11 +158,18 @@ def test_placement_is_what_openvino_runs_in_int8(compiler, tmp_path, calib_npy):
     facts = res.report.stages[-1].changes
     assert facts["target"] == "openvino"
     int8, total = map(int, facts["openvino_int8_layers"].split("/"))
-    assert int8 == total == len(qconvs)  # every Q/DQ conv runs in int8 in OpenVINO's CPU plugin
+    assert total == len(qconvs)
     assert facts["activation_grid"] == "U8/S8 sym (zero point 0)"
     conv_precision = facts["openvino_runtime_precision"]["Convolution"]
     assert conv_precision.get("u8", 0) + conv_precision.get("i8", 0) == int8
-    assert res.report.stages[-1].diagnostics == []
+    diagnostics = res.report.stages[-1].diagnostics
+    if "VNNI" in cpu_isa():
+        assert int8 == total and diagnostics == []  # every Q/DQ conv runs in int8 in OpenVINO's CPU plugin
+    else:
+        # Without VNNI (AVX2), OpenVINO 2026.4 left some zero-point-0 convolutions of this random-weights
+        # model in float (README, "Both CPU runtimes on an AVX2-only CPU"): the user is told which, and how out.
+        assert int8 == total or (any("in float" in d for d in diagnostics)
+                                 and any("activations=asymmetric" in d for d in diagnostics))
 
 
 def test_activation_grid_choice(compiler, tmp_path, calib_npy):
@@ -238,10 +246,21 @@ def test_verify_reports_a_conv_openvino_runs_in_float(tmp_path, calib_npy, compi
     victim = next(n for n in model.graph.node if n.op_type == "Conv" and n.name == "/model.1/conv/Conv")
     dq = producer[victim.input[0]]
     assert dq.op_type == "DequantizeLinear"
+    before = OpenVinoTarget().verify(model)
+    int8_before, total = map(int, before.facts["openvino_int8_layers"].split("/"))
+    assert not any("/model.1/conv/Conv" in p for p in before.problems)
     victim.input[0] = producer[dq.input[0]].input[0]
     check = OpenVinoTarget().verify(model)
-    int8, total = map(int, check.facts["openvino_int8_layers"].split("/"))
-    assert int8 == total - 1 and any("/model.1/conv/Conv" in p for p in check.problems)
+    int8, total_after = map(int, check.facts["openvino_int8_layers"].split("/"))
+    assert (int8, total_after) == (int8_before - 1, total) and any("/model.1/conv/Conv" in p for p in check.problems)
+    # zero point 0 everywhere (the target's grid): the diagnostic names the asymmetric grid as the way out
+    assert any("activations=asymmetric" in p for p in check.problems)
+    from onnx import numpy_helper
+
+    q = next(n for n in model.graph.node if n.op_type == "QuantizeLinear" and len(n.input) > 2)
+    zp = next(t for t in model.graph.initializer if t.name == q.input[2])
+    zp.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(zp) + 3, zp.name))
+    assert not any("activations=asymmetric" in p for p in OpenVinoTarget().verify(model).problems)
 
 
 def test_ir_folder_loads_matches_and_is_deterministic(compiler, tmp_path, calib_npy):
