@@ -57,6 +57,7 @@ import onnx  # noqa: E402
 
 from yolocc.compiler import measure, onnxgraph  # noqa: E402
 from yolocc.compiler.api import Compiler  # noqa: E402
+from yolocc.plugins.openvino_target import compile_cpu  # noqa: E402
 
 CALIB = ROOT / "examples/digits/data/calib/images"
 ROWS = {"int8": ["int8"], "prune": ["prune:0.25", "int8"], "prune16": ["prune:0.25,round_to=16", "int8"],
@@ -80,8 +81,6 @@ def profiles(ov, models: dict[str, bytes], x: np.ndarray, threads: int, rounds: 
     """Per row, {OpenVINO node name: median real_time in ms}: every row compiled as ``compile_cpu`` does on
     a core of its own with ``PERF_COUNT`` on, run round-robin (``measure.round_robin_ms``, rotated, 3
     untimed rounds first) for ``rounds`` rounds, each run's counters read after it."""
-    from yolocc.plugins.openvino_target import compile_cpu
-
     core = ov.Core()
     core.set_property("CPU", {"PERF_COUNT": True})
     times: dict[str, dict[str, list[float]]] = {n: defaultdict(list) for n in models}
@@ -129,7 +128,6 @@ def main() -> int:
         ap.error("give at least two rows (the first is the baseline)")
     if args.threads < 0 or args.rounds < 1 or args.repeat < 1:
         ap.error("--threads must be >= 0, --rounds and --repeat >= 1")
-    from yolocc.plugins.openvino_target import compile_cpu
 
     isa = measure.cpu_isa()
 

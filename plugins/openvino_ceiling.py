@@ -48,13 +48,19 @@ def measure_gemm(compile_cpu: Callable, shape: tuple[int, int, int] = GEMM_SHAPE
                  warmup: int = 3) -> float:
     """GMAC/s of the fastest of ``runs`` Q/DQ GEMMs on OpenVINO's CPU plugin, compiled with
     ``compile_cpu(ov, model, threads, core)`` (the target's own configuration)."""
+    m, k, n = shape
+    return _fastest_gmacs(compile_cpu, qdq_gemm_model(m, k, n), (m, k), m * k * n, threads, runs, warmup)
+
+
+def _fastest_gmacs(compile_cpu: Callable, model, input_shape: tuple[int, ...], macs: int, threads: int, runs: int,
+                   warmup: int) -> float:
+    """GMAC/s of the fastest of ``runs`` inferences of the ONNX ``model`` (``macs`` each, one float input
+    of ``input_shape``) on OpenVINO's CPU plugin, compiled with ``compile_cpu``."""
     ov = require_openvino("measuring OpenVINO's int8 ceiling")
     core = ov.Core()
-    m, k, n = shape
-    compiled = compile_cpu(ov, core.read_model(qdq_gemm_model(m, k, n).SerializeToString()), threads, core)
-    request = compiled.create_infer_request()
-    a = np.random.default_rng(1).random((m, k), dtype=np.float32)
-    return fastest_gmacs(lambda: request.infer({0: a}), m * k * n, runs, warmup)
+    request = compile_cpu(ov, core.read_model(model.SerializeToString()), threads, core).create_infer_request()
+    x = np.random.default_rng(1).random(input_shape, dtype=np.float32)
+    return fastest_gmacs(lambda: request.infer({0: x}), macs, runs, warmup)
 
 
 #: The ceiling's convolution: channels in and out, and the side of its square feature map
@@ -66,12 +72,8 @@ def measure_conv(compile_cpu: Callable, channels: int = CONV_CHANNELS, spatial: 
                  runs: int = 20, warmup: int = 3) -> float:
     """GMAC/s of the fastest of ``runs`` Q/DQ 3x3 convolutions (``channels`` in and out, ``spatial`` x
     ``spatial``, stride 1, padded) on OpenVINO's CPU plugin, compiled with ``compile_cpu``."""
-    ov = require_openvino("measuring OpenVINO's int8 ceiling")
-    core = ov.Core()
-    compiled = compile_cpu(ov, core.read_model(qdq_conv_model(channels, spatial).SerializeToString()), threads, core)
-    request = compiled.create_infer_request()
-    x = np.random.default_rng(1).random((1, channels, spatial, spatial), dtype=np.float32)
-    return fastest_gmacs(lambda: request.infer({0: x}), spatial * spatial * channels * channels * 9, runs, warmup)
+    return _fastest_gmacs(compile_cpu, qdq_conv_model(channels, spatial), (1, channels, spatial, spatial),
+                          spatial * spatial * channels * channels * 9, threads, runs, warmup)
 
 
 def int8_ceiling_gmacs(compile_cpu: Callable, threads: int = 0, cache_root: str | Path | None = None,

@@ -39,6 +39,7 @@ import numpy as np
 
 from yolocc.compiler.channels import measured_channel_multiple, sweep_latencies
 from yolocc.compiler.errors import UsageError
+from yolocc.compiler.onnxgraph import initializer_array
 from yolocc.compiler.target import Capability, ChannelMultiple, Placement, QuantScheme, Runtime, Target, Verification
 
 from .openvino_ceiling import int8_ceiling_gmacs
@@ -206,14 +207,9 @@ def runtime_facts(onnx_model, runtime_model) -> Verification:
 
 def _has_activation_zero_points(onnx_model) -> bool:
     """Whether any activation (a QuantizeLinear's output) is quantized with a nonzero zero point."""
-    from onnx import numpy_helper
-
-    inits = {t.name: t for t in onnx_model.graph.initializer}
-    for node in onnx_model.graph.node:
-        if node.op_type == "QuantizeLinear" and len(node.input) > 2 and node.input[2] in inits:
-            if numpy_helper.to_array(inits[node.input[2]]).any():
-                return True
-    return False
+    zero_points = (initializer_array(onnx_model, n.input[2]) for n in onnx_model.graph.node
+                   if n.op_type == "QuantizeLinear" and len(n.input) > 2)
+    return any(zp is not None and zp.any() for zp in zero_points)
 
 
 def _qdq_layers(onnx_model) -> set[str]:
