@@ -99,6 +99,9 @@ class Verification:
 
     facts: dict[str, Any] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    #: Names of the graph's Q/DQ weighted layers (Conv/Gemm/MatMul with int8 weights) that the target's
+    #: runtime still runs in float on this machine; empty where the target does not check, or all run int8.
+    float_layers: list[str] = field(default_factory=list)
 
 
 #: The channel multiple where a runtime measures none, or its sweep shows no compute-bound signal:

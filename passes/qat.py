@@ -92,10 +92,14 @@ class QATTrain(Pass):
         target = require_integer_rules(ctx.target, "qat")
         data = ctx.option("data")  # present: the pipeline refuses a needs_data pass without it
         a = self.args
-        qdq = QDQ(**{p.name: a[p.name] for p in PLACEMENT_PARAMS})
+        placement = {p.name: a[p.name] for p in PLACEMENT_PARAMS}
+        qdq = QDQ(**placement)
         calibration = ir.analyses[CALIBRATION]
         layout = QDQLayout()
         ptq = qdq.build(ir, target, set(), layout)[0]  # what int8 emits: the layout, and epoch 0
+        if layout.grid != qdq.args["activations"]:
+            # The target's grid fell back on this CPU (QDQ.build): train, and emit every epoch, on that grid.
+            qdq = QDQ(**{**placement, "activations": layout.grid})
         graph = with_bias_correction(folded(ir.onnx_model), calibration.get("bias_shifts") or {})
         points = [o.name for o in graph.graph.output]
         loss = DistillationLoss(ir.meta.get(OUTPUT_SPLITS, {}), points)

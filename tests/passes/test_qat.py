@@ -104,7 +104,7 @@ def test_learned_scales_reach_the_emitted_onnx(calibrated, target_name, qdq_args
     calibration = ir.analyses[CALIBRATION]
     ir.analyses[CALIBRATION] = {**calibration, "activations": {**calibration["activations"],
                                                                **fake_quant.ranges(fq, layout)}}
-    model = QDQ(**qdq_args).build(ir, target, set())[0]
+    model = QDQ(**{**qdq_args, "activations": layout.grid}).build(ir, target, set())[0]  # the layout's grid
     inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
     quantize = {n.input[0]: n for n in model.graph.node if n.op_type == "QuantizeLinear"}
     moved = 0
