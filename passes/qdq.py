@@ -196,20 +196,36 @@ class QDQ(Pass):
         float layers is kept; the report says which (``activation_grid_fallback``). OpenVINO 2026.4 on CPUs
         without AMX (AVX2, AVX-512 VNNI) left 25 of a random-weights yolov8n's 63 convolutions in float with
         zero point 0 and none with asymmetric activations, which ran the model 1.7x faster (README,
-        "OpenVINO: the grid is checked on this CPU")."""
+        "OpenVINO: the grid is checked on this CPU").
+
+        The choice is made once per graph (``ir.onnx_model``) and pass instance: later builds of the same
+        graph with other ranges (``calibrate:method=auto`` scores each candidate on the grid that will be
+        emitted) reuse it rather than building twice."""
         grid = self.args["activations"]
-        first = self._build(ir, target, extra_float, QDQLayout() if layout is not None else None, grid)
-        built = first
-        if grid == "target" and target.scheme.activation_symmetric and first.check.float_layers:
-            alt = self._build(ir, target, extra_float, QDQLayout() if layout is not None else None, "asymmetric")
-            line = (f"qdq: with zero point 0 the target's runtime runs {len(first.check.float_layers)} Q/DQ layers "
-                    f"in float on this CPU ({cpu_isa()}); with U8 asymmetric activations (NNCF's grid) "
-                    f"{len(alt.check.float_layers)}")
-            if len(alt.check.float_layers) < len(first.check.float_layers):
-                built = alt
-                line += ": the activations are asymmetric"
-            else:
-                line += ": zero point 0 is kept"
+
+        def fresh() -> QDQLayout | None:
+            return QDQLayout() if layout is not None else None
+
+        memo = getattr(self, "_grid_choice", None)  # (graph, grid, line): this graph's choice, once made
+        checked = grid == "target" and target.scheme.activation_symmetric
+        if checked and memo is not None and memo[0] is ir.onnx_model:
+            built = self._build(ir, target, extra_float, fresh(), memo[1])
+            line = memo[2]
+        else:
+            built = self._build(ir, target, extra_float, fresh(), grid)
+            line = None
+            if checked and built.check.float_layers:
+                alt = self._build(ir, target, extra_float, fresh(), "asymmetric")
+                line = (f"qdq: with zero point 0 the target's runtime runs {len(built.check.float_layers)} Q/DQ "
+                        f"layers in float on this CPU ({cpu_isa()}); with U8 asymmetric activations (NNCF's grid) "
+                        f"{len(alt.check.float_layers)}")
+                if len(alt.check.float_layers) < len(built.check.float_layers):
+                    built, line = alt, line + ": the activations are asymmetric"
+                else:
+                    line += ": zero point 0 is kept"
+            if checked:
+                self._grid_choice = (ir.onnx_model, "asymmetric" if built.asymmetric else grid, line)
+        if line:
             built.facts["activation_grid_fallback"] = line
             built.diagnostics.append(line)
         elif built.check.float_layers and not built.asymmetric:
