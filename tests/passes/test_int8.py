@@ -224,57 +224,54 @@ def test_int8_bytes_are_deterministic(compiler, tmp_path, calib_dir, monkeypatch
 
 
 # ------------------------------------------------------------------ the grid checked on the target's runtime
-class _SignedZeroPointTarget:
-    """Builds a plugin target with zero point 0 as its own grid whose "runtime" runs a Q/DQ conv in float when
-    its input is S8 with zero point 0 (``picky``: the pattern OpenVINO 2026.4 left in float on CPUs without
-    AMX), or every Q/DQ conv in float whatever the grid (``hopeless``)."""
+def _picky_compiler(hopeless: bool = False):
+    """A compiler with a plugin target ``picky``: zero point 0 is its own grid, and its "runtime" runs a Q/DQ
+    conv in float when its input is S8 with zero point 0 (the pattern OpenVINO 2026.4 left in float on CPUs
+    without AMX), or every Q/DQ conv in float whatever the grid (``hopeless``)."""
+    from types import ModuleType
 
-    @staticmethod
-    def compiler(hopeless: bool = False):
-        from types import ModuleType
+    from onnx import numpy_helper
 
-        from onnx import numpy_helper
+    from yolocc.compiler.api import Compiler
+    from yolocc.compiler.hookspecs import hookimpl
+    from yolocc.compiler.registry import get_plugin_manager
+    from yolocc.compiler.target import Placement, QuantScheme, Target, Verification
 
-        from yolocc.compiler.api import Compiler
-        from yolocc.compiler.hookspecs import hookimpl
-        from yolocc.compiler.registry import get_plugin_manager
-        from yolocc.compiler.target import Placement, QuantScheme, Target, Verification
+    class Picky(Target):
+        name = "picky"
+        scheme = QuantScheme(activation_dtype="uint8", activation_symmetric=True, quantize_bias=False)
+        placement = Placement(input_ops=("Conv", "Add"))
 
-        class Picky(Target):
-            name = "picky"
-            scheme = QuantScheme(activation_dtype="uint8", activation_symmetric=True, quantize_bias=False)
-            placement = Placement(input_ops=("Conv", "Add"))
+        def verify(self, model):
+            inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+            producer = {o: n for n in model.graph.node for o in n.output}
+            floats = []
+            for n in model.graph.node:
+                dq = producer.get(n.input[0]) if n.op_type == "Conv" else None
+                if dq is None or dq.op_type != "DequantizeLinear":
+                    continue
+                zp = inits[dq.input[2]]
+                if hopeless or (zp.dtype == np.int8 and not zp.any()):
+                    floats.append(n.name)
+            return Verification(facts={"picky_float": len(floats)}, float_layers=floats)
 
-            def verify(self, model):
-                inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
-                producer = {o: n for n in model.graph.node for o in n.output}
-                floats = []
-                for n in model.graph.node:
-                    dq = producer.get(n.input[0]) if n.op_type == "Conv" else None
-                    if dq is None or dq.op_type != "DequantizeLinear":
-                        continue
-                    zp = inits[dq.input[2]]
-                    if hopeless or (zp.dtype == np.int8 and not zp.any()):
-                        floats.append(n.name)
-                return Verification(facts={"picky_float": len(floats)}, float_layers=floats)
+    plugin = ModuleType("picky_plugin")
 
-        plugin = ModuleType("picky_plugin")
+    @hookimpl
+    def yolocc_register_targets(registry):
+        registry.add_target(Picky())
 
-        @hookimpl
-        def yolocc_register_targets(registry):
-            registry.add_target(Picky())
-
-        plugin.yolocc_register_targets = yolocc_register_targets
-        pm = get_plugin_manager(load_entry_points=False)
-        pm.register(plugin, name="picky_plugin")
-        return Compiler(pm)
+    plugin.yolocc_register_targets = yolocc_register_targets
+    pm = get_plugin_manager(load_entry_points=False)
+    pm.register(plugin, name="picky_plugin")
+    return Compiler(pm)
 
 
 def test_zero_point_grid_falls_back_where_the_runtime_runs_it_in_float(tmp_path, calib_dir):
     """``activations=target`` on a zero-point-0 target: where the target's check finds Q/DQ layers its runtime
     runs in float, the graph is built again asymmetric and kept if fewer layers stay float, and the report and
     the terminal say so; an explicit grid is kept as asked, with the way out named."""
-    compiler = _SignedZeroPointTarget.compiler()
+    compiler = _picky_compiler()
     res, model = _compile(compiler, tmp_path, ["int8:method=minmax"], target="picky", calib=calib_dir)
     facts, diagnostics = res.report.stages[-1].changes, res.report.stages[-1].diagnostics
     assert facts["activation_grid"] == "U8 asym" and facts["picky_float"] == 0
@@ -290,7 +287,7 @@ def test_zero_point_grid_falls_back_where_the_runtime_runs_it_in_float(tmp_path,
     assert "activation_grid_fallback" not in facts
     assert any("activations=asymmetric" in d for d in diagnostics)
 
-    res, _ = _compile(_SignedZeroPointTarget.compiler(hopeless=True), tmp_path, ["int8:method=minmax"],
+    res, _ = _compile(_picky_compiler(hopeless=True), tmp_path, ["int8:method=minmax"],
                       target="picky", calib=calib_dir)
     facts = res.report.stages[-1].changes
     assert facts["activation_grid"] == "U8/S8 sym (zero point 0)"  # asymmetric did not help: the target's own grid
