@@ -11,7 +11,8 @@ each compiled for its own target):
   fp32            yolocc -p simplify (the model lowered to ONNX, float)
   int8            yolocc -p int8
   prune8_int8     yolocc -p prune:0.25,round_to=8 -p int8
-  pruneauto_int8  yolocc -p prune:0.25 -p int8 (round_to=auto: the runtime's ``channel_multiple``)
+  pruneauto_int8  yolocc -p prune:0.25 -p int8 (round_to=auto: the runtime's ``channel_multiple``; on OpenVINO
+                  the multiple its pruned model ran fastest with, ``passes.channel_choice``)
 Every model of both runtimes is loaded at once and run once per round, round-robin, ``--runs``
 rounds per repeat; latency is the median over all rounds, and each ratio the median of per-round
 ratios (robust to load that drifts); ``min_ms`` and the ``*_min`` ratios use each model's fastest run

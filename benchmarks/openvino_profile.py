@@ -8,7 +8,8 @@ cost if its time fell with its MACs.
 
 Rows (default; ``--row`` replaces them, the first row is the baseline every other row is compared with):
   int8      -p int8
-  prune     -p prune:0.25 -p int8                     (round_to=auto: the multiple the channel sweep chose)
+  prune     -p prune:0.25 -p int8                     (round_to=auto: on OpenVINO the multiple its pruned model
+                                                      ran fastest with, channel_choice)
   prune16   -p prune:0.25,round_to=16 -p int8
   open      -p prune:0.25,protect_head=false -p int8  (the head's inner convs pruned, as with recovery)
   open16    -p prune:0.25,protect_head=false,round_to=16 -p int8

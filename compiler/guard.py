@@ -19,7 +19,7 @@ METHODS = {
     "frontend": ("load", "evaluate", "preprocess", "canonicalize", "layers", "head", "adopt_fused_conv",
                  "check_train", "train", "checkpoint"),
     "emitter": ("check", "emit"),
-    "target": ("extra_float_nodes", "verify", "runtime"),
+    "target": ("extra_float_nodes", "verify", "reference_fidelity", "runtime"),
     "runtime": ("load", "describe", "native_artifact", "int8_ceiling", "channel_multiple"),
     "session": ("run",),
     "strategy": ("search",),

@@ -149,6 +149,11 @@ class Runtime:
     ``prune`` keeps."""
 
     name: ClassVar[str] = ""
+    #: True where ``channel_multiple``'s one-convolution sweep does not predict this runtime's whole
+    #: models: ``prune:round_to=auto`` then times the pruned model itself at the sweep's multiple and
+    #: its neighbours (``passes.channel_choice``) and keeps the fastest. False (the default): the sweep
+    #: decides.
+    channel_multiple_on_model: ClassVar[bool] = False
 
     def load(self, model_bytes: bytes, threads: int = 0) -> Session:
         raise NotImplementedError
@@ -207,6 +212,14 @@ class Target:
     def verify(self, model: Any) -> Verification:
         """Check a quantized ``onnx.ModelProto`` against this target's rules."""
         return Verification()
+
+    def reference_fidelity(self, model: Any) -> float | None:
+        """How closely this target's runtime computes a quantized ``onnx.ModelProto`` as its Q/DQ
+        operators define it: the mean cosine of the runtime's outputs against a reference execution
+        (onnxruntime) on a fixed input, 1.0 identical; None (the default) where the target does not
+        check. ``qdq`` asks on a zero-point-0 grid and falls back to asymmetric activations below
+        ``qdq.REFERENCE_FIDELITY``."""
+        return None
 
     def runtime(self) -> Runtime | None:
         """The runtime that measures this target (None: the default target's runtime)."""

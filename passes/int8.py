@@ -10,6 +10,13 @@ from .fuse_bn import FuseBN
 from .qdq import QDQ
 
 
+#: The arguments of a *latency probe*'s INT8: the graph the final model has (the target's placement and
+#: grid), on ranges from 16 images by minmax, with no bias correction or val confirmation; its accuracy
+#: does not matter. Used where a structure is timed before it is trained (the branch search, ``prune``'s
+#: ``round_to=auto`` on runtimes that time the model: ``channel_choice``).
+LATENCY_PROBE = {"method": "minmax", "n": 16, "bias_correction": False, "confirm": False}
+
+
 class Int8(Pass):
     """INT8 post-training quantization: canonicalize, fuse-bn, calibrate, qdq (macro)."""
 

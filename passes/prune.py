@@ -13,6 +13,7 @@ from yolocc.compiler.params import Param
 from yolocc.compiler.passbase import Pass, PassContext, PassResult, keep_teacher
 from yolocc.compiler.torchgraph import TORCH_GLOBAL_LOCK, all_params_require_grad, flatten_outputs
 
+from . import channel_choice
 from .layer_ratios import load_layer_ratios
 from .pruning import (ignored_layers, importance, out_channels, pruner_class, resolve_round_to, total_macs,
                       unprotect_head)
@@ -98,7 +99,9 @@ class Prune(Pass):
         Param("ratio", "float", 0.25, "fraction of channels removed per layer", low=0.0, high=1.0, high_open=True),
         Param("importance", "choice", "l2", "channel importance criterion", choices=("l1", "l2", "bn", "random")),
         Param("round_to", "int|auto", "auto", "keep channel counts a multiple of this; auto: the multiple the "
-              "target's runtime likes on this machine (measured once and cached, Runtime.channel_multiple)",
+              "target's runtime likes on this machine (measured once and cached, Runtime.channel_multiple; where the "
+              "runtime's one-conv sweep does not predict its models, e.g. OpenVINO, the pruned model is timed at "
+              "that multiple and its neighbours and the fastest kept)",
               low=1, high=256),
         Param("layers", "path", None, "YAML of per-layer ratios (layer index -> ratio; head: [reg, cls])"),
         Param("global", "bool", False, "rank channels across layers instead of per layer"),
@@ -113,6 +116,22 @@ class Prune(Pass):
     def call(self, ir: ModelIR, ctx: PassContext) -> PassResult:
         a = self.args
         round_to, rounding = resolve_round_to(a["round_to"], ctx)
+        timed = None
+        if a["round_to"] == "auto" and getattr(ctx.runtime, "channel_multiple_on_model", False):
+            # The runtime's one-conv sweep does not predict its models: time the pruned model itself.
+            timed = channel_choice.choose(ir, ctx, a, round_to,
+                                          lambda probe, m: self._prune(probe, ctx, m, "", probe=True))
+            if timed is not None:
+                round_to, rounding = timed.multiple, f"round_to=auto: {timed.reason}"
+        result = self._prune(ir, ctx, round_to, rounding)
+        if timed is not None and result.modified:
+            result.changes["round_to_timing"] = timed.as_dict()
+        return result
+
+    def _prune(self, ir: ModelIR, ctx: PassContext, round_to: int, rounding: str, probe: bool = False) -> PassResult:
+        """Prune ``ir`` in place with kept channels rounded to ``round_to``; ``probe``: a copy timed by
+        ``round_to=auto`` (``channel_choice``), so no ``save=`` file is written."""
+        a = self.args
         module = ir.module
         ratio_dict: dict[nn.Module, float] = {}
         ratio = a["ratio"]
@@ -162,7 +181,7 @@ class Prune(Pass):
         pruned = sum(b - a_ for b, a_ in per_layer.values())
         if allocation:
             allocation["macs_reduction"] = round(1 - total_macs(ir) / macs_before, 4) if macs_before else 0.0
-            if a["save"]:
+            if a["save"] and not probe:
                 save_ratios(a["save"], allocation["ratios"])
         return PassResult(bool(per_layer), {
             **({"allocation": allocation, "analysis": sensitivity} if allocation else {}),

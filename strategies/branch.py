@@ -72,7 +72,7 @@ from yolocc.compiler.training import MARGIN, PATIENCE
 from yolocc.passes import fake_quant
 from yolocc.passes.act import ACTIVATIONS as SWAPS, Act
 from yolocc.passes.finetune import Distill
-from yolocc.passes.int8 import Int8
+from yolocc.passes.int8 import LATENCY_PROBE, Int8
 from yolocc.passes.prune import Prune
 from yolocc.passes.qat import QAT
 
@@ -88,8 +88,6 @@ ACTIVATIONS: tuple[str | None, ...] = (None, "relu")
 #: milder structures kept with its activation and, for a swapped activation, than the same MAC target
 #: with the model's own, to be trained.
 MIN_GAIN = 0.05
-#: The latency probe's INT8: its graph is the final model's, its ranges need not be good.
-PROBE = {"method": "minmax", "n": 16, "bias_correction": False, "confirm": False}
 
 
 @dataclass(eq=False)
@@ -199,7 +197,7 @@ class BranchSearch(SearchStrategy):
         trials = [Trial(structure_name(t, a), ([Act(to=a)] if a else []) + [Prune(macs=t, protect_head=False)],
                         parent=space.input.trial, candidate=False, evaluate=False) for t, a in shapes]
         *built, alone = space.run([*trials, Trial("int8 alone", [Int8()], candidate=False, compare_as="int8")])
-        probes = space.run([Trial(f"{b.trial.name} + int8 (latency probe)", [Int8(**PROBE)], parent=b.trial,
+        probes = space.run([Trial(f"{b.trial.name} + int8 (latency probe)", [Int8(**LATENCY_PROBE)], parent=b.trial,
                                   candidate=False, evaluate=False) for b in built])
         *timed, alone_ms = space.latency([*probes, alone])
         branches = [_Branch(t, a, b, ms) for (t, a), b, ms in zip(shapes, built, timed)]

@@ -224,10 +224,12 @@ def test_int8_bytes_are_deterministic(compiler, tmp_path, calib_dir, monkeypatch
 
 
 # ------------------------------------------------------------------ the grid checked on the target's runtime
-def _picky_compiler(hopeless: bool = False):
+def _picky_compiler(hopeless: bool = False, miscomputes: bool = False):
     """A compiler with a plugin target ``picky``: zero point 0 is its own grid, and its "runtime" runs a Q/DQ
     conv in float when its input is S8 with zero point 0 (the pattern OpenVINO 2026.4 left in float on CPUs
-    without AMX), or every Q/DQ conv in float whatever the grid (``hopeless``)."""
+    without AMX), or every Q/DQ conv in float whatever the grid (``hopeless``). ``miscomputes``: it runs
+    every layer int8 but computes a graph whose activations all have zero point 0 unlike the graph says
+    (reference fidelity 0.6, else 0.999), as OpenVINO 2026.4 did on the digits detector without AMX."""
     from types import ModuleType
 
     from onnx import numpy_helper
@@ -251,9 +253,16 @@ def _picky_compiler(hopeless: bool = False):
                 if dq is None or dq.op_type != "DequantizeLinear":
                     continue
                 zp = inits[dq.input[2]]
-                if hopeless or (zp.dtype == np.int8 and not zp.any()):
+                if not miscomputes and (hopeless or (zp.dtype == np.int8 and not zp.any())):
                     floats.append(n.name)
             return Verification(facts={"picky_float": len(floats)}, float_layers=floats)
+
+        def reference_fidelity(self, model):
+            if not miscomputes:
+                return None
+            inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+            zps = [inits[q.input[2]] for q in model.graph.node if q.op_type == "QuantizeLinear"]
+            return 0.6 if hopeless or not any(z.any() for z in zps) else 0.999
 
     plugin = ModuleType("picky_plugin")
 
@@ -265,6 +274,26 @@ def _picky_compiler(hopeless: bool = False):
     pm = get_plugin_manager(load_entry_points=False)
     pm.register(plugin, name="picky_plugin")
     return Compiler(pm)
+
+
+def test_zero_point_grid_falls_back_where_the_runtime_miscomputes_it(tmp_path, calib_dir):
+    """Every layer int8, but the runtime's outputs for the zero-point-0 graph disagree with the reference
+    execution's (``Target.reference_fidelity`` below ``REFERENCE_FIDELITY``): the asymmetric build is kept
+    where it agrees, with both fidelities said; where neither agrees, zero point 0 stays."""
+    res, model = _compile(_picky_compiler(miscomputes=True), tmp_path, ["int8:method=minmax"], target="picky",
+                          calib=calib_dir)
+    facts, diagnostics = res.report.stages[-1].changes, res.report.stages[-1].diagnostics
+    assert facts["activation_grid"] == "U8 asym" and facts["picky_float"] == 0
+    line = facts["activation_grid_fallback"]
+    assert "fidelity 0.600" in line and "0.999" in line and "the activations are asymmetric" in line
+    assert line in diagnostics and facts["reference_fidelity"] == 0.999
+
+    res, _ = _compile(_picky_compiler(hopeless=True, miscomputes=True), tmp_path, ["int8:method=minmax"],
+                      target="picky", calib=calib_dir)
+    facts = res.report.stages[-1].changes
+    assert facts["activation_grid"] == "U8/S8 sym (zero point 0)" and facts["picky_float"] == 0
+    assert "fidelity 0.600" in facts["activation_grid_fallback"]
+    assert "zero point 0 is kept" in facts["activation_grid_fallback"]
 
 
 def test_zero_point_grid_falls_back_where_the_runtime_runs_it_in_float(tmp_path, calib_dir):

@@ -188,6 +188,28 @@ def test_the_default_grid_runs_every_qdq_conv_in_int8(compiler, tmp_path, calib_
         assert facts["activation_grid"] == "U8/S8 sym (zero point 0)" and diagnostics == []
 
 
+def test_the_default_int8_computes_on_openvino_what_its_graph_says(compiler, tmp_path):
+    """The trained digits detector's ``-p int8 --target openvino``: OpenVINO's outputs match onnxruntime's
+    for the emitted Q/DQ graph on every ISA. Without AMX, OpenVINO 2026.4 computed the zero-point-0 graph's
+    class scores at a fidelity of 0.73 (test mAP50-95 -16.7 pt at 160 on AVX-512 VNNI), so there the
+    default falls back to asymmetric activations and says why."""
+    pytest.importorskip("openvino")
+    from yolocc.passes.qdq import REFERENCE_FIDELITY
+    from yolocc.plugins.openvino_target import OpenVinoTarget
+
+    out = tmp_path / "digits.onnx"
+    res = compiler.compile(str(DIGITS / "weights" / "yolov8n-digits.pt"), ["int8:method=minmax"], out, imgsz=IMGSZ,
+                           calib=str(DIGITS / "data" / "calib" / "images"), calib_n=16, target="openvino",
+                           measure=False)
+    facts, diagnostics = res.report.stages[-1].changes, res.report.stages[-1].diagnostics
+    fidelity = OpenVinoTarget().reference_fidelity(onnx.load(str(out)))
+    assert fidelity >= REFERENCE_FIDELITY, (fidelity, facts["activation_grid"], cpu_isa())
+    if "activation_grid_fallback" in facts:
+        assert facts["activation_grid"] == "U8 asym" and facts["activation_grid_fallback"] in diagnostics
+    else:
+        assert facts["reference_fidelity"] >= REFERENCE_FIDELITY
+
+
 def test_activation_grid_choice(compiler, tmp_path, calib_npy):
     """``qdq:activations=asymmetric`` (through ``int8``) gives the openvino target NNCF's grid: U8 over the
     calibrated [min, max] with a zero point where the range has negatives, zero point 0 where it has none;
