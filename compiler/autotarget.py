@@ -22,7 +22,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
-from .measure import cpu_isa, round_robin_ms, timing_input
+from .measure import cpu_isa, round_robin_ms, runtime_label, timing_input
 
 AUTO_TARGET = "auto"
 #: Calibration images for the quick int8 each candidate gets.
@@ -113,8 +113,7 @@ def measure_candidates(compiler, model: Any, passes: Sequence[Any], opts, names:
     x = None
     for name in names:
         _, runtime = compiler.target(name)
-        info = runtime.describe()
-        described[name] = f"{info.get('runtime', runtime.name)} {info.get('version', '')}".strip()
+        described[name] = runtime_label(runtime)
         for metric, plan in rows.items():
             settings = {k: getattr(opts, k) for k in ("imgsz", "calib", "opset", "trust_model")}
             source = model.snapshot() if hasattr(model, "snapshot") else model  # an IR: leave the caller's alone

@@ -124,6 +124,12 @@ def _round_robin(sessions: Sequence[Session], x: np.ndarray, runs: int, turn: in
     return [times[i] for i in range(len(sessions))]
 
 
+def runtime_label(runtime: Runtime) -> str:
+    """The runtime's name and version from ``describe`` (e.g. "onnxruntime 1.32.0"), for one-line reasons."""
+    info = runtime.describe()
+    return f"{info.get('runtime', runtime.name)} {info.get('version', '')}".strip()
+
+
 def timing_input(shape: Sequence[int]) -> np.ndarray:
     """The input every latency measurement runs on: float32 uniform in [0, 1) of ``shape``, seed 0
     (content does not change a CNN's latency; a fixed one keeps runs comparable)."""

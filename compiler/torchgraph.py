@@ -40,6 +40,14 @@ class CouplingGroup:
                 "members": [list(m) for m in self.members]}
 
 
+def hash_weights(h, module: nn.Module) -> None:
+    """Feed every entry of ``module``'s state dict (name and bytes, sorted by name) into the hashlib
+    object ``h``: the model's content, for cache keys of measurements made on it."""
+    for name, t in sorted(module.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().numpy().tobytes())
+
+
 @contextlib.contextmanager
 def all_params_require_grad(module: nn.Module) -> Iterator[None]:
     """torch-pruning traces autograd: every parameter must require grad while it does."""

@@ -31,15 +31,19 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import onnx
+
 from yolocc.compiler import lowering
 from yolocc.compiler.autotarget import quantizes
 from yolocc.compiler.cache import cached_json
 from yolocc.compiler.channels import CANDIDATES
 from yolocc.compiler.ir import ModelIR
-from yolocc.compiler.measure import cpu_isa, round_robin_ms, timing_input
+from yolocc.compiler.measure import cpu_isa, round_robin_ms, runtime_label, timing_input
+from yolocc.compiler.onnxgraph import static_dims
 from yolocc.compiler.passbase import PassContext, PassResult
 from yolocc.compiler.pipeline import plan, run
 from yolocc.compiler.registry import Registry
+from yolocc.compiler.torchgraph import hash_weights
 
 from .int8 import LATENCY_PROBE, Int8
 
@@ -99,14 +103,11 @@ def choose(ir: ModelIR, ctx: PassContext, args: dict[str, Any], prior: int,
     ``ctx.runtime`` and return the ``pick``; None when fewer than two candidates prune differently
     (nothing to choose). ``args`` are the pass's arguments (they key the cache with the model)."""
     quantized = quantizes(ctx.upcoming)
-    runtime = ctx.runtime.describe()
-    runtime_name = f"{runtime.get('runtime', ctx.runtime.name)} {runtime.get('version', '')}".strip()
+    runtime_name = runtime_label(ctx.runtime)
     threads = int(ctx.option("threads", 0) or 0)
     isa = cpu_isa()
     h = hashlib.sha256(RULE.encode())
-    for name, t in sorted(ir.module.state_dict().items()):
-        h.update(name.encode())
-        h.update(t.detach().cpu().numpy().tobytes())
+    hash_weights(h, ir.module)
     h.update(json.dumps([{k: v for k, v in sorted(args.items()) if k not in ("round_to", "save")},
                          prior, quantized, ctx.recovery_follows(), LATENCY_PROBE, list(ir.input.shape),
                          ctx.target.name, runtime_name, isa, threads], default=str).encode())
@@ -128,7 +129,7 @@ def choose(ir: ModelIR, ctx: PassContext, args: dict[str, Any], prior: int,
         ctx.log.info("prune: round_to=auto times the pruned model at multiples %s on %s",
                      ", ".join(map(str, built)), runtime_name)
         sessions = {m: ctx.runtime.load(b, threads) for m, b in built.items()}
-        x = timing_input(_input_shape(built[next(iter(built))]))
+        x = timing_input(static_dims(onnx.load_model_from_string(built[next(iter(built))]).graph.input[0]))
         times = round_robin_ms({m: (lambda s: (lambda: s.run(x)))(s) for m, s in sessions.items()},
                                ROUNDS, WARMUP, rotate=True)
         return {str(m): round(statistics.median(v), 4) for m, v in times.items()}
@@ -157,9 +158,3 @@ def _build(probe: ModelIR, ctx: PassContext, quantized: bool) -> bytes:
                                          trial=True))
     return probe.onnx_model.SerializeToString()
 
-
-def _input_shape(model_bytes: bytes) -> list[int]:
-    import onnx
-
-    dims = onnx.load_model_from_string(model_bytes).graph.input[0].type.tensor_type.shape.dim
-    return [d.dim_value or 1 for d in dims]

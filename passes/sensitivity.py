@@ -31,7 +31,7 @@ from yolocc.compiler.measure import output_distance, splits_key
 from yolocc.compiler.ir import ModelIR
 from yolocc.compiler.params import Param
 from yolocc.compiler.passbase import Pass, PassContext, PassResult
-from yolocc.compiler.torchgraph import ROOT_TYPES, TORCH_GLOBAL_LOCK, cuts_out_channels, flatten_outputs
+from yolocc.compiler.torchgraph import ROOT_TYPES, TORCH_GLOBAL_LOCK, cuts_out_channels, flatten_outputs, hash_weights
 
 from .calib_data import fingerprint, load_calibration
 from .pruning import ignored_layers, importance, keep_channels, layer_macs, resolve_round_to
@@ -134,9 +134,7 @@ def cached_analysis(ir: ModelIR, ctx: PassContext, ignored: list[nn.Module], n_i
         raise UsageError("sensitivity needs images: pass --calib IMAGES_DIR (or --data)")
     images = load_calibration(str(source), n_images, ir.input.shape, lambda im: ctx.frontend.preprocess(ir, im))
     h = hashlib.sha256(VERSION)
-    for name, t in sorted(ir.module.state_dict().items()):
-        h.update(name.encode())
-        h.update(t.detach().cpu().numpy().tobytes())
+    hash_weights(h, ir.module)
     h.update(fingerprint(images).encode())
     h.update(json.dumps([sorted(str(m) for m in ignored), list(RATIOS), importance_name, round_to]).encode())
     h.update(splits_key(ir.meta.get(OUTPUT_SPLITS)).encode())  # the proxy weighs each named output part
