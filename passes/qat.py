@@ -178,7 +178,7 @@ class QATTrain(Pass):
                           "kept": "ptq" if kept_ptq else "qat"})
         diagnostics = []
         if kept_ptq:
-            diagnostics.append(f"qat: the best epoch gained {gain:+.2f} pt on val over post-training quantization "
+            diagnostics.append(f"the best epoch gained {gain:+.2f} pt on val over post-training quantization "
                                f"(min_gain={a['min_gain']}); the PTQ model is kept")
         return PassResult(not kept_ptq, facts, diagnostics)
 

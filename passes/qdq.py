@@ -136,6 +136,20 @@ def _fmt(fidelity: float | None) -> str:
     return "not measured" if fidelity is None else f"{fidelity:.3f}"
 
 
+class GridChoice(NamedTuple):
+    """What ``QDQ.build`` decided for one graph's activation grid, made once per graph and pass instance:
+    ``graph`` (the ``onnx.ModelProto`` it was made for), the ``activations`` value built (``asymmetric``
+    where the target's zero-point-0 grid fell back), the terminal line (None: nothing to say), the
+    runtime's ``reference_fidelity`` of that build (None: not measured) and whether ``line`` reports
+    the fallback check of the target's own grid (``activation_grid_fallback`` in the facts)."""
+
+    graph: onnx.ModelProto
+    grid: str
+    line: str | None
+    fidelity: float | None
+    fallback: bool
+
+
 class _Built(NamedTuple):
     """One ``QDQ._build``: the model, its report facts and diagnostics, the target's check of it, the
     layout it filled (or None) and whether any range has a zero point."""
@@ -218,6 +232,11 @@ class QDQ(Pass):
         OpenVINO computed the trained digits detector's class scores at a fidelity of 0.64-0.74 with zero
         point 0 (test mAP50-95 -7.8 pt at 640) and 0.996-0.999 asymmetric (-0.07 pt).
 
+        A grid the user chose (``symmetric``, ``hybrid``, ``asymmetric``) is built as asked, but its
+        reference fidelity is measured too and a warning line says where it is below ``REFERENCE_FIDELITY``
+        (``activations=symmetric`` on the digits detector: 0.73, -16.7 pt test mAP50-95 on OpenVINO without
+        AMX). The facts' ``reference_fidelity`` is that of the first build of the graph.
+
         The choice is made once per graph (``ir.onnx_model``) and pass instance: later builds of the same
         graph with other ranges (``calibrate:method=auto`` scores each candidate on the grid that will be
         emitted) reuse it rather than building twice."""
@@ -226,49 +245,64 @@ class QDQ(Pass):
         def fresh() -> QDQLayout | None:
             return QDQLayout() if layout is not None else None
 
-        memo = getattr(self, "_grid_choice", None)  # (graph, grid, line): this graph's choice, once made
-        checked = grid == "target" and target.scheme.activation_symmetric
-        if checked and memo is not None and memo[0] is ir.onnx_model:
-            built = self._build(ir, target, extra_float, fresh(), memo[1])
-            line = memo[2]
+        memo = getattr(self, "_grid_choice", None)  # this graph's GridChoice, once made
+        if memo is not None and memo.graph is ir.onnx_model:
+            built = self._build(ir, target, extra_float, fresh(), memo.grid)
+            choice = memo
         else:
-            built = self._build(ir, target, extra_float, fresh(), grid)
-            line = None
-            fidelity = target.reference_fidelity(built.model) if checked and not built.check.float_layers else None
-            if fidelity is not None:
-                built.facts["reference_fidelity"] = round(fidelity, 4)
-            if checked and (built.check.float_layers or _diverges(fidelity)):
-                alt = self._build(ir, target, extra_float, fresh(), "asymmetric")
-                if built.check.float_layers:
-                    line = (f"qdq: with zero point 0 the target's runtime runs {len(built.check.float_layers)} "
-                            f"Q/DQ layers in float on this CPU ({cpu_isa()}); with U8 asymmetric activations "
-                            f"(NNCF's grid) {len(alt.check.float_layers)}")
-                    better = len(alt.check.float_layers) < len(built.check.float_layers)
-                else:
-                    alt_fidelity = target.reference_fidelity(alt.model)
-                    line = (f"qdq: with zero point 0 the target's runtime computes outputs unlike the Q/DQ graph's "
-                            f"on this CPU ({cpu_isa()}): fidelity {fidelity:.3f} against onnxruntime's; with U8 "
-                            f"asymmetric activations (NNCF's grid) {_fmt(alt_fidelity)}")
-                    better = not alt.check.float_layers and not _diverges(alt_fidelity) and (
-                        alt_fidelity is None or alt_fidelity > fidelity)
-                    if better and alt_fidelity is not None:
-                        alt.facts["reference_fidelity"] = round(alt_fidelity, 4)
-                if better:
-                    built, line = alt, line + ": the activations are asymmetric"
-                else:
-                    line += ": zero point 0 is kept"
-            if checked:
-                self._grid_choice = (ir.onnx_model, "asymmetric" if built.asymmetric else grid, line)
-        if line:
+            built, choice = self._choose_grid(ir, target, extra_float, fresh, grid)
+            self._grid_choice = choice
+        line = choice.line
+        if choice.fidelity is not None:
+            built.facts["reference_fidelity"] = round(choice.fidelity, 4)
+        if line and choice.fallback:
             built.facts["activation_grid_fallback"] = line
+        if line:
             built.diagnostics.append(line)
         elif built.check.float_layers and not built.asymmetric:
-            built.diagnostics.append("qdq: these layers read activations with zero point 0; "
+            built.diagnostics.append("these layers read activations with zero point 0; "
                                      "-p int8:activations=asymmetric (NNCF's grid) may run them in int8")
         if layout is not None:
             for f in fields(QDQLayout):
                 setattr(layout, f.name, getattr(built.layout, f.name))
         return built.model, built.facts, built.diagnostics + built.check.problems
+
+    def _choose_grid(self, ir: ModelIR, target, extra_float: set[str], fresh: Callable[[], "QDQLayout | None"],
+                     grid: str) -> tuple["_Built", "GridChoice"]:
+        """The first build of ``ir``'s graph on the ``activations`` grid ``grid`` and what its check
+        decided (``build``): with ``target`` on a zero-point-0 target grid, the asymmetric build where
+        the runtime runs layers in float or computes the graph unlike onnxruntime; with a grid the user
+        chose, a warning line where the runtime computes it unlike onnxruntime (nothing is changed)."""
+        checked = grid == "target" and target.scheme.activation_symmetric
+        built = self._build(ir, target, extra_float, fresh(), grid)
+        fidelity = target.reference_fidelity(built.model) if not built.check.float_layers else None
+        if not checked:
+            line = None
+            if _diverges(fidelity):
+                line = (f"activations={grid}: the target's runtime computes outputs unlike the Q/DQ graph's on "
+                        f"this CPU ({cpu_isa()}): fidelity {fidelity:.3f} against onnxruntime's (below "
+                        f"{REFERENCE_FIDELITY}), so its accuracy here can be far from the graph's"
+                        + ("; activations=target checks this and falls back" if grid != "target" else ""))
+            return built, GridChoice(ir.onnx_model, grid, line, fidelity, False)
+        if not (built.check.float_layers or _diverges(fidelity)):
+            return built, GridChoice(ir.onnx_model, grid, None, fidelity, False)
+        alt = self._build(ir, target, extra_float, fresh(), "asymmetric")
+        alt_fidelity = target.reference_fidelity(alt.model) if not alt.check.float_layers else None
+        if built.check.float_layers:
+            line = (f"with zero point 0 the target's runtime runs {len(built.check.float_layers)} "
+                    f"Q/DQ layers in float on this CPU ({cpu_isa()}); with U8 asymmetric activations "
+                    f"(NNCF's grid) {len(alt.check.float_layers)}")
+            better = len(alt.check.float_layers) < len(built.check.float_layers)
+        else:
+            line = (f"with zero point 0 the target's runtime computes outputs unlike the Q/DQ graph's "
+                    f"on this CPU ({cpu_isa()}): fidelity {fidelity:.3f} against onnxruntime's; with U8 "
+                    f"asymmetric activations (NNCF's grid) {_fmt(alt_fidelity)}")
+            better = not alt.check.float_layers and not _diverges(alt_fidelity) and (
+                alt_fidelity is None or alt_fidelity > fidelity)
+        if better:
+            return alt, GridChoice(ir.onnx_model, "asymmetric", line + ": the activations are asymmetric",
+                                   alt_fidelity, True)
+        return built, GridChoice(ir.onnx_model, grid, line + ": zero point 0 is kept", fidelity, True)
 
     def _build(self, ir: ModelIR, target, extra_float: set[str], layout: "QDQLayout | None",
                activations: str) -> "_Built":

@@ -296,6 +296,33 @@ def test_zero_point_grid_falls_back_where_the_runtime_miscomputes_it(tmp_path, c
     assert "zero point 0 is kept" in facts["activation_grid_fallback"]
 
 
+def test_a_chosen_grid_the_runtime_miscomputes_is_kept_with_a_warning(tmp_path, calib_dir):
+    """``activations=symmetric`` asked for explicitly: built as asked (no fallback), but where the runtime
+    computes it unlike the reference execution the terminal says so, and the facts carry the fidelity."""
+    res, _ = _compile(_picky_compiler(miscomputes=True), tmp_path, ["int8:method=minmax,activations=symmetric"],
+                      target="picky", calib=calib_dir)
+    stage = res.report.stages[-1]
+    assert stage.changes["activation_grid"] == "U8/S8 sym (zero point 0)"
+    assert "activation_grid_fallback" not in stage.changes and stage.changes["reference_fidelity"] == 0.6
+    line = next(d for d in stage.diagnostics if "activations=symmetric" in d)
+    assert "fidelity 0.600" in line and "activations=target checks this" in line
+
+    res, _ = _compile(_picky_compiler(miscomputes=True), tmp_path, ["int8:method=minmax,activations=asymmetric"],
+                      target="picky", calib=calib_dir)
+    stage = res.report.stages[-1]
+    assert stage.changes["reference_fidelity"] == 0.999
+    assert not any("computes outputs unlike" in d for d in stage.diagnostics)
+
+
+def test_the_grid_check_is_reported_after_calibration_candidates(tmp_path, calib_dir):
+    """``calibrate:method=auto`` builds the graph once per candidate; the grid is chosen on the first build
+    and the emitted model's report still carries the check (the fallback line and the fidelity)."""
+    res, _ = _compile(_picky_compiler(miscomputes=True), tmp_path, ["int8"], target="picky", calib=calib_dir)
+    facts = res.report.stages[-1].changes
+    assert facts["activation_grid"] == "U8 asym" and facts["reference_fidelity"] == 0.999
+    assert "the activations are asymmetric" in facts["activation_grid_fallback"]
+
+
 def test_zero_point_grid_falls_back_where_the_runtime_runs_it_in_float(tmp_path, calib_dir):
     """``activations=target`` on a zero-point-0 target: where the target's check finds Q/DQ layers its runtime
     runs in float, the graph is built again asymmetric and kept if fewer layers stay float, and the report and
