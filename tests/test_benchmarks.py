@@ -231,6 +231,16 @@ def check_tasks(r, tmp):
     assert (tmp / "tasks" / "obb.onnx").stat().st_size > 0
 
 
+def check_openvino_zero_point(r, tmp):
+    _has_keys(r, ["isa", "openvino", "onnxruntime", "threads", "graphs"], "openvino-zero-point.json")
+    assert set(r["graphs"]) >= {"s8_split_conv_concat", "u8_zp128_split_conv_concat", "float_split_conv_concat"}
+    for name, row in r["graphs"].items():
+        _has_keys(row, ["max_abs_diff", "cosine", "agrees", "whole_numbers"], name)
+    # the control has no Q/DQ: both runtimes compute the same float conv
+    assert r["graphs"]["float_split_conv_concat"]["agrees"]
+    assert (tmp / "graphs" / "s8_split_conv_concat.onnx").stat().st_size > 0
+
+
 def case(script, args, check, *, digits=True, modules=(), slow=None, id=None, timeout=None):
     """One smoke run; ``{tmp}`` in ``args`` is pytest's tmp_path. ``slow``: why the case is marked slow;
     ``timeout``: seconds, for a run that is longer than a tiny one but not slow (default ``TIMEOUT_S``)."""
@@ -279,6 +289,9 @@ CASES = [
     case("openvino_profile.py", ["--imgsz", "64", "--calib-n", "4", "--rounds", "3", "--repeat", "1", "--threads", "1",
                                  "--row", "int8=int8", "--row", "p=prune:0.25;int8", "--out", "{tmp}/profile.json"],
          check_openvino_profile, modules=("openvino",)),
+    # six graphs of a few nodes on OpenVINO and onnxruntime: a few seconds
+    case("openvino_zero_point.py", ["--save", "{tmp}/graphs", "--out", "{tmp}/zp.json"], check_openvino_zero_point,
+         digits=False, modules=("openvino",)),
     case("prune.py", ["--models", "yolov8n.yaml", "resnet18 (torchvision)", "--imgsz", "64", "--runs", "2",
                       "--out", "{tmp}/prune.json"], check_prune, digits=False),
     # one task, int8 trials only (--max-macs 0.1): the task's own metric decides
