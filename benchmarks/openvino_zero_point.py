@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/openvino_zero_point.py [--threads 1] [--save DIR]
         [--out runs/bench/openvino-zero-point.json]
 
-Why: on an AMD EPYC with AVX-512 VNNI and no AMX (session 24), OpenVINO 2026.4.1 computed the digits
+Why: on an AMD EPYC with AVX-512 VNNI and no AMX (sessions 23-24), OpenVINO 2026.4.1 computed the digits
 detector's zero-point-0 INT8 graph unlike onnxruntime (mean cosine per output row 0.64-0.74; test
 mAP50-95 -16.7 pt at 160), so ``qdq`` falls back to asymmetric activations there (README, "OpenVINO:
 zero point 0 computes other numbers without AMX"). Cutting that graph after every layer and comparing
@@ -22,11 +22,13 @@ DequantizeLinear) on one fixed input:
   float_split_conv_concat     the first graph without Q/DQ (control)
 
 Per graph it writes the largest absolute difference, the cosine, whether the two agree (difference at
-most one activation step: a rounding tie may go either way) and the share of OpenVINO's outputs that are whole numbers
-(where it goes wrong here the outputs are the values rounded to integers, as if the scale were 1).
+most one activation step: a rounding tie may go either way) and the share of OpenVINO's outputs that
+are whole numbers (where it goes wrong here the outputs are the values rounded to integers, as if the
+scale were 1).
 ``--save DIR`` writes each graph as ``DIR/NAME.onnx`` (for a report to OpenVINO). Writes ``{"isa",
 "openvino", "onnxruntime", "threads", "graphs": {NAME: {"max_abs_diff", "cosine", "agrees",
-"whole_numbers"}}}``; prints one line per graph. Exit 0 whatever the runtimes compute: this measures.
+"whole_numbers"}}}``; prints one line per graph. Exit 0 whatever the runtimes compute (this measures);
+exit 2 with one line where openvino or onnxruntime is missing.
 """
 
 from __future__ import annotations
