@@ -141,13 +141,17 @@ class GridChoice(NamedTuple):
     ``graph`` (the ``onnx.ModelProto`` it was made for), the ``activations`` value built (``asymmetric``
     where the target's zero-point-0 grid fell back), the terminal line (None: nothing to say), the
     runtime's ``reference_fidelity`` of that build (None: not measured) and whether ``line`` reports
-    the fallback check of the target's own grid (``activation_grid_fallback`` in the facts)."""
+    the fallback check of the target's own grid (``activation_grid_fallback`` in the facts), and the
+    model that fidelity is of."""
 
     graph: onnx.ModelProto
     grid: str
     line: str | None
     fidelity: float | None
     fallback: bool
+    #: The Q/DQ model ``fidelity`` was measured on (the first build): ``QDQ.call`` measures the emitted
+    #: model again where it is another (other ranges, or layers left float by ``max_drop``).
+    measured: onnx.ModelProto | None = None
 
 
 class _Built(NamedTuple):
@@ -201,9 +205,28 @@ class QDQ(Pass):
 
             model, facts, diagnostics = quantize_within(ir, ctx, lambda extra: self.build(ir, target, extra),
                                                         self.args["max_drop"])
+        diagnostics += self._check_emitted(model, target, facts)
         ir.set_onnx(model)
         ir.analyses["quantized"] = {"target": target.name}
         return PassResult(True, facts, diagnostics)
+
+    def _check_emitted(self, model: onnx.ModelProto, target: Target, facts: dict) -> list[str]:
+        """The emitted ``model``'s ``reference_fidelity`` where the grid choice measured another build of
+        the graph (``calibrate:method=auto``'s first candidate, or fewer float layers under ``max_drop``):
+        the facts then give the emitted model's, and a line says where it alone is below
+        ``REFERENCE_FIDELITY``. Nothing is measured where the target has no reference or the choice
+        measured this very model."""
+        choice = getattr(self, "_grid_choice", None)
+        if choice is None or choice.fidelity is None or choice.measured is model:
+            return []
+        fidelity = target.reference_fidelity(model)
+        if fidelity is None:
+            return []
+        facts["reference_fidelity"] = round(fidelity, 4)
+        if _diverges(fidelity) and not _diverges(choice.fidelity):
+            return [f"the emitted graph's outputs on the target's runtime differ from onnxruntime's on this CPU "
+                    f"({cpu_isa()}): fidelity {fidelity:.3f} (the first build of the graph: {choice.fidelity:.3f})"]
+        return []
 
     def scheme_for(self, target: Target, activations: str | None = None) -> QuantScheme:
         """``target``'s quantization scheme with the ``activations`` grid applied (default: this pass's;
@@ -235,7 +258,8 @@ class QDQ(Pass):
         A grid the user chose (``symmetric``, ``hybrid``, ``asymmetric``) is built as asked, but its
         reference fidelity is measured too and a warning line says where it is below ``REFERENCE_FIDELITY``
         (``activations=symmetric`` on the digits detector: 0.73, -16.7 pt test mAP50-95 on OpenVINO without
-        AMX). The facts' ``reference_fidelity`` is that of the first build of the graph.
+        AMX). The facts' ``reference_fidelity`` is that of this build's graph where it is the first build;
+        ``call`` measures the emitted model again where it is not.
 
         The choice is made once per graph (``ir.onnx_model``) and pass instance: later builds of the same
         graph with other ranges (``calibrate:method=auto`` scores each candidate on the grid that will be
@@ -283,9 +307,9 @@ class QDQ(Pass):
                         f"this CPU ({cpu_isa()}): fidelity {fidelity:.3f} against onnxruntime's (below "
                         f"{REFERENCE_FIDELITY}), so its accuracy here can be far from the graph's"
                         + ("; activations=target checks this and falls back" if grid != "target" else ""))
-            return built, GridChoice(ir.onnx_model, grid, line, fidelity, False)
+            return built, GridChoice(ir.onnx_model, grid, line, fidelity, False, built.model)
         if not (built.check.float_layers or _diverges(fidelity)):
-            return built, GridChoice(ir.onnx_model, grid, None, fidelity, False)
+            return built, GridChoice(ir.onnx_model, grid, None, fidelity, False, built.model)
         alt = self._build(ir, target, extra_float, fresh(), "asymmetric")
         alt_fidelity = target.reference_fidelity(alt.model) if not alt.check.float_layers else None
         if built.check.float_layers:
@@ -301,8 +325,8 @@ class QDQ(Pass):
                 alt_fidelity is None or alt_fidelity > fidelity)
         if better:
             return alt, GridChoice(ir.onnx_model, "asymmetric", line + ": the activations are asymmetric",
-                                   alt_fidelity, True)
-        return built, GridChoice(ir.onnx_model, grid, line + ": zero point 0 is kept", fidelity, True)
+                                   alt_fidelity, True, alt.model)
+        return built, GridChoice(ir.onnx_model, grid, line + ": zero point 0 is kept", fidelity, True, built.model)
 
     def _build(self, ir: ModelIR, target, extra_float: set[str], layout: "QDQLayout | None",
                activations: str) -> "_Built":

@@ -224,12 +224,14 @@ def test_int8_bytes_are_deterministic(compiler, tmp_path, calib_dir, monkeypatch
 
 
 # ------------------------------------------------------------------ the grid checked on the target's runtime
-def _picky_compiler(hopeless: bool = False, miscomputes: bool = False):
+def _picky_compiler(hopeless: bool = False, miscomputes: bool = False, first_measured: bool = False):
     """A compiler with a plugin target ``picky``: zero point 0 is its own grid, and its "runtime" runs a Q/DQ
     conv in float when its input is S8 with zero point 0 (the pattern OpenVINO 2026.4 left in float on CPUs
     without AMX), or every Q/DQ conv in float whatever the grid (``hopeless``). ``miscomputes``: it runs
     every layer int8 but computes a graph whose activations all have zero point 0 unlike the graph says
-    (reference fidelity 0.6, else 0.999), as OpenVINO 2026.4 did on the digits detector without AMX."""
+    (reference fidelity 0.6, else 0.999), as OpenVINO 2026.4 did on the digits detector without AMX.
+    ``first_measured``: every layer int8, fidelity 0.97 for the first graph it is asked about and 0.98
+    for any later one (which graph was measured shows in the report)."""
     from types import ModuleType
 
     from onnx import numpy_helper
@@ -238,6 +240,8 @@ def _picky_compiler(hopeless: bool = False, miscomputes: bool = False):
     from yolocc.compiler.hookspecs import hookimpl
     from yolocc.compiler.registry import get_plugin_manager
     from yolocc.compiler.target import Placement, QuantScheme, Target, Verification
+
+    seen = []  # the graphs reference_fidelity was asked about (first_measured)
 
     class Picky(Target):
         name = "picky"
@@ -258,6 +262,9 @@ def _picky_compiler(hopeless: bool = False, miscomputes: bool = False):
             return Verification(facts={"picky_float": len(floats)}, float_layers=floats)
 
         def reference_fidelity(self, model):
+            if first_measured:
+                seen.append(model)
+                return 0.97 if model is seen[0] else 0.98
             if not miscomputes:
                 return None
             inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
@@ -321,6 +328,18 @@ def test_the_grid_check_is_reported_after_calibration_candidates(tmp_path, calib
     facts = res.report.stages[-1].changes
     assert facts["activation_grid"] == "U8 asym" and facts["reference_fidelity"] == 0.999
     assert "the activations are asymmetric" in facts["activation_grid_fallback"]
+
+
+def test_the_emitted_model_is_the_one_whose_fidelity_is_reported(tmp_path, calib_dir):
+    """The grid is chosen on calibrate's first candidate build; the report's ``reference_fidelity`` is
+    measured again on the model written (its own ranges), not carried over from that first build."""
+    res, _ = _compile(_picky_compiler(first_measured=True), tmp_path, ["int8"], target="picky", calib=calib_dir)
+    assert res.report.stages[-1].changes["reference_fidelity"] == 0.98
+
+    # one build only (a fixed method): the first graph measured is the one written, measured once
+    res, _ = _compile(_picky_compiler(first_measured=True), tmp_path, ["int8:method=minmax"], target="picky",
+                      calib=calib_dir)
+    assert res.report.stages[-1].changes["reference_fidelity"] == 0.97
 
 
 def test_zero_point_grid_falls_back_where_the_runtime_runs_it_in_float(tmp_path, calib_dir):
