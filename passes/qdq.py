@@ -181,7 +181,8 @@ class QDQ(Pass):
         Param("keep_tail_float", "bool", True, "keep the output tail (YOLO decode, DFL, concat, sigmoid) float"),
         Param("float_head_convs", "bool", False, "also keep the head's last convolutions float"),
         Param("activations", "choice", "target", "activation grid: target (the target's own; openvino: zero point "
-              "0, built again asymmetric where this CPU's OpenVINO would run zero-point-0 layers in float), "
+              "0, built again asymmetric where this CPU's OpenVINO would run zero-point-0 layers in float or "
+              "compute them unlike onnxruntime; a grid chosen here is checked the same way and warned about), "
               "symmetric (zero point 0: U8 over [0, max] where the range is non-negative, else S8 over +-max), "
               "asymmetric (U8 over [min, max] with a zero point, NNCF's grid: on OpenVINO about 0.2 pt more "
               "accurate and 16-20% slower than zero point 0 on a trained YOLOv8n, README), hybrid (zero point 0 "
