@@ -132,6 +132,12 @@ def _diverges(fidelity: float | None) -> bool:
     return fidelity is not None and fidelity < REFERENCE_FIDELITY
 
 
+def _unlike(fidelity: float) -> str:
+    """The words every reference-fidelity line shares."""
+    return (f"the target's runtime computes outputs unlike the Q/DQ graph's on this CPU ({cpu_isa()}): "
+            f"fidelity {fidelity:.3f} against onnxruntime's")
+
+
 def _fmt(fidelity: float | None) -> str:
     return "not measured" if fidelity is None else f"{fidelity:.3f}"
 
@@ -151,7 +157,7 @@ class GridChoice(NamedTuple):
     fallback: bool
     #: The Q/DQ model ``fidelity`` was measured on (the first build): ``QDQ.call`` measures the emitted
     #: model again where it is another (other ranges, or layers left float by ``max_drop``).
-    measured: onnx.ModelProto | None = None
+    measured: onnx.ModelProto
 
 
 class _Built(NamedTuple):
@@ -304,9 +310,8 @@ class QDQ(Pass):
         if not checked:
             line = None
             if _diverges(fidelity):
-                line = (f"activations={grid}: the target's runtime computes outputs unlike the Q/DQ graph's on "
-                        f"this CPU ({cpu_isa()}): fidelity {fidelity:.3f} against onnxruntime's (below "
-                        f"{REFERENCE_FIDELITY}), so its accuracy here can be far from the graph's"
+                line = (f"activations={grid}: {_unlike(fidelity)} (below {REFERENCE_FIDELITY}), so its accuracy "
+                        f"here can be far from the graph's"
                         + ("; activations=target checks this and falls back" if grid != "target" else ""))
             return built, GridChoice(ir.onnx_model, grid, line, fidelity, False, built.model)
         if not (built.check.float_layers or _diverges(fidelity)):
@@ -319,9 +324,8 @@ class QDQ(Pass):
                     f"(NNCF's grid) {len(alt.check.float_layers)}")
             better = len(alt.check.float_layers) < len(built.check.float_layers)
         else:
-            line = (f"with zero point 0 the target's runtime computes outputs unlike the Q/DQ graph's "
-                    f"on this CPU ({cpu_isa()}): fidelity {fidelity:.3f} against onnxruntime's; with U8 "
-                    f"asymmetric activations (NNCF's grid) {_fmt(alt_fidelity)}")
+            line = (f"with zero point 0 {_unlike(fidelity)}; with U8 asymmetric activations (NNCF's grid) "
+                    f"{_fmt(alt_fidelity)}")
             better = not alt.check.float_layers and not _diverges(alt_fidelity) and (
                 alt_fidelity is None or alt_fidelity > fidelity)
         if better:
