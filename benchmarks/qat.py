@@ -1,7 +1,7 @@
 """Benchmark: post-training quantization (``-p int8``) against quantization-aware training (``-p qat``).
 
     .venv/bin/python benchmarks/qat.py [--cases NAME ...] [--qat SPEC] [--runs 50] [--turn 6] [--tiny]
-                                       [--out runs/bench/qat.json]
+                                       [--data-dir examples/digits/data] [--out runs/bench/qat.json]
 
 Cases: ``digits-ort-cpu`` and ``digits-openvino`` (the digits detector, imgsz 160) and ``yolo26n-ort-cpu``
 (the YOLO26 digits fixture); ``--cases`` adds ``segment-ort-cpu``, ``pose-ort-cpu`` and ``obb-ort-cpu``
@@ -39,28 +39,35 @@ from yolocc.compiler.api import Compiler  # noqa: E402
 
 DIGITS = "examples/digits"
 D = f"{DIGITS}/data"
-CASES = {
-    "digits-ort-cpu": {"model": f"{DIGITS}/weights/yolov8n-digits.pt", "target": "ort-cpu"},
-    "digits-openvino": {"model": f"{DIGITS}/weights/yolov8n-digits.pt", "target": "openvino"},
-    "yolo26n-ort-cpu": {"model": f"{DIGITS}/weights/yolo26n-digits.pt", "target": "ort-cpu"},
-    # every other task (with --cases): its own data and calibration images; the task's own metric
-    "segment-ort-cpu": {"model": f"{DIGITS}/weights/yolov8n-seg-digits.pt", "target": "ort-cpu",
-                        "data": f"{D}/digits-seg.yaml", "calib": f"{D}/seg/calib/images"},
-    "pose-ort-cpu": {"model": f"{DIGITS}/weights/yolov8n-pose-digits.pt", "target": "ort-cpu",
-                     "data": f"{D}/digits-pose.yaml", "calib": f"{D}/pose/calib/images"},
-    "obb-ort-cpu": {"model": f"{DIGITS}/weights/yolov8n-obb-digits.pt", "target": "ort-cpu",
-                    "data": f"{D}/digits-obb.yaml", "calib": f"{D}/obb/calib/images"},
-}
+
+
+def digits_cases(data: str) -> dict[str, dict[str, str]]:
+    """Every case: its model, target, data YAML and calibration images, the data under ``data`` (a
+    folder that ``examples/digits/make_dataset.py --out`` writes)."""
+    detect = {"data": f"{data}/digits.yaml", "calib": f"{data}/calib/images"}
+    return {
+        "digits-ort-cpu": {"model": f"{DIGITS}/weights/yolov8n-digits.pt", "target": "ort-cpu", **detect},
+        "digits-openvino": {"model": f"{DIGITS}/weights/yolov8n-digits.pt", "target": "openvino", **detect},
+        "yolo26n-ort-cpu": {"model": f"{DIGITS}/weights/yolo26n-digits.pt", "target": "ort-cpu", **detect},
+        # every other task (with --cases): its own data and calibration images; the task's own metric
+        "segment-ort-cpu": {"model": f"{DIGITS}/weights/yolov8n-seg-digits.pt", "target": "ort-cpu",
+                            "data": f"{data}/digits-seg.yaml", "calib": f"{data}/seg/calib/images"},
+        "pose-ort-cpu": {"model": f"{DIGITS}/weights/yolov8n-pose-digits.pt", "target": "ort-cpu",
+                         "data": f"{data}/digits-pose.yaml", "calib": f"{data}/pose/calib/images"},
+        "obb-ort-cpu": {"model": f"{DIGITS}/weights/yolov8n-obb-digits.pt", "target": "ort-cpu",
+                        "data": f"{data}/digits-obb.yaml", "calib": f"{data}/obb/calib/images"},
+    }
+
+
+CASES = digits_cases(D)
 DEFAULT_CASES = ["digits-ort-cpu", "digits-openvino", "yolo26n-ort-cpu"]
-DATA = f"{D}/digits.yaml"
-CALIB = f"{D}/calib/images"
 
 
 def bench_case(name: str, spec: dict, qat: str, split: str, runs: int, folder: str, turn: int = 6) -> dict:
     compiler = Compiler()
     target, runtime = compiler.target(spec["target"])
-    data = spec.get("data", DATA)
-    settings = {"imgsz": 160, "calib": spec.get("calib", CALIB), "data": data, "target": spec["target"], "measure": True,
+    data = spec["data"]
+    settings = {"imgsz": 160, "calib": spec["calib"], "data": data, "target": spec["target"], "measure": True,
                 "latency_runs": 0}  # --data needs the per-stage measurements; latency is timed here
 
     def compile_one(passes: list[str], tag: str):
@@ -105,8 +112,11 @@ def main(argv: list[str] | None = None) -> int:
                     "the compiler's --latency-turn: with one, the second model of each round ran about 3%% faster "
                     "on an Intel AMX CPU, identical bytes included)")
     ap.add_argument("--tiny", action="store_true", help="smoke test: one case, one epoch on 32 images, val split")
+    ap.add_argument("--data-dir", default=D, help="the digits data folder (default: %(default)s; a smaller copy: "
+                    "examples/digits/make_dataset.py --out DIR --n-val 16 ...)")
     ap.add_argument("--out", default="runs/bench/qat.json")
     args = ap.parse_args(argv)
+    table = digits_cases(args.data_dir)
     cases, qat, split = args.cases, args.qat, "test"
     if args.tiny:
         cases, qat, split, args.runs = ["digits-ort-cpu"], "qat:epochs=1,images=32", "val", 5
@@ -116,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"CPU ISA: {result['isa']}; {split} split; QAT: -p {qat}", flush=True)
     with tempfile.TemporaryDirectory(prefix="yolocc-qat-") as tmp:
         for name in cases:
-            result["cases"][name] = bench_case(name, CASES[name], qat, split, args.runs, tmp, args.turn)
+            result["cases"][name] = bench_case(name, table[name], qat, split, args.runs, tmp, args.turn)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
     print(f"wrote {args.out}")

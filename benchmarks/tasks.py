@@ -4,6 +4,7 @@ OBB fixtures, each through `-p int8` alone and `--max-drop` end to end.
     .venv/bin/python benchmarks/tasks.py                        # all five tasks, writes runs/bench/tasks.json
     .venv/bin/python benchmarks/tasks.py --tasks segment pose   # a subset (rows of other tasks are kept)
     .venv/bin/python benchmarks/tasks.py --max-macs 0.1 --runs 2 --repeat 1   # int8 trials only: minutes
+    .venv/bin/python benchmarks/tasks.py --data-dir DIR         # the data that make_dataset.py --out DIR wrote
 
 Each task is judged by its own budget metric (the report names it): mAP50-95 (detect), mask mAP50-95
 (segment), pose mAP50-95 (pose), OBB mAP50-95 (obb), top-1 (classify). The search chooses on the val
@@ -33,21 +34,29 @@ from yolocc.compiler.measure import cpu_isa  # noqa: E402
 
 DIGITS = ROOT / "examples/digits"
 W, D = DIGITS / "weights", DIGITS / "data"
-#: task: (model, data, calibration images)
-TASKS = {
-    "detect": (W / "yolov8n-digits.pt", D / "digits.yaml", D / "calib/images"),
-    "segment": (W / "yolov8n-seg-digits.pt", D / "digits-seg.yaml", D / "seg/calib/images"),
-    "pose": (W / "yolov8n-pose-digits.pt", D / "digits-pose.yaml", D / "pose/calib/images"),
-    "obb": (W / "yolov8n-obb-digits.pt", D / "digits-obb.yaml", D / "obb/calib/images"),
-    "classify": (W / "yolov8n-cls-digits.pt", D / "cls", D / "cls/train"),
-}
 
 
-def bench_task(task: str, max_drop: float, max_macs: float | None, runs: int, repeat: int, folder: Path) -> dict:
+def task_table(data: Path) -> dict[str, tuple[Path, Path, Path]]:
+    """task: (model, data, calibration images), the data under ``data`` (a folder that
+    ``examples/digits/make_dataset.py --out`` writes)."""
+    return {
+        "detect": (W / "yolov8n-digits.pt", data / "digits.yaml", data / "calib/images"),
+        "segment": (W / "yolov8n-seg-digits.pt", data / "digits-seg.yaml", data / "seg/calib/images"),
+        "pose": (W / "yolov8n-pose-digits.pt", data / "digits-pose.yaml", data / "pose/calib/images"),
+        "obb": (W / "yolov8n-obb-digits.pt", data / "digits-obb.yaml", data / "obb/calib/images"),
+        "classify": (W / "yolov8n-cls-digits.pt", data / "cls", data / "cls/train"),
+    }
+
+
+TASKS = task_table(D)
+
+
+def bench_task(task: str, max_drop: float, max_macs: float | None, runs: int, repeat: int, folder: Path,
+               tasks: dict[str, tuple[Path, Path, Path]] = TASKS) -> dict:
     """One task's row: metric, baseline (test), int8_drop and budget_drop (test, points),
     budget_speedup_vs_int8, the chosen passes, the search's cap (``max_macs``), every candidate
     (val/test/drop/latency) and wall_s; ``met`` False (with the reason) when no candidate fits."""
-    model, data, calib = TASKS[task]
+    model, data, calib = tasks[task]
     t0 = time.perf_counter()
     try:
         r = run_budget(str(model), str(data), str(calib), max_drop, max_macs, runs, repeat,
@@ -70,9 +79,12 @@ def main() -> int:
     ap.add_argument("--max-macs", type=float, default=0.55, help="the deepest MAC reduction the search tries")
     ap.add_argument("--runs", type=int, default=100, help="timed rounds per repeat")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--data-dir", type=Path, default=D, help="the digits data folder (default: %(default)s; a "
+                    "smaller copy: examples/digits/make_dataset.py --out DIR --n-val 16 ...)")
     ap.add_argument("--out", default=str(ROOT / "runs/bench/tasks.json"))
     args = ap.parse_args()
-    missing = [str(p) for t in args.tasks for p in TASKS[t][1:] if not p.exists()]
+    tasks = task_table(args.data_dir)
+    missing = [str(p) for t in args.tasks for p in tasks[t][1:] if not p.exists()]
     if missing:
         print(f"{missing[0]} is missing: run .venv/bin/python examples/digits/make_dataset.py", file=sys.stderr)
         return 2
@@ -84,7 +96,7 @@ def main() -> int:
     folder.mkdir(parents=True, exist_ok=True)
     for task in args.tasks:
         print(f"== {task}", file=sys.stderr, flush=True)
-        rows[task] = bench_task(task, args.max_drop, args.max_macs, args.runs, args.repeat, folder)
+        rows[task] = bench_task(task, args.max_drop, args.max_macs, args.runs, args.repeat, folder, tasks)
         out.write_text(json.dumps(result, indent=2) + "\n")  # after every task: a long run keeps what it has
     print(f"CPU ISA: {result['isa']}; onnxruntime; --max-drop {args.max_drop}, --max-macs {args.max_macs}; test split")
     print(f"{'task':<9}{'metric':>15}{'baseline':>10}{'int8 pt':>9}{'budget pt':>11}{'vs int8':>9}{'wall s':>8}  chosen")

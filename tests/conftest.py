@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -96,6 +97,22 @@ def calib_dir(tmp_path_factory):
         cv2.circle(img, (60 + 10 * i, 60), 25, (255, 255, 255), -1)
         cv2.imwrite(str(folder / f"im{i}.png"), img)
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_digits(tmp_path_factory) -> Path:
+    """A small copy of the digits data (``make_dataset.py --out``, about 2 s): 32 train, 16 val,
+    32 calibration and 16 test images per detection and segment/pose/OBB set, no classification set.
+    For tests whose point is a code path, not a metric: validation and calibration cost seconds, not minutes."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path_factory.mktemp("tiny-digits")
+    subprocess.run([sys.executable, str(root / "examples/digits/make_dataset.py"), "--out", str(out), "--n-train", "32",
+                    "--n-val", "16", "--n-calib", "32", "--n-test", "16", "--n-cls-train", "0"], check=True,
+                   capture_output=True)
+    return out
 
 
 @pytest.fixture

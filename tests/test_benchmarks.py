@@ -257,8 +257,10 @@ CASES = [
     case("allocation.py", ["--rank", "0", "--epochs", "1", "--seeds", "0", "--out", "{tmp}/allocation.json"],
          check_allocation_train, slow="two distills, a 10-step bisection and four evaluations: over a minute",
          id="allocation-train"),
-    # --max-macs 0.1 is below the ladder's first step: only the int8 trials, no training
-    case("budget.py", ["--max-macs", "0.1", "--runs", "2", "--repeat", "1", "--out", "{tmp}/budget.json",
+    # --max-macs 0.1 is below the ladder's first step: only the int8 trials, no training; on the tiny data
+    # (16 val images) the drop is noise, so any drop meets --max-drop 100
+    case("budget.py", ["--max-macs", "0.1", "--max-drop", "100", "--data", "{tiny}/digits.yaml", "--calib",
+                       "{tiny}/calib/images", "--runs", "2", "--repeat", "1", "--out", "{tmp}/budget.json",
                        "--onnx", "{tmp}/budget.onnx"], check_budget),
     case("calibration.py", ["--tiny", "--out", "{tmp}/calibration.json"], check_calibration, digits=False),
     # onnxruntime only (OpenVINO adds its four rows where installed; the same code path)
@@ -272,18 +274,21 @@ CASES = [
     # no CUDA here: --allow-cpu runs the TensorRT refusal and the four training configurations, tiny
     case("gpu.py", ["--allow-cpu", "--only", "tensorrt", "throughput", "--imgsz", "64", "--fraction", "0.03",
                     "--batch", "8", "--out", "{tmp}/gpu.json"], check_gpu),
-    case("int8.py", ["--model", str(DETECTOR), "--imgsz", "160", "--data", str(DIGITS_YAML), "--calib-n", "8",
+    case("int8.py", ["--model", str(DETECTOR), "--imgsz", "160", "--data", "{tiny}/digits.yaml", "--calib",
+                     "{tiny}/calib/images", "--calib-n", "8",
                      "--runs", "2", "--repeat", "1", "--out", "{tmp}/int8.json"], check_int8),
     case("interleave.py", ["--imgsz", "64", "--calib-n", "8", "--rounds", "2", "--block", "2", "--threads", "1",
                            "--out", "{tmp}/interleave.json"], check_interleave),
     # 32 calibration images (yolocc's method=auto cross-fits all of them, 4 folds x 6 candidates, twice),
-    # two Ultralytics exports and four validations of the 400 test images: 2-5 minutes on 2 cores
+    # two Ultralytics exports and four validations of the tiny data's 16 test images
     case("openvino.py", ["--runs", "2", "--repeat", "1", "--threads", "1", "--turn", "2", "--zero-copy",
-                         "--calib-n", "32", "--out", "{tmp}/openvino.json"],
+                         "--data", "{tiny}/digits.yaml", "--calib", "{tiny}/calib/images", "--calib-n", "32",
+                         "--out", "{tmp}/openvino.json"],
          check_openvino, modules=("openvino", "nncf"), timeout=900),
     # two calibration draws (the calib folder, 16 train images), one method, both grids: ~3 NNCF/yolocc
-    # compiles and 7 validations of the 400 test images
-    case("openvino_grid.py", ["--draws", "2", "--n", "16", "--methods", "mean-minmax", "--out", "{tmp}/grid.json"],
+    # compiles and 7 validations of the tiny data's 16 test images
+    case("openvino_grid.py", ["--draws", "2", "--n", "16", "--methods", "mean-minmax", "--data", "{tiny}/digits.yaml",
+                              "--out", "{tmp}/grid.json"],
          check_openvino_grid, modules=("openvino", "nncf"), timeout=900),
     # two yolov8n.yaml rows at 64 px (int8, prune + int8), timed and profiled on OpenVINO: about 30 s
     case("openvino_profile.py", ["--imgsz", "64", "--calib-n", "4", "--rounds", "3", "--repeat", "1", "--threads", "1",
@@ -295,15 +300,16 @@ CASES = [
     case("prune.py", ["--models", "yolov8n.yaml", "resnet18 (torchvision)", "--imgsz", "64", "--runs", "2",
                       "--out", "{tmp}/prune.json"], check_prune, digits=False),
     # one task, int8 trials only (--max-macs 0.1): the task's own metric decides
-    case("tasks.py", ["--tasks", "obb", "--max-macs", "0.1", "--runs", "2", "--repeat", "1", "--out", "{tmp}/tasks.json"],
-         check_tasks),
-    case("qat.py", ["--tiny", "--out", "{tmp}/qat.json"], check_qat),
+    case("tasks.py", ["--tasks", "obb", "--max-macs", "0.1", "--max-drop", "100", "--data-dir", "{tiny}", "--runs", "2",
+                      "--repeat", "1", "--out", "{tmp}/tasks.json"], check_tasks),
+    case("qat.py", ["--tiny", "--data-dir", "{tiny}", "--out", "{tmp}/qat.json"], check_qat),
     # the three executors on random yolov8n.yaml and a few images: mostly worker and Ray start-up
     case("search_scale.py", ["--tiny", "--out", "{tmp}/search_scale.json"], check_search_scale),
     case("soak.py", ["--n", "2", "--imgsz", "64", "--out", "{tmp}/soak.json"], check_soak),
     # nine models, five of them on OpenVINO (two Ultralytics exports, NNCF's calibrating on all 128 calib
     # images): about 40 s on 2 busy cores, 16 s with --no-openvino (what runs where the bench extra is missing)
-    case("speed.py", ["--imgsz", "64", "--calib-n", "8", "--runs", "2", "--repeat", "1", "--turn", "2",
+    case("speed.py", ["--imgsz", "64", "--data", "{tiny}/digits.yaml", "--calib", "{tiny}/calib/images", "--calib-n",
+                      "8", "--runs", "2", "--repeat", "1", "--turn", "2",
                       "--out", "{tmp}/speed.json",
                       *([] if OPENVINO else ["--no-openvino"])], check_speed),
 ]
@@ -316,7 +322,7 @@ def test_every_benchmark_has_a_smoke_case():
 
 
 @pytest.mark.parametrize("script, args, check, digits, modules, timeout", CASES)
-def test_benchmark_smoke(script, args, check, digits, modules, timeout, tmp_path):
+def test_benchmark_smoke(script, args, check, digits, modules, timeout, tmp_path, request):
     if digits and not DIGITS_YAML.exists():
         pytest.skip("the digits fixture is generated by make (examples/digits/make_dataset.py)")
     missing = [m for m in modules if importlib.util.find_spec(m) is None]
@@ -327,7 +333,9 @@ def test_benchmark_smoke(script, args, check, digits, modules, timeout, tmp_path
     # One torch thread: on a small machine shared with other jobs, oversubscribed threads make the
     # tiny runs several times slower; the smoke test measures nothing.
     env.setdefault("OMP_NUM_THREADS", "1")
-    argv = [sys.executable, str(BENCH / script), *(a.replace("{tmp}", str(tmp_path)) for a in args)]
+    tiny = str(request.getfixturevalue("tiny_digits")) if any("{tiny}" in a for a in args) else ""
+    argv = [sys.executable, str(BENCH / script), *(a.replace("{tmp}", str(tmp_path)).replace("{tiny}", tiny)
+                                                   for a in args)]
     try:
         proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as e:

@@ -144,9 +144,9 @@ class PairSearch(SearchStrategy):
 
 
 @needs_digits
-def test_two_workers_give_the_in_process_results_in_trial_order(tmp_path):
+def test_two_workers_give_the_in_process_results_in_trial_order(tmp_path, tiny_digits):
     """The same batch of two trials in process and on two worker processes: same models, same metrics,
-    recorded in trial order."""
+    recorded in trial order (on the tiny copy of the digits data)."""
     from yolocc.compiler.api import Compiler
     from yolocc.compiler.budget import Budget
     from yolocc.compiler.options import CompileOptions
@@ -154,7 +154,8 @@ def test_two_workers_give_the_in_process_results_in_trial_order(tmp_path):
     compiler = Compiler()
     runs = {}
     for workers in (None, 2):
-        opts = CompileOptions(max_drop=100.0, data=str(DIGITS), calib=str(CALIB), latency_runs=1, workers=workers)
+        opts = CompileOptions(max_drop=100.0, data=str(tiny_digits / "digits.yaml"),
+                              calib=str(tiny_digits / "calib/images"), latency_runs=1, workers=workers)
         budget = Budget(compiler, opts, PairSearch())
         ir, report = budget.search(str(DETECTOR))
         runs[workers] = budget, report

@@ -28,3 +28,23 @@ def test_node_macs_keys_unnamed_and_repeated_names_by_output():
                         "d": 2 * 4 * 4 * 2,      # "c" taken: its output
                         "fc": 5 * 32}
     assert onnxgraph.macs(_model()) == sum(per_node.values())
+
+
+def test_folded_folds_a_graph_once_and_returns_a_new_model_each_time(monkeypatch):
+    """calibrate's candidates fold one float graph many times: the second call is served from the memo,
+    and an edit to one returned model reaches neither the memo nor the input."""
+    calls = []
+    fold = onnxgraph._fold
+    monkeypatch.setattr(onnxgraph, "_FOLDED", {})
+    monkeypatch.setattr(onnxgraph, "_fold", lambda m: calls.append(1) or fold(m))
+    model = _model()
+    first = onnxgraph.folded(model)
+    first.graph.node[0].name = "edited"
+    second = onnxgraph.folded(_model())
+    assert len(calls) == 1 and second.graph.node[0].name == "c" and model.graph.node[0].name == "c"
+    assert second.SerializeToString() == fold(_model()).SerializeToString()
+    changed = _model()
+    changed.graph.initializer[0].float_data[:] = [2.0] * (8 * 4 * 9)
+    changed.graph.initializer[0].ClearField("raw_data")
+    onnxgraph.folded(changed)
+    assert len(calls) == 2  # other weights: folded anew
