@@ -4,7 +4,8 @@ Ultralytics' own exports (FP32 on both runtimes, NNCF INT8 on OpenVINO), with th
     .venv/bin/python benchmarks/speed.py [--model yolov8n.yaml] [--imgsz 640] [--runs 30] [--repeat 3]
         [--turn 1] [--threads N] [--calib examples/digits/data/calib/images] [--calib-n 128]
         [--data examples/digits/data/digits.yaml] [--recipe examples/recipes/cpu-fast.yaml]
-        [--ov-recipe examples/recipes/openvino-fast.yaml] [--no-openvino] [--out runs/bench/speed.json]
+        [--ov-recipe examples/recipes/openvino-fast.yaml] [--round-to auto] [--no-openvino]
+        [--out runs/bench/speed.json]
 
 Rows (onnxruntime: CPU execution provider, target ort-cpu, thread spinning off; OpenVINO: CPU plugin,
 target openvino, compiled as benchmarks/openvino.py does: latency hint, one stream, f32 inference
@@ -76,7 +77,7 @@ import onnx  # noqa: E402
 
 from yolocc.compiler import ceiling, measure, onnxgraph  # noqa: E402
 from yolocc.compiler.api import Compiler  # noqa: E402
-from yolocc.compiler.params import PassSpec  # noqa: E402
+from yolocc.compiler.params import PassSpec, parse_pass_spec  # noqa: E402
 from yolocc.compiler.recipe import load_recipe  # noqa: E402
 
 CALIB = ROOT / "examples/digits/data/calib/images"
@@ -122,6 +123,15 @@ def structural_passes(compiler: Compiler, recipe: str) -> list[PassSpec]:
     return out
 
 
+def with_round_to(passes: list, round_to: str) -> list:
+    """``passes`` with every prune's ``round_to`` set to ``round_to`` (``auto``: as written)."""
+    if round_to == "auto":
+        return passes
+    specs = [parse_pass_spec(p) if isinstance(p, str) else p for p in passes]
+    return [PassSpec(s.name, {**s.args, "round_to": round_to}, s.positional) if s.name == "prune" else s
+            for s in specs]
+
+
 def openvino_bench() -> ModuleType:
     """benchmarks/openvino.py as a module (its Ultralytics OpenVINO export and calibration-data helpers),
     loaded from its file under another name: imported as ``openvino`` it would shadow the package."""
@@ -152,6 +162,8 @@ def main() -> int:
                     help="the onnxruntime fast row's recipe (also timed on OpenVINO: ov_cpu_fast)")
     ap.add_argument("--ov-recipe", default=str(ROOT / "examples/recipes/openvino-fast.yaml"),
                     help="the OpenVINO fast row's recipe (ov_fast)")
+    ap.add_argument("--round-to", default="auto", help="every prune's round_to (default auto: the pass's own, the "
+                    "multiple timed on the pruned model; an integer skips that timing)")
     ap.add_argument("--runs", type=int, default=30, help="timed rounds per repeat")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--turn", type=int, default=1,
@@ -162,6 +174,8 @@ def main() -> int:
     args = ap.parse_args()
     if args.turn < 1:
         ap.error(f"--turn must be at least 1, got {args.turn}")
+    if args.round_to != "auto" and not (args.round_to.isdigit() and int(args.round_to) >= 1):
+        ap.error(f"--round-to must be auto or a positive integer, got {args.round_to!r}")
     threads = args.threads or default_threads()
 
     ov = nncf = ovb = None
@@ -184,6 +198,8 @@ def main() -> int:
     ov_rows = {"ov_int8": rows["int8"], "ov_prune_int8": rows["prune_int8"],
                "ov_prune_open_int8": ["prune:0.25,protect_head=false", "int8"], "ov_cpu_fast": rows["fast"],
                "ov_fast": ov_fast}
+    rows = {name: with_round_to(passes, args.round_to) for name, passes in rows.items()}
+    ov_rows = {name: with_round_to(passes, args.round_to) for name, passes in ov_rows.items()}
     x = measure.timing_input((1, 3, args.imgsz, args.imgsz))
     ort_models: dict[str, bytes] = {}
     ov_models: dict[str, bytes | Path] = {}  # ONNX (yolocc) or an IR folder (Ultralytics' exports)
@@ -273,7 +289,7 @@ def main() -> int:
                    "warmup_rounds": WARMUP, "statistic": "median", "ort_spinning": "off",
                    "openvino_config": "compile_cpu: LATENCY hint, 1 stream, f32 inference precision",
                    "loadavg_1min": [round(load_before, 2), round(load_after, 2)]},
-        "fast_passes": [str(s) for s in fast], "recipe": os.path.relpath(args.recipe, ROOT),
+        "round_to": args.round_to, "fast_passes": [str(s) for s in fast], "recipe": os.path.relpath(args.recipe, ROOT),
         **({"ov_fast_passes": [str(s) for s in ov_fast], "ov_recipe": os.path.relpath(args.ov_recipe, ROOT)}
            if ov is not None else {}),
         "fp32_ms": ms["fp32"], "int8_ms": ms["int8"], "prune_int8_ms": ms["prune_int8"], "fast_ms": ms["fast"],
