@@ -280,11 +280,13 @@ CASES = [
     case("interleave.py", ["--imgsz", "64", "--calib-n", "8", "--rounds", "2", "--block", "2", "--threads", "1",
                            "--out", "{tmp}/interleave.json"], check_interleave),
     # 16 calibration images (yolocc's method=auto cross-fits all of them, 4 folds x 6 candidates, twice),
-    # two Ultralytics exports and four validations of the tiny data's 16 test images
+    # two Ultralytics exports and four validations of the tiny data's 16 test images. Slow: over 3 minutes
+    # on 2 cores; its helpers (exports, calibration YAML, test mAP) run in the speed and openvino_grid cases.
     case("openvino.py", ["--runs", "2", "--repeat", "1", "--threads", "1", "--turn", "2", "--zero-copy",
                          "--data", "{tiny}/digits.yaml", "--calib", "{tiny}/calib/images", "--calib-n", "16",
                          "--out", "{tmp}/openvino.json"],
-         check_openvino, modules=("openvino", "nncf"), timeout=900),
+         check_openvino, modules=("openvino", "nncf"), timeout=900,
+         slow="two Ultralytics exports, two yolocc compiles and four validations: 195 s on 2 cores"),
     # two calibration draws (the calib folder, 16 train images), one method, both grids: ~3 NNCF/yolocc
     # compiles and 7 validations of the tiny data's 16 test images
     case("openvino_grid.py", ["--draws", "2", "--n", "16", "--methods", "mean-minmax", "--data", "{tiny}/digits.yaml",
@@ -303,8 +305,10 @@ CASES = [
     case("tasks.py", ["--tasks", "obb", "--max-macs", "0.1", "--max-drop", "100", "--data-dir", "{tiny}", "--runs", "2",
                       "--repeat", "1", "--out", "{tmp}/tasks.json"], check_tasks),
     case("qat.py", ["--tiny", "--data-dir", "{tiny}", "--out", "{tmp}/qat.json"], check_qat),
-    # the three executors on random yolov8n.yaml and a few images: mostly worker and Ray start-up
-    case("search_scale.py", ["--tiny", "--out", "{tmp}/search_scale.json"], check_search_scale),
+    # the three executors on random yolov8n.yaml and a few images: mostly worker and Ray start-up. Slow:
+    # over 3 minutes on 2 cores; tests/compiler/test_executor.py runs both executors (and an embedded Ray).
+    case("search_scale.py", ["--tiny", "--out", "{tmp}/search_scale.json"], check_search_scale,
+         slow="three searches, two of them on worker processes or Ray: 190 s on 2 cores"),
     case("soak.py", ["--n", "2", "--imgsz", "64", "--out", "{tmp}/soak.json"], check_soak),
     # nine models, five of them on OpenVINO (two Ultralytics exports, NNCF's calibrating on the tiny data's 32
     # calib images); --round-to 8 skips the pruned-model timing of round_to=auto (half the run's time)
