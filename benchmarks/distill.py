@@ -1,7 +1,8 @@
 """Benchmark: recovery after aggressive pruning, plain fine-tuning against distillation.
 
     .venv/bin/python benchmarks/distill.py [--epochs 3] [--ratio 0.5] [--seeds 0 1 2] [--split test]
-                                           [--task detect|classify] [--out runs/bench/distill.json]
+                                           [--task detect|classify] [--data-dir examples/digits/data]
+                                           [--out runs/bench/distill.json]
 
 On the bundled digits detector, in one run: the baseline, prune:RATIO, prune + finetune for N epochs,
 prune + distill for N epochs (teacher: the unpruned model), each recovery once per seed (a seed
@@ -33,8 +34,9 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 from yolocc.compiler.api import Compiler  # noqa: E402
 from yolocc.compiler.interfaces import EVAL_SPLITS  # noqa: E402
 
-MODELS = {"detect": ("examples/digits/weights/yolov8n-digits.pt", "examples/digits/data/digits.yaml", "mAP50-95"),
-          "classify": ("examples/digits/weights/yolov8n-cls-digits.pt", "examples/digits/data/cls", "top1")}
+#: task: (model, its data inside the --data-dir folder, metric)
+MODELS = {"detect": ("examples/digits/weights/yolov8n-digits.pt", "digits.yaml", "mAP50-95"),
+          "classify": ("examples/digits/weights/yolov8n-cls-digits.pt", "cls", "top1")}
 RECOVERIES = {
     "detect": {"finetune": "finetune", "distill": "distill"},
     # distill = the defaults: curriculum temperature on, logit standardization off, Adam with clip 1.0
@@ -52,9 +54,12 @@ def main() -> int:
     ap.add_argument("--split", choices=EVAL_SPLITS, default="test", help="split accuracy is measured on")
     ap.add_argument("--task", choices=sorted(MODELS), default="detect")
     ap.add_argument("--only", nargs="+", metavar="KEY", help="run only these recoveries (default: all)")
+    ap.add_argument("--data-dir", default="examples/digits/data", help="the digits data folder (default: "
+                    "%(default)s; a smaller copy: examples/digits/make_dataset.py --out DIR --n-val 16 ...)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     model, data, metric = MODELS[args.task]
+    data = os.path.join(args.data_dir, data)
     out = args.out or ("runs/bench/distill.json" if args.task == "detect" else "runs/bench/distill-cls.json")
     if not Path(data).exists():
         print(f"{data} is missing: run .venv/bin/python examples/digits/make_dataset.py", file=sys.stderr)

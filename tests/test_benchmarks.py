@@ -266,7 +266,7 @@ CASES = [
     # onnxruntime only (OpenVINO adds its four rows where installed; the same code path)
     case("channels.py", ["--imgsz", "64", "--calib-n", "8", "--runs", "2", "--repeat", "1", "--runtimes", "ort",
                          "--out", "{tmp}/channels.json"], check_channels),
-    case("distill.py", ["--epochs", "1", "--only", "distill", "--out", "{tmp}/distill.json"],
+    case("distill.py", ["--epochs", "1", "--only", "distill", "--data-dir", "{tiny}", "--out", "{tmp}/distill.json"],
          check_distill("mAP50-95", "distill"), id="distill-detect"),
     case("distill.py", ["--task", "classify", "--epochs", "1", "--only", "distill", "--out", "{tmp}/distill.json"],
          check_distill("top1", "distill"), id="distill-classify"),
