@@ -52,7 +52,7 @@ TASKS = task_table(D)
 
 
 def bench_task(task: str, max_drop: float, max_macs: float | None, runs: int, repeat: int, folder: Path,
-               tasks: dict[str, tuple[Path, Path, Path]] = TASKS) -> dict:
+               tasks: dict[str, tuple[Path, Path, Path]]) -> dict:
     """One task's row: metric, baseline (test), int8_drop and budget_drop (test, points),
     budget_speedup_vs_int8, the chosen passes, the search's cap (``max_macs``), every candidate
     (val/test/drop/latency) and wall_s; ``met`` False (with the reason) when no candidate fits."""

@@ -99,20 +99,23 @@ def calib_dir(tmp_path_factory):
     return folder
 
 
+def make_digits(out: Path, *args: str) -> Path:
+    """``out`` filled by ``examples/digits/make_dataset.py --out out ARGS`` (its sizes and sets)."""
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "examples/digits/make_dataset.py"
+    subprocess.run([sys.executable, str(script), "--out", str(out), *args], check=True, capture_output=True)
+    return out
+
+
 @pytest.fixture(scope="session")
 def tiny_digits(tmp_path_factory) -> Path:
     """A small copy of the digits data (``make_dataset.py --out``, about 2 s): 32 train, 16 val,
     32 calibration and 16 test images per detection and segment/pose/OBB set, no classification set.
     For tests whose point is a code path, not a metric: validation and calibration cost seconds, not minutes."""
-    import subprocess
-    import sys
-
-    root = Path(__file__).resolve().parents[1]
-    out = tmp_path_factory.mktemp("tiny-digits")
-    subprocess.run([sys.executable, str(root / "examples/digits/make_dataset.py"), "--out", str(out), "--n-train", "32",
-                    "--n-val", "16", "--n-calib", "32", "--n-test", "16", "--n-cls-train", "0"], check=True,
-                   capture_output=True)
-    return out
+    return make_digits(tmp_path_factory.mktemp("tiny-digits"), "--n-train", "32", "--n-val", "16", "--n-calib", "32",
+                       "--n-test", "16", "--n-cls-train", "0")
 
 
 @pytest.fixture

@@ -6,11 +6,11 @@ decides, not its value.
 """
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import make_digits
 
 ROOT = Path(__file__).resolve().parents[2]
 WEIGHTS = ROOT / "examples/digits/weights"
@@ -20,11 +20,8 @@ TASKS = {"seg": ("segment", "mask mAP50-95"), "pose": ("pose", "pose mAP50-95"),
 @pytest.fixture(scope="module")
 def tiny_tasks(tmp_path_factory):
     """The task datasets with 16/8/8/4 train/val/calib/test images (made in about a second)."""
-    out = tmp_path_factory.mktemp("tasks")
-    subprocess.run([sys.executable, str(ROOT / "examples/digits/make_dataset.py"), "--out", str(out), "--n-train", "16",
-                    "--n-val", "8", "--n-calib", "8", "--n-test", "4", "--n-cls-train", "0", "--no-det"],
-                   check=True, capture_output=True)
-    return out
+    return make_digits(tmp_path_factory.mktemp("tasks"), "--n-train", "16", "--n-val", "8", "--n-calib", "8",
+                       "--n-test", "4", "--n-cls-train", "0", "--no-det")
 
 
 @pytest.mark.parametrize("task", sorted(TASKS))
