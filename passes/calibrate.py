@@ -11,13 +11,9 @@ method's (``n`` counts those images; the candidates were scored from the ones le
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
 import json
 import logging
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Sequence
@@ -34,16 +30,12 @@ from yolocc.compiler.params import Param
 from yolocc.compiler.passbase import Pass, PassContext, PassResult
 
 from . import bias_correction, calib_checks, calib_select
+from .calib_collect import Subset, collect, collect_subsets
 from .calib_data import DEFAULT_N, fingerprint, load_calibration, load_split
 
 log = logging.getLogger(__name__)
 
 METHODS = ("auto", "minmax", "mean-minmax", "entropy", "percentile", "distribution")
-#: Op types whose inputs/outputs are calibrated (everything a target may quantize).
-CALIBRATED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "Mul", "Sigmoid", "Concat",
-                  "MaxPool", "AveragePool", "GlobalAveragePool", "Resize", "Relu", "Clip", "LeakyRelu",
-                  "Sub", "Split", "Slice", "Reshape", "Transpose", "Softmax")
-CHUNK = 16  # samples per calibrator call: bounds the memory of intermediate outputs
 
 
 def cache_dir(ctx: PassContext) -> Path:
@@ -159,22 +151,26 @@ class Calibrate(Pass):
         model_hash = hashlib.sha256(model_bytes).hexdigest()
         t0 = time.perf_counter()
         if folds > 1:
-            splits = [(np.delete(full, idx, 0), full[idx]) for idx in calib_select.fold_indices(len(full), folds)]
+            held_out = calib_select.fold_indices(len(full), folds)
+            splits = [(np.delete(full, idx, 0), full[idx]) for idx in held_out]
+            # One pass over the images: each fold's ranges from the images outside it, and the minmax of
+            # the first fold's held-out images (the domain check).
+            images = full
+            range_sets = [np.setdiff1d(np.arange(len(full)), idx) for idx in held_out]
+            held_set = held_out[0]
         else:
             splits = [(data, held)]
+            images = [*data, *held]
+            range_sets, held_set = [np.arange(len(data))], np.arange(len(data), len(data) + len(held))
         data, held = splits[0]
-        per_fold, ranges_keys, ranges_hit = [], [], True
-        for fold_data, _ in splits:
-            ranges_key = _key(model_hash, fingerprint(fold_data), json.dumps(calib_select.CANDIDATES),
-                              "auto-ranges-v1")
-            found, hit = cached_json(cache_dir(ctx) / f"{ranges_key}.json",
-                                     lambda: _collect_candidates(model_bytes, ir.input.name, fold_data, ctx),
-                                     "calibration")
-            per_fold.append(found)
-            ranges_keys.append(ranges_key)
-            ranges_hit = ranges_hit and hit
+        ranges_key = _key(model_hash, *(fingerprint(d) + fingerprint(h) for d, h in splits),
+                          json.dumps(calib_select.CANDIDATES), "auto-ranges-v2")
+        found, ranges_hit = cached_json(cache_dir(ctx) / f"{ranges_key}.json",
+                                        lambda: _collect_candidates(model_bytes, ir.input.name, images, range_sets,
+                                                                    held_set, ctx),
+                                        "calibration")
+        per_fold = found["folds"]
         candidates = per_fold[0]
-        ranges_key = ranges_keys[0] if folds == 1 else _key(*ranges_keys, str(folds))
         held_print = fingerprint(held) if folds == 1 else _key(*(fingerprint(h) for _, h in splits))
         t1 = time.perf_counter()
         # The output's named parts are part of the key: fidelity weighs each one (a choice scored before a
@@ -189,9 +185,8 @@ class Calibrate(Pass):
         def choose() -> dict:
             scores = calib_select.score_folds(ir, ctx, [(c["ranges"], h) for c, (_, h) in zip(per_fold, splits)],
                                               build, ctx.progress_for("calibration: scoring methods"))
-            held_minmax = collect(model_bytes, ir.input.name, held, "minmax")[0]
             return {**calib_select.choose(scores),
-                    "domain": calib_checks.domain(candidates["ranges"]["minmax"], held_minmax)}
+                    "domain": calib_checks.domain(candidates["ranges"]["minmax"], found["held_minmax"])}
 
         choice, choice_hit = cached_json(cache_dir(ctx) / f"{choice_key}.json", choose, "calibration choice")
         t2 = time.perf_counter()
@@ -395,78 +390,16 @@ def bias_note(bias: dict | None) -> str:
             f"{bias['fidelity_before']:.6f} -> {bias['fidelity_after']:.6f})")
 
 
-def _collect_candidates(model_bytes: bytes, input_name: str, data: np.ndarray, ctx: PassContext) -> dict:
-    """Every candidate's ranges on ``data``: ``{"n", "ranges": {label: {tensor: [min, max]}},
-    "failed": {label: why}}`` (a histogram calibrator that rejects the data leaves its labels out)."""
-    ranges, failed = {}, {}
-    groups = calib_select.by_method(calib_select.CANDIDATES)
-    progress = ctx.progress_for("calibrating (auto)")
-    for i, (method, pcts) in enumerate(groups.items(), 1):
-        labels = [label for label in calib_select.CANDIDATES if calib_select.parse(label)[0] == method]
-        try:
-            results = collect(model_bytes, input_name, data, method, pcts)
-        except PassError as e:
-            failed.update({label: str(e).split("; ")[0] for label in labels})
-            continue
-        ranges.update(zip(labels, results))
-        if progress:
-            progress(i, len(groups))
-    if "minmax" not in ranges:
-        raise PassError("calibration: the minmax calibrator failed; check the calibration inputs")
-    return {"n": int(len(data)), "ranges": ranges, "failed": failed}
-
-
-def collect(model_bytes: bytes, input_name: str, data: np.ndarray, method: str,
-            percentiles: Sequence[float | None] = (None,), progress=None) -> list[dict[str, list[float]]]:
-    """Activation ranges ``{tensor: [min, max]}`` of ``data`` (N, C, H, W) from onnxruntime's calibrator
-    for ``method``, one dict per entry of ``percentiles`` (``method=percentile``: every percentile is
-    read off one collected histogram; other methods: one entry). Raises ``PassError`` when a histogram
-    calibrator rejects a nearly constant activation."""
-    from onnxruntime.quantization.calibrate import CalibrationDataReader, CalibrationMethod, create_calibrator
-
-    kind = {"minmax": CalibrationMethod.MinMax, "mean-minmax": CalibrationMethod.MinMax,
-            "entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile,
-            "distribution": CalibrationMethod.Distribution}[method]
-    extra = {"percentile": percentiles[0]} if method == "percentile" else {}
-    if method == "mean-minmax":  # onnxruntime's moving average, weighted per chunk below into the plain mean
-        extra = {"moving_average": True}
-
-    class Reader(CalibrationDataReader):
-        def __init__(self, rows):
-            self.rows = iter(rows)
-
-        def get_next(self):
-            row = next(self.rows, None)
-            return None if row is None else {input_name: row[None]}
-
-    results = []
-    with tempfile.TemporaryDirectory(prefix="yolocc-calib-") as tmp:
-        model_path = os.path.join(tmp, "model.onnx")
-        Path(model_path).write_bytes(model_bytes)
-        calibrator = create_calibrator(model_path, list(CALIBRATED_OPS), os.path.join(tmp, "augmented.onnx"),
-                                       calibrate_method=kind, extra_options=extra,
-                                       providers=["CPUExecutionProvider"])
-        # onnxruntime's histogram calibrators print to stdout, which belongs to --json output.
-        with contextlib.redirect_stdout(io.StringIO()):
-            try:
-                for start in range(0, len(data), CHUNK):
-                    chunk = data[start:start + CHUNK]
-                    if method == "mean-minmax":  # this chunk's share of the images seen so far
-                        calibrator.averaging_constant = len(chunk) / (start + len(chunk))
-                    calibrator.collect_data(Reader(chunk))
-                    if progress:
-                        progress(min(start + CHUNK, len(data)), len(data))
-                for i, p in enumerate(percentiles if method == "percentile" else (None,)):
-                    if i:  # the same histogram, read at another percentile
-                        calibrator.collector.percentile = p
-                    ranges = calibrator.compute_data()
-                    results.append({name: [float(np.asarray(td.range_value[0]).min()),
-                                           float(np.asarray(td.range_value[1]).max())]
-                                    for name, td in ranges.items()})
-            except ValueError as e:  # onnxruntime's histogram collectors reject near-constant tensors
-                raise PassError(f"onnxruntime's {method} calibrator failed ({str(e).splitlines()[0]}); "
-                                f"some activation is nearly constant on these inputs: try method=minmax") from e
-    return results
+def _collect_candidates(model_bytes: bytes, input_name: str, images, range_sets: list[np.ndarray],
+                        held_set: np.ndarray, ctx: PassContext) -> dict:
+    """Every candidate's ranges on each of ``range_sets`` (indices into ``images``, (C, H, W) arrays),
+    and the minmax ranges of the held-out images ``held_set``, from one pass over the images
+    (``calib_collect.collect_subsets``): ``{"folds": [{"n", "ranges": {label: {tensor: [min, max]}},
+    "failed": {label: why}}], "held_minmax": {tensor: [min, max]}}`` (a histogram calibrator that
+    rejects a fold's data leaves its labels out there)."""
+    subsets = [Subset(idx, calib_select.CANDIDATES) for idx in range_sets] + [Subset(held_set, ("minmax",))]
+    results = collect_subsets(model_bytes, input_name, images, subsets, ctx.progress_for("calibrating (auto)"))
+    return {"folds": results[:-1], "held_minmax": results[-1]["ranges"]["minmax"]}
 
 
 def _weight_ranges(model) -> dict[str, list[float]]:

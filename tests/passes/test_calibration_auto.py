@@ -173,7 +173,7 @@ def test_mean_minmax_is_the_mean_of_per_image_ranges():
     import onnx
     from onnx import TensorProto, helper
 
-    from yolocc.passes.calibrate import CHUNK, collect
+    from yolocc.passes.calib_collect import CHUNK, collect
 
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 4, 4])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, 4, 4])
