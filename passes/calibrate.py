@@ -30,7 +30,7 @@ from yolocc.compiler.params import Param
 from yolocc.compiler.passbase import Pass, PassContext, PassResult
 
 from . import bias_correction, calib_checks, calib_select
-from .calib_collect import Subset, collect, collect_subsets
+from .calib_collect import EXTREMES, Subset, collect, collect_subsets
 from .calib_data import DEFAULT_N, fingerprint, load_calibration, load_split
 
 log = logging.getLogger(__name__)
@@ -155,19 +155,21 @@ class Calibrate(Pass):
             splits = [(np.delete(full, idx, 0), full[idx]) for idx in held_out]
             # One pass over the images: each fold's ranges from the images outside it, and the minmax of
             # the first fold's held-out images (the domain check).
+            # ... and the extremes of all of them: minmax and mean-minmax refit without another pass.
             images = full
             range_sets = [np.setdiff1d(np.arange(len(full)), idx) for idx in held_out]
-            held_set = held_out[0]
+            held_set, refit_set = held_out[0], np.arange(len(full))
         else:
             splits = [(data, held)]
             images = [*data, *held]
             range_sets, held_set = [np.arange(len(data))], np.arange(len(data), len(data) + len(held))
+            refit_set = None  # a refit reads other images (load_calibration's n)
         data, held = splits[0]
         ranges_key = _key(model_hash, *(fingerprint(d) + fingerprint(h) for d, h in splits),
                           json.dumps(calib_select.CANDIDATES), "auto-ranges-v2")
         found, ranges_hit = cached_json(cache_dir(ctx) / f"{ranges_key}.json",
                                         lambda: _collect_candidates(model_bytes, ir.input.name, images, range_sets,
-                                                                    held_set, ctx),
+                                                                    held_set, refit_set, ctx),
                                         "calibration")
         per_fold = found["folds"]
         candidates = per_fold[0]
@@ -205,7 +207,8 @@ class Calibrate(Pass):
         scored = sum(len(h) for _, h in splits)
         if refit:
             kept = bool(bias and bias["kept"])
-            result, key, refit_hit = self._refit(ir, ctx, model_bytes, build, chosen, full, _key(key, chosen), kept)
+            result, key, refit_hit = self._refit(ir, ctx, model_bytes, build, chosen, full, _key(key, chosen), kept,
+                                                 found.get("refit_extremes", {}).get(chosen))
         images = int(len(full)) if refit else candidates["n"]
         line = "; ".join(x for x in [calib_select.summary(choice, scored, folds), confirm_note(confirm),
                                      bias_note(bias), refit_note(refit, images, bias)] if x)
@@ -236,9 +239,9 @@ class Calibrate(Pass):
         return calibration, facts, diagnostics
 
     def _refit(self, ir: ModelIR, ctx: PassContext, model_bytes: bytes, build: calib_select.Build, chosen: str,
-               full: np.ndarray, key: str, bias: bool) -> tuple[dict, str, bool]:
+               full: np.ndarray, key: str, bias: bool, known: dict | None = None) -> tuple[dict, str, bool]:
         """The chosen candidate's ranges recomputed on ``full`` (N, C, H, W), exactly as ``method=<chosen>``
-        computes them, and with ``bias`` (bias correction kept) its shifts re-measured on ``full`` with those
+        computes them (``known``: those ranges, already collected with the candidates), and with ``bias`` (bias correction kept) its shifts re-measured on ``full`` with those
         ranges, as ``bias_correction=true`` does: auto's model is then the fixed method's. Returns (the
         analysis entries ``{"activations", "bias_shifts"?}``, their cache key, whether the cache had them);
         ``key``: the choice's."""
@@ -246,8 +249,8 @@ class Calibrate(Pass):
         refit_key = _key(key, fingerprint(full), str(bias), "auto-refit-v1")
 
         def measure() -> dict:
-            ranges = collect(model_bytes, ir.input.name, full, method, (pct,),
-                             ctx.progress_for("calibration: refit"))[0]
+            ranges = known or collect(model_bytes, ir.input.name, full, method, (pct,),
+                                      ctx.progress_for("calibration: refit"))[0]
             shifts = bias_correction.drift(ir.onnx_model, build(ranges), full, ctx.options.threads) if bias else {}
             return {"activations": ranges, **({"bias_shifts": shifts} if shifts else {})}
 
@@ -391,15 +394,22 @@ def bias_note(bias: dict | None) -> str:
 
 
 def _collect_candidates(model_bytes: bytes, input_name: str, images, range_sets: list[np.ndarray],
-                        held_set: np.ndarray, ctx: PassContext) -> dict:
+                        held_set: np.ndarray, refit_set: np.ndarray | None, ctx: PassContext) -> dict:
     """Every candidate's ranges on each of ``range_sets`` (indices into ``images``, (C, H, W) arrays),
-    and the minmax ranges of the held-out images ``held_set``, from one pass over the images
-    (``calib_collect.collect_subsets``): ``{"folds": [{"n", "ranges": {label: {tensor: [min, max]}},
-    "failed": {label: why}}], "held_minmax": {tensor: [min, max]}}`` (a histogram calibrator that
-    rejects a fold's data leaves its labels out there)."""
+    the minmax ranges of the held-out images ``held_set`` and, with ``refit_set``, the minmax and
+    mean-minmax ranges of those images (a refit's, computed as ``collect`` computes them), from one pass
+    over the images (``calib_collect.collect_subsets``): ``{"folds": [{"n", "ranges": {label: {tensor:
+    [min, max]}}, "failed": {label: why}}], "held_minmax": {tensor: [min, max]}, "refit_extremes":
+    {label: {tensor: [min, max]}}}`` (a histogram calibrator that rejects a fold's data leaves its labels
+    out there)."""
     subsets = [Subset(idx, calib_select.CANDIDATES) for idx in range_sets] + [Subset(held_set, ("minmax",))]
+    if refit_set is not None:
+        subsets.append(Subset(refit_set, EXTREMES))
     results = collect_subsets(model_bytes, input_name, images, subsets, ctx.progress_for("calibrating (auto)"))
-    return {"folds": results[:-1], "held_minmax": results[-1]["ranges"]["minmax"]}
+    found = {"folds": results[:len(range_sets)], "held_minmax": results[len(range_sets)]["ranges"]["minmax"]}
+    if refit_set is not None:
+        found["refit_extremes"] = results[-1]["ranges"]
+    return found
 
 
 def _weight_ranges(model) -> dict[str, list[float]]:

@@ -141,6 +141,18 @@ def test_auto_model_is_the_chosen_fixed_methods(compiler, tmp_path, spiky_calib)
     assert compile_(spec, "fixed-folded.onnx")[1] == folded
 
 
+def test_cross_fitting_refits_an_extreme_from_the_shared_pass(compiler, tmp_path, spiky_calib, monkeypatch):
+    """The one pass of cross-fitting also gives minmax and mean-minmax on all the samples, so a chosen
+    extreme is refit without another calibrator run (the model is still the fixed method's: above)."""
+    from yolocc.passes import calibrate
+
+    monkeypatch.setattr(calibrate, "collect", lambda *a, **k: pytest.fail("the refit ran a calibrator again"))
+    res = compiler.compile(_model(tmp_path, False), ["int8"], tmp_path / "m.onnx", imgsz=32, trust_model=True,
+                           calib=str(spiky_calib), measure=False)
+    facts = _calibrate_stage(res).changes
+    assert facts["folds"] == 4 and facts["refit"] and facts["chosen"] in ("minmax", "mean-minmax")
+
+
 def test_auto_needs_two_samples(compiler, tmp_path):
     one = tmp_path / "one.npy"
     np.save(one, np.random.default_rng(0).normal(size=(1, 8, 32, 32)).astype(np.float32))
