@@ -54,9 +54,9 @@ def _as_ranges(tensors_data) -> Ranges:
             for name, td in tensors_data.items()}
 
 
-def _failure(method: str, e: ValueError) -> PassError:
-    return PassError(f"onnxruntime's {method} calibrator failed ({str(e).splitlines()[0]}); "
-                     f"some activation is nearly constant on these inputs: try method=minmax")
+def _failed(method: str, e: ValueError) -> str:
+    """Why onnxruntime's ``method`` calibrator rejected the data, in one line."""
+    return f"onnxruntime's {method} calibrator failed ({str(e).splitlines()[0]})"
 
 
 def collect(model_bytes: bytes, input_name: str, data: np.ndarray, method: str,
@@ -99,7 +99,8 @@ def collect(model_bytes: bytes, input_name: str, data: np.ndarray, method: str,
                         calibrator.collector.percentile = p
                     results.append(_as_ranges(calibrator.compute_data()))
             except ValueError as e:  # onnxruntime's histogram collectors reject near-constant tensors
-                raise _failure(method, e) from e
+                raise PassError(f"{_failed(method, e)}; some activation is nearly constant on these inputs: "
+                                f"try method=minmax") from e
     return results
 
 
@@ -178,7 +179,7 @@ def collect_subsets(model_bytes: bytes, input_name: str, images: Sequence[np.nda
                     try:
                         c.collect({t: [outputs[j][t] for j in pending[k]] for t in tensors})
                     except ValueError as e:  # a nearly constant tensor: this method fails on this subset
-                        failed[k][method] = str(_failure(method, e))
+                        failed[k][method] = _failed(method, e)
                 pending[k] = []
             waiting = {j for p in pending for j in p}  # an image's outputs are kept until every chunk has it
             for j in [j for j in outputs if j not in waiting]:
@@ -206,11 +207,11 @@ def collect_subsets(model_bytes: bytes, input_name: str, images: Sequence[np.nda
                             calibrator.collector.percentile = p
                         ranges[label] = _as_ranges(calibrator.compute_data())
                 except ValueError as e:
-                    failed[k][method] = str(_failure(method, e))
+                    failed[k][method] = _failed(method, e)
                     for label in labels:
                         ranges.pop(label, None)
-            why = {label: failed[k][calib_select.parse(label)[0]].split("; ")[0]
-                   for label in s.labels if calib_select.parse(label)[0] in failed[k]}
+            why = {label: failed[k][calib_select.parse(label)[0]] for label in s.labels
+                   if calib_select.parse(label)[0] in failed[k]}
             results.append({"n": int(len(s.indices)), "ranges": ranges, "failed": why})
     return results
 

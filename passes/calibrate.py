@@ -153,9 +153,8 @@ class Calibrate(Pass):
         if folds > 1:
             held_out = calib_select.fold_indices(len(full), folds)
             splits = [(np.delete(full, idx, 0), full[idx]) for idx in held_out]
-            # One pass over the images: each fold's ranges from the images outside it, and the minmax of
-            # the first fold's held-out images (the domain check).
-            # ... and the extremes of all of them: minmax and mean-minmax refit without another pass.
+            # One pass over the images gives each fold's ranges (from the images outside it), the first
+            # fold's held-out minmax (the domain check) and the extremes of all of them (a refit's).
             images = full
             range_sets = [np.setdiff1d(np.arange(len(full)), idx) for idx in held_out]
             held_set, refit_set = held_out[0], np.arange(len(full))
@@ -241,8 +240,9 @@ class Calibrate(Pass):
     def _refit(self, ir: ModelIR, ctx: PassContext, model_bytes: bytes, build: calib_select.Build, chosen: str,
                full: np.ndarray, key: str, bias: bool, known: dict | None = None) -> tuple[dict, str, bool]:
         """The chosen candidate's ranges recomputed on ``full`` (N, C, H, W), exactly as ``method=<chosen>``
-        computes them (``known``: those ranges, already collected with the candidates), and with ``bias`` (bias correction kept) its shifts re-measured on ``full`` with those
-        ranges, as ``bias_correction=true`` does: auto's model is then the fixed method's. Returns (the
+        computes them (``known``: those ranges, already collected with the candidates), and with ``bias``
+        (bias correction kept) its shifts re-measured on ``full`` with those ranges, as
+        ``bias_correction=true`` does: auto's model is then the fixed method's. Returns (the
         analysis entries ``{"activations", "bias_shifts"?}``, their cache key, whether the cache had them);
         ``key``: the choice's."""
         method, pct = calib_select.parse(chosen)
